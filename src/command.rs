@@ -1,0 +1,1014 @@
+//! Parsing of SSH exec requests into one closed enum.
+//!
+//! The line is split like a POSIX shell would split words (quotes honoured)
+//! but nothing is ever run by a shell: each word becomes a typed, validated
+//! field. Every command's usage and help text lives in [`SPECS`], which also
+//! drives `help` and `<command> --help`. Pure: no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::validate;
+
+/// Exit codes, distinct per class of failure.
+pub const EXIT_OK: u32 = 0;
+pub const EXIT_FAILURE: u32 = 1;
+pub const EXIT_USAGE: u32 = 2;
+pub const EXIT_NOT_FOUND: u32 = 3;
+pub const EXIT_DENIED: u32 = 4;
+pub const EXIT_CONFLICT: u32 = 5;
+
+/// What an SSH exec line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `git-receive-pack '/app.git'` or `git-upload-pack …`.
+    Git {
+        service: GitService,
+        app: String,
+    },
+    Command(Cmd),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitService {
+    ReceivePack,
+    UploadPack,
+}
+
+impl GitService {
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            GitService::ReceivePack => "receive-pack",
+            GitService::UploadPack => "upload-pack",
+        }
+    }
+}
+
+/// A control command, fully validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Help {
+        topic: Option<String>,
+    },
+    /// `<command> --help`.
+    CommandHelp {
+        name: &'static str,
+    },
+    Apps {
+        json: bool,
+    },
+    AppsCreate {
+        app: String,
+    },
+    AppsDestroy {
+        app: String,
+    },
+    Ps {
+        app: String,
+        json: bool,
+    },
+    PsScale {
+        app: String,
+        scale: BTreeMap<String, u32>,
+    },
+    PsRestart {
+        app: String,
+        node: Option<String>,
+    },
+    PsStop {
+        app: String,
+    },
+    PsStart {
+        app: String,
+    },
+    Plan {
+        app: String,
+        json: bool,
+    },
+    Config {
+        app: String,
+        json: bool,
+    },
+    ConfigGet {
+        app: String,
+        key: String,
+    },
+    ConfigSet {
+        app: String,
+        vars: BTreeMap<String, String>,
+    },
+    ConfigUnset {
+        app: String,
+        keys: Vec<String>,
+    },
+    Domains {
+        app: String,
+        json: bool,
+    },
+    DomainsAdd {
+        app: String,
+        domains: Vec<String>,
+    },
+    DomainsRemove {
+        app: String,
+        domains: Vec<String>,
+    },
+    Logs {
+        app: String,
+        lines: usize,
+        follow: bool,
+        node: Option<String>,
+    },
+    Releases {
+        app: String,
+        json: bool,
+    },
+    ReleasesInfo {
+        app: String,
+        release: u32,
+        json: bool,
+    },
+    Rollback {
+        app: String,
+        release: Option<u32>,
+    },
+    Servers {
+        json: bool,
+    },
+    ServersInfo {
+        name: String,
+        json: bool,
+    },
+    Grid {
+        json: bool,
+    },
+    Keys {
+        json: bool,
+    },
+    KeysAdd {
+        name: String,
+        role: crate::store::Role,
+        apps: Vec<String>,
+        create: bool,
+    },
+    KeysRemove {
+        name: String,
+    },
+    Events {
+        app: Option<String>,
+        json: bool,
+    },
+}
+
+/// A refused line: the message and the exit code class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub message: String,
+    pub code: u32,
+}
+
+impl ParseError {
+    fn usage(message: impl Into<String>) -> ParseError {
+        ParseError {
+            message: message.into(),
+            code: EXIT_USAGE,
+        }
+    }
+
+    pub fn code(&self) -> u32 {
+        self.code
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// One command's usage line and help text.
+pub struct Spec {
+    pub name: &'static str,
+    pub topic: &'static str,
+    pub usage: &'static str,
+    pub summary: &'static str,
+    pub details: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "apps",
+        topic: "apps",
+        usage: "apps [--json]",
+        summary: "list apps with their status and live release",
+        details: "",
+    },
+    Spec {
+        name: "apps:create",
+        topic: "apps",
+        usage: "apps:create APP",
+        summary: "create an app without pushing",
+        details: "APP is 1-63 lower-case letters, digits and '-'. A first push by an admin creates the app too.",
+    },
+    Spec {
+        name: "apps:destroy",
+        topic: "apps",
+        usage: "apps:destroy APP --force  |  apps:destroy APP APP",
+        summary: "remove an app: containers, route, images, repo and config",
+        details: "Confirm with --force or by repeating the app name. Nothing of the app keeps running.",
+    },
+    Spec {
+        name: "ps",
+        topic: "ps",
+        usage: "ps APP [--json]",
+        summary: "the app's containers with state, release and address",
+        details: "",
+    },
+    Spec {
+        name: "ps:scale",
+        topic: "ps",
+        usage: "ps:scale APP NODE=N…",
+        summary: "set how many containers each node runs",
+        details: "Example: ps:scale myapp web=3 worker=0",
+    },
+    Spec {
+        name: "ps:restart",
+        topic: "ps",
+        usage: "ps:restart APP [NODE]",
+        summary: "restart the app's containers (or one node's)",
+        details: "",
+    },
+    Spec {
+        name: "ps:stop",
+        topic: "ps",
+        usage: "ps:stop APP",
+        summary: "stop every container of the app and unroute it",
+        details: "",
+    },
+    Spec {
+        name: "ps:start",
+        topic: "ps",
+        usage: "ps:start APP",
+        summary: "start a stopped app again",
+        details: "",
+    },
+    Spec {
+        name: "plan",
+        topic: "ps",
+        usage: "plan APP [--json]",
+        summary: "show the launch instructions that would bring the app to its desired state (dry run)",
+        details: "",
+    },
+    Spec {
+        name: "config",
+        topic: "config",
+        usage: "config APP [--json]",
+        summary: "show the app's config vars",
+        details: "",
+    },
+    Spec {
+        name: "config:get",
+        topic: "config",
+        usage: "config:get APP KEY",
+        summary: "print one config var's value",
+        details: "",
+    },
+    Spec {
+        name: "config:set",
+        topic: "config",
+        usage: "config:set APP KEY=VALUE…",
+        summary: "set config vars and roll out a new release",
+        details: "KEY is upper-case letters, digits and '_'.",
+    },
+    Spec {
+        name: "config:unset",
+        topic: "config",
+        usage: "config:unset APP KEY…",
+        summary: "remove config vars and roll out a new release",
+        details: "",
+    },
+    Spec {
+        name: "domains",
+        topic: "domains",
+        usage: "domains APP [--json]",
+        summary: "list the app's domains",
+        details: "",
+    },
+    Spec {
+        name: "domains:add",
+        topic: "domains",
+        usage: "domains:add APP DOMAIN…",
+        summary: "route more domains to the app's web node",
+        details: "",
+    },
+    Spec {
+        name: "domains:remove",
+        topic: "domains",
+        usage: "domains:remove APP DOMAIN…",
+        summary: "stop routing domains to the app",
+        details: "",
+    },
+    Spec {
+        name: "logs",
+        topic: "logs",
+        usage: "logs APP [-n N] [-f] [--node NODE]",
+        summary: "the app's container logs, merged and time-ordered",
+        details: "-n N shows the last N lines (default 100); -f follows until you disconnect.",
+    },
+    Spec {
+        name: "releases",
+        topic: "releases",
+        usage: "releases APP [--json]",
+        summary: "list the app's releases",
+        details: "",
+    },
+    Spec {
+        name: "releases:info",
+        topic: "releases",
+        usage: "releases:info APP vN [--json]",
+        summary: "show one release",
+        details: "",
+    },
+    Spec {
+        name: "rollback",
+        topic: "releases",
+        usage: "rollback APP [vN]",
+        summary: "redeploy an earlier release as a new one",
+        details: "Without vN, the release before the live one.",
+    },
+    Spec {
+        name: "servers",
+        topic: "servers",
+        usage: "servers [--json]",
+        summary: "list the servers of the grid",
+        details: "",
+    },
+    Spec {
+        name: "servers:info",
+        topic: "servers",
+        usage: "servers:info NAME [--json]",
+        summary: "show one server",
+        details: "",
+    },
+    Spec {
+        name: "grid",
+        topic: "servers",
+        usage: "grid [--json]",
+        summary: "show where every container is placed",
+        details: "",
+    },
+    Spec {
+        name: "keys",
+        topic: "keys",
+        usage: "keys [--json]",
+        summary: "list authorized keys (admin)",
+        details: "",
+    },
+    Spec {
+        name: "keys:add",
+        topic: "keys",
+        usage: "keys:add NAME --role admin|deployer [--apps a,b] [--create] < key.pub",
+        summary: "authorize a public key (admin)",
+        details: "The key is read from standard input. Deployers manage only the apps listed; --create lets them create apps.",
+    },
+    Spec {
+        name: "keys:remove",
+        topic: "keys",
+        usage: "keys:remove NAME",
+        summary: "revoke a key (admin)",
+        details: "",
+    },
+    Spec {
+        name: "events",
+        topic: "events",
+        usage: "events [APP] [--json]",
+        summary: "what happened: deploys, scaling, config and key changes",
+        details: "",
+    },
+    Spec {
+        name: "help",
+        topic: "help",
+        usage: "help [COMMAND]",
+        summary: "this overview, or one command's help",
+        details: "",
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+/// The overview printed by `help`.
+pub fn overview() -> String {
+    let mut out = String::from(
+        "Quarry: git push to deploy.\n\n  git push ssh://git@HOST:PORT/APP main   build and deploy APP\n\nCommands (ssh -p PORT git@HOST COMMAND …):\n",
+    );
+    let mut topic = "";
+    for s in SPECS {
+        if s.topic != topic {
+            topic = s.topic;
+            out.push('\n');
+        }
+        out.push_str(&format!("  {:<44} {}\n", s.usage, s.summary));
+    }
+    out.push_str("\nRead commands take --json. Every command takes --help.\n");
+    out
+}
+
+/// One command's `--help` text.
+pub fn command_help(s: &Spec) -> String {
+    let mut out = format!("Usage: {}\n\n{}.\n", s.usage, capitalise(s.summary));
+    if !s.details.is_empty() {
+        out.push_str(&format!("\n{}\n", s.details));
+    }
+    out
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Parse an exec line.
+pub fn parse_line(line: &str) -> Result<Request, ParseError> {
+    let words = shell_words::split(line)
+        .map_err(|_| ParseError::usage("unbalanced quotes in the command line"))?;
+    let Some((first, rest)) = words.split_first() else {
+        return Err(ParseError::usage(
+            "no command given; run `help` to see the commands",
+        ));
+    };
+    let service = match first.as_str() {
+        "git-receive-pack" => Some(GitService::ReceivePack),
+        "git-upload-pack" => Some(GitService::UploadPack),
+        _ => None,
+    };
+    if let Some(service) = service {
+        let [path] = rest else {
+            return Err(ParseError::usage(format!(
+                "{first} takes one repository path"
+            )));
+        };
+        return Ok(Request::Git {
+            service,
+            app: app_from_repo_path(path)?,
+        });
+    }
+    parse_command(first, rest).map(Request::Command)
+}
+
+/// `/myapp.git`, `myapp`, `myapp.git/` → `myapp`.
+fn app_from_repo_path(path: &str) -> Result<String, ParseError> {
+    let p = path.strip_prefix('/').unwrap_or(path);
+    let p = p.strip_suffix('/').unwrap_or(p);
+    let p = p.strip_suffix(".git").unwrap_or(p);
+    validate::app_name(p).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(p.to_string())
+}
+
+/// The words after the command name, split into positionals and flags.
+struct Args<'a> {
+    command: &'static str,
+    positionals: Vec<&'a str>,
+    flags: Vec<&'a str>,
+    options: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> Args<'a> {
+    /// Split `words`; `flags` are switches, `options` take a value.
+    fn split(
+        command: &'static str,
+        words: &'a [String],
+        flags: &[&str],
+        options: &[&str],
+    ) -> Result<Args<'a>, ParseError> {
+        let mut args = Args {
+            command,
+            positionals: Vec::new(),
+            flags: Vec::new(),
+            options: BTreeMap::new(),
+        };
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            let w = w.as_str();
+            if w.starts_with('-') && w.len() > 1 {
+                let (name, inline) = match w.split_once('=') {
+                    Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+                    _ => (w, None),
+                };
+                if flags.contains(&name) && inline.is_none() {
+                    args.flags.push(name);
+                } else if options.contains(&name) {
+                    let value = match inline {
+                        Some(v) => v,
+                        None => it.next().map(String::as_str).ok_or_else(|| {
+                            ParseError::usage(format!("{command}: {name} needs a value"))
+                        })?,
+                    };
+                    args.options.insert(name, value);
+                } else {
+                    return Err(ParseError::usage(format!(
+                        "{command}: unknown option {w}; usage: {}",
+                        spec(command).map_or("", |s| s.usage)
+                    )));
+                }
+            } else {
+                args.positionals.push(w);
+            }
+        }
+        Ok(args)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.contains(&name)
+    }
+
+    fn usage_error(&self, what: &str) -> ParseError {
+        ParseError::usage(format!(
+            "{}: {what}; usage: {}",
+            self.command,
+            spec(self.command).map_or("", |s| s.usage)
+        ))
+    }
+
+    /// Exactly `n` positionals.
+    fn exactly(&self, n: usize) -> Result<&[&'a str], ParseError> {
+        match self.positionals.len().cmp(&n) {
+            std::cmp::Ordering::Equal => Ok(&self.positionals),
+            std::cmp::Ordering::Less => Err(self.usage_error("missing argument")),
+            std::cmp::Ordering::Greater => {
+                Err(self.usage_error(&format!("unexpected argument {:?}", self.positionals[n])))
+            }
+        }
+    }
+
+    /// At least `n` positionals.
+    fn at_least(&self, n: usize) -> Result<&[&'a str], ParseError> {
+        if self.positionals.len() < n {
+            Err(self.usage_error("missing argument"))
+        } else {
+            Ok(&self.positionals)
+        }
+    }
+}
+
+fn app(s: &str) -> Result<String, ParseError> {
+    validate::app_name(s).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(s.to_string())
+}
+
+fn node(s: &str) -> Result<String, ParseError> {
+    validate::process_name("node name", s).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(s.to_string())
+}
+
+fn env_key(s: &str) -> Result<String, ParseError> {
+    validate::env_key(s).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(s.to_string())
+}
+
+fn domain(s: &str) -> Result<String, ParseError> {
+    validate::domain(s).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(s.to_string())
+}
+
+fn release(s: &str) -> Result<u32, ParseError> {
+    validate::release_id(s).map_err(|e| ParseError::usage(e.to_string()))
+}
+
+fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
+    let Some(spec) = spec(name) else {
+        return Err(ParseError::usage(format!(
+            "unknown command {:?}; run `help` to see the commands",
+            name.chars().take(60).collect::<String>()
+        )));
+    };
+    let command = spec.name;
+    if words.iter().any(|w| w == "--help" || w == "-h") {
+        return Ok(Cmd::CommandHelp { name: command });
+    }
+    let json = &["--json"][..];
+    let cmd = match command {
+        "help" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.positionals.clone();
+            if p.len() > 1 {
+                return Err(a.usage_error("too many arguments"));
+            }
+            Cmd::Help {
+                topic: p.first().map(|s| s.to_string()),
+            }
+        }
+        "apps" => {
+            let a = Args::split(command, words, json, &[])?;
+            a.exactly(0)?;
+            Cmd::Apps {
+                json: a.flag("--json"),
+            }
+        }
+        "apps:create" => {
+            let a = Args::split(command, words, &[], &[])?;
+            Cmd::AppsCreate {
+                app: app(a.exactly(1)?[0])?,
+            }
+        }
+        "apps:destroy" => {
+            let a = Args::split(command, words, &["--force"], &[])?;
+            let p = a.at_least(1)?;
+            let name = app(p[0])?;
+            let confirmed = match p.len() {
+                1 => a.flag("--force"),
+                2 => p[1] == p[0],
+                _ => return Err(a.usage_error("too many arguments")),
+            };
+            if !confirmed {
+                return Err(ParseError::usage(format!(
+                    "apps:destroy: this removes {name} for good; confirm with `apps:destroy {name} --force` or `apps:destroy {name} {name}`"
+                )));
+            }
+            Cmd::AppsDestroy { app: name }
+        }
+        "ps" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Ps {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "ps:scale" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(2)?;
+            let mut scale = BTreeMap::new();
+            for w in &p[1..] {
+                let (n, count) = w
+                    .split_once('=')
+                    .ok_or_else(|| a.usage_error(&format!("expected NODE=N, found {w:?}")))?;
+                let count: u32 = count.parse().ok().filter(|c| *c <= 100).ok_or_else(|| {
+                    a.usage_error(&format!(
+                        "{n}: scale must be a whole number from 0 to 100, found {count:?}"
+                    ))
+                })?;
+                scale.insert(node(n)?, count);
+            }
+            Cmd::PsScale {
+                app: app(p[0])?,
+                scale,
+            }
+        }
+        "ps:restart" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(1)?;
+            if p.len() > 2 {
+                return Err(a.usage_error("too many arguments"));
+            }
+            Cmd::PsRestart {
+                app: app(p[0])?,
+                node: p.get(1).map(|n| node(n)).transpose()?,
+            }
+        }
+        "ps:stop" => {
+            let a = Args::split(command, words, &[], &[])?;
+            Cmd::PsStop {
+                app: app(a.exactly(1)?[0])?,
+            }
+        }
+        "ps:start" => {
+            let a = Args::split(command, words, &[], &[])?;
+            Cmd::PsStart {
+                app: app(a.exactly(1)?[0])?,
+            }
+        }
+        "plan" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Plan {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "config" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Config {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "config:get" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.exactly(2)?;
+            Cmd::ConfigGet {
+                app: app(p[0])?,
+                key: env_key(p[1])?,
+            }
+        }
+        "config:set" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(2)?;
+            let mut vars = BTreeMap::new();
+            for w in &p[1..] {
+                let (k, v) = w.split_once('=').ok_or_else(|| {
+                    a.usage_error(&format!(
+                        "expected KEY=VALUE, found {:?}",
+                        w.chars().take(60).collect::<String>()
+                    ))
+                })?;
+                let k = env_key(k)?;
+                validate::env_value(&k, v).map_err(|e| ParseError::usage(format!("{k}: {e}")))?;
+                vars.insert(k, v.to_string());
+            }
+            Cmd::ConfigSet {
+                app: app(p[0])?,
+                vars,
+            }
+        }
+        "config:unset" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(2)?;
+            Cmd::ConfigUnset {
+                app: app(p[0])?,
+                keys: p[1..]
+                    .iter()
+                    .map(|k| env_key(k))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        "domains" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Domains {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "domains:add" | "domains:remove" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(2)?;
+            let app = app(p[0])?;
+            let domains = p[1..]
+                .iter()
+                .map(|d| domain(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            if command == "domains:add" {
+                Cmd::DomainsAdd { app, domains }
+            } else {
+                Cmd::DomainsRemove { app, domains }
+            }
+        }
+        "logs" => {
+            let a = Args::split(
+                command,
+                words,
+                &["-f", "--follow"],
+                &["-n", "--num", "--node"],
+            )?;
+            let lines = match a.options.get("-n").or(a.options.get("--num")) {
+                Some(n) => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| {
+                        a.usage_error(&format!("-n takes a number from 1 to 100000, found {n:?}"))
+                    })?,
+                None => 100,
+            };
+            Cmd::Logs {
+                app: app(a.exactly(1)?[0])?,
+                lines,
+                follow: a.flag("-f") || a.flag("--follow"),
+                node: a.options.get("--node").map(|n| node(n)).transpose()?,
+            }
+        }
+        "releases" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Releases {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "releases:info" => {
+            let a = Args::split(command, words, json, &[])?;
+            let p = a.exactly(2)?;
+            Cmd::ReleasesInfo {
+                app: app(p[0])?,
+                release: release(p[1])?,
+                json: a.flag("--json"),
+            }
+        }
+        "rollback" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.at_least(1)?;
+            if p.len() > 2 {
+                return Err(a.usage_error("too many arguments"));
+            }
+            Cmd::Rollback {
+                app: app(p[0])?,
+                release: p.get(1).map(|r| release(r)).transpose()?,
+            }
+        }
+        "servers" => {
+            let a = Args::split(command, words, json, &[])?;
+            a.exactly(0)?;
+            Cmd::Servers {
+                json: a.flag("--json"),
+            }
+        }
+        "servers:info" => {
+            let a = Args::split(command, words, json, &[])?;
+            let name = a.exactly(1)?[0];
+            validate::key_name(name)
+                .map_err(|e| ParseError::usage(e.to_string().replace("key name", "server name")))?;
+            Cmd::ServersInfo {
+                name: name.to_string(),
+                json: a.flag("--json"),
+            }
+        }
+        "grid" => {
+            let a = Args::split(command, words, json, &[])?;
+            a.exactly(0)?;
+            Cmd::Grid {
+                json: a.flag("--json"),
+            }
+        }
+        "keys" => {
+            let a = Args::split(command, words, json, &[])?;
+            a.exactly(0)?;
+            Cmd::Keys {
+                json: a.flag("--json"),
+            }
+        }
+        "keys:add" => {
+            let a = Args::split(command, words, &["--create"], &["--role", "--apps"])?;
+            let name = a.exactly(1)?[0];
+            validate::key_name(name).map_err(|e| ParseError::usage(e.to_string()))?;
+            let role = match a.options.get("--role").copied() {
+                Some("admin") => crate::store::Role::Admin,
+                Some("deployer") => crate::store::Role::Deployer,
+                Some(other) => {
+                    return Err(
+                        a.usage_error(&format!("--role is admin or deployer, found {other:?}"))
+                    );
+                }
+                None => return Err(a.usage_error("--role is required")),
+            };
+            let apps = match a.options.get("--apps") {
+                Some(list) => list
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(app)
+                    .collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            };
+            Cmd::KeysAdd {
+                name: name.to_string(),
+                role,
+                apps,
+                create: a.flag("--create"),
+            }
+        }
+        "keys:remove" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let name = a.exactly(1)?[0];
+            validate::key_name(name).map_err(|e| ParseError::usage(e.to_string()))?;
+            Cmd::KeysRemove {
+                name: name.to_string(),
+            }
+        }
+        "events" => {
+            let a = Args::split(command, words, json, &[])?;
+            let p = a.positionals.clone();
+            if p.len() > 1 {
+                return Err(a.usage_error("too many arguments"));
+            }
+            Cmd::Events {
+                app: p.first().map(|s| app(s)).transpose()?,
+                json: a.flag("--json"),
+            }
+        }
+        other => unreachable!("command {other} is in SPECS but not parsed"),
+    };
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Cmd {
+        match parse_line(line).unwrap() {
+            Request::Command(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> String {
+        parse_line(line).unwrap_err().message
+    }
+
+    #[test]
+    fn git_paths() {
+        for (line, want) in [
+            ("git-receive-pack '/myapp'", "myapp"),
+            ("git-receive-pack 'myapp.git'", "myapp"),
+            ("git-receive-pack '/myapp.git/'", "myapp"),
+            ("git-upload-pack '/my-app'", "my-app"),
+        ] {
+            match parse_line(line).unwrap() {
+                Request::Git { app, .. } => assert_eq!(app, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_repo_paths_are_refused() {
+        for line in [
+            "git-receive-pack '../x'",
+            "git-receive-pack '/a;b'",
+            "git-receive-pack 'UPPER'",
+            "git-receive-pack '/stacks/../../etc'",
+            "git-receive-pack '$(reboot)'",
+            "git-receive-pack",
+        ] {
+            assert!(parse_line(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(cmd("apps --json"), Cmd::Apps { json: true });
+        assert_eq!(
+            cmd("ps:scale app web=3 worker=0"),
+            Cmd::PsScale {
+                app: "app".into(),
+                scale: [("web".to_string(), 3), ("worker".to_string(), 0)].into()
+            }
+        );
+        assert_eq!(
+            cmd("config:set app 'GREETING=hello world' B=x=y"),
+            Cmd::ConfigSet {
+                app: "app".into(),
+                vars: [
+                    ("GREETING".to_string(), "hello world".to_string()),
+                    ("B".to_string(), "x=y".to_string())
+                ]
+                .into()
+            }
+        );
+        assert_eq!(
+            cmd("logs app -n 5 -f --node web"),
+            Cmd::Logs {
+                app: "app".into(),
+                lines: 5,
+                follow: true,
+                node: Some("web".into())
+            }
+        );
+        assert_eq!(
+            cmd("rollback app v2"),
+            Cmd::Rollback {
+                app: "app".into(),
+                release: Some(2)
+            }
+        );
+        assert_eq!(cmd("ps --help"), Cmd::CommandHelp { name: "ps" });
+        assert_eq!(
+            cmd("apps:destroy a a"),
+            Cmd::AppsDestroy { app: "a".into() }
+        );
+    }
+
+    #[test]
+    fn errors_name_what_was_wrong() {
+        assert_eq!(
+            err("frobnicate"),
+            "unknown command \"frobnicate\"; run `help` to see the commands"
+        );
+        assert_eq!(err("ps"), "ps: missing argument; usage: ps APP [--json]");
+        assert_eq!(
+            err("ps a b"),
+            "ps: unexpected argument \"b\"; usage: ps APP [--json]"
+        );
+        assert_eq!(
+            err("ps a --bogus"),
+            "ps: unknown option --bogus; usage: ps APP [--json]"
+        );
+        assert!(err("ps:scale a web=two").contains("web: scale must be a whole number"));
+        assert!(err("domains:add a 'x.com;include /etc/passwd'").starts_with("invalid domain"));
+        assert!(err("config:set a lower=1").starts_with("invalid env key"));
+        assert!(err("apps:destroy a").contains("confirm with"));
+        assert_eq!(err(""), "no command given; run `help` to see the commands");
+        assert_eq!(err("ps 'a"), "unbalanced quotes in the command line");
+    }
+
+    #[test]
+    fn every_spec_parses_its_help() {
+        for s in SPECS {
+            assert_eq!(
+                cmd(&format!("{} --help", s.name)),
+                Cmd::CommandHelp { name: s.name }
+            );
+        }
+    }
+}

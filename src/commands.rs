@@ -1,0 +1,884 @@
+//! Executes control commands (`ssh … <command>`): checks the key's rights,
+//! reads the db or the engine, and writes the answer to the channel.
+//!
+//! One function per command; [`run`] matches the closed [`Cmd`] enum with no
+//! catch-all arm. Read commands print a table, or stable JSON with `--json`.
+//! Errors are one line on stderr; the return value is the exit code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::command::{
+    self, Cmd, EXIT_CONFLICT, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
+};
+use crate::daemon::Daemon;
+use crate::deploy;
+use crate::launch;
+use crate::progress::Progress;
+use crate::ssh::{Closed, Input, Output, read_input};
+use crate::stack;
+use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
+
+/// A failed command: message and exit code.
+struct Fail(String, u32);
+
+type Res = Result<(), Fail>;
+
+fn fail(msg: impl Into<String>) -> Fail {
+    Fail(msg.into(), EXIT_FAILURE)
+}
+
+/// Run one command; returns its exit code.
+pub async fn run(
+    d: &Arc<Daemon>,
+    key: &KeyRecord,
+    cmd: Cmd,
+    input: Input,
+    out: Output,
+    closed: Closed,
+) -> u32 {
+    match dispatch(d, key, cmd, input, &out, closed).await {
+        Ok(()) => EXIT_OK,
+        Err(Fail(msg, code)) => {
+            out.err(format!("quarry: {msg}\n")).await;
+            code
+        }
+    }
+}
+
+async fn dispatch(
+    d: &Arc<Daemon>,
+    key: &KeyRecord,
+    cmd: Cmd,
+    input: Input,
+    out: &Output,
+    closed: Closed,
+) -> Res {
+    match cmd {
+        Cmd::Help { topic } => help(topic, out).await,
+        Cmd::CommandHelp { name } => {
+            let spec = command::spec(name).expect("parsed commands have a spec");
+            out.out(command::command_help(spec)).await;
+            Ok(())
+        }
+        Cmd::Apps { json } => apps(d, key, json, out).await,
+        Cmd::AppsCreate { app } => apps_create(d, key, &app, out).await,
+        Cmd::AppsDestroy { app } => apps_destroy(d, key, &app, out).await,
+        Cmd::Ps { app, json } => ps(d, key, &app, json, out).await,
+        Cmd::PsRestart { app, node } => ps_restart(d, key, &app, node, out).await,
+        Cmd::Releases { app, json } => releases(d, key, &app, json, out).await,
+        Cmd::ReleasesInfo { app, release, json } => {
+            releases_info(d, key, &app, release, json, out).await
+        }
+        Cmd::Rollback { app, release } => rollback(d, key, &app, release, out).await,
+        Cmd::Logs {
+            app,
+            lines,
+            follow,
+            node,
+        } => logs(d, key, &app, lines, follow, node, out, closed).await,
+        Cmd::Config { app, json } => config(d, key, &app, json, out).await,
+        Cmd::ConfigGet { app, key: var } => config_get(d, key, &app, &var, out).await,
+        Cmd::ConfigSet { app, vars } => config_change(d, key, &app, vars, Vec::new(), out).await,
+        Cmd::ConfigUnset { app, keys } => {
+            config_change(d, key, &app, BTreeMap::new(), keys, out).await
+        }
+        Cmd::Keys { json } => keys(d, key, json, out).await,
+        Cmd::KeysAdd {
+            name,
+            role,
+            apps,
+            create,
+        } => keys_add(d, key, name, role, apps, create, input, out).await,
+        Cmd::KeysRemove { name } => keys_remove(d, key, &name, out).await,
+        Cmd::PsScale { .. }
+        | Cmd::PsStop { .. }
+        | Cmd::PsStart { .. }
+        | Cmd::Plan { .. }
+        | Cmd::Domains { .. }
+        | Cmd::DomainsAdd { .. }
+        | Cmd::DomainsRemove { .. }
+        | Cmd::Servers { .. }
+        | Cmd::ServersInfo { .. }
+        | Cmd::Grid { .. }
+        | Cmd::Events { .. } => Err(fail(
+            "this command is not available in this version of Quarry yet",
+        )),
+    }
+}
+
+// ----- rights ---------------------------------------------------------------
+
+fn require_admin(key: &KeyRecord, what: &str) -> Res {
+    if key.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Fail(
+            format!(
+                "permission denied: key {} is a deployer; {what} needs an admin key",
+                key.name
+            ),
+            EXIT_DENIED,
+        ))
+    }
+}
+
+/// The app exists and `key` may manage it. An unknown app looks the same to
+/// a key that has no right to it as to anyone else: not found.
+fn require_app(d: &Daemon, key: &KeyRecord, app: &str) -> Res {
+    if !d.store.app_exists(app) {
+        return Err(Fail(format!("app {app} does not exist"), EXIT_NOT_FOUND));
+    }
+    if !key.may_manage(app) {
+        return Err(Fail(
+            format!(
+                "permission denied: key {} may not manage app {app}",
+                key.name
+            ),
+            EXIT_DENIED,
+        ));
+    }
+    Ok(())
+}
+
+fn io(e: impl std::fmt::Display) -> Fail {
+    fail(e.to_string())
+}
+
+async fn print_json<T: Serialize>(out: &Output, value: &T) {
+    let mut text = serde_json::to_string_pretty(value).expect("serializable");
+    text.push('\n');
+    out.out(text).await;
+}
+
+/// Left-aligned columns.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+// ----- commands -------------------------------------------------------------
+
+async fn help(topic: Option<String>, out: &Output) -> Res {
+    match topic {
+        None => out.out(command::overview()).await,
+        Some(t) => match command::spec(&t) {
+            Some(s) => out.out(command::command_help(s)).await,
+            None => {
+                return Err(Fail(
+                    format!("no command {t:?}; run `help` to see the commands"),
+                    EXIT_USAGE,
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct AppRow {
+    name: String,
+    status: String,
+    release: Option<u32>,
+    url: String,
+}
+
+async fn apps(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
+    let mut rows = Vec::new();
+    for app in d.store.apps().map_err(io)? {
+        if !key.may_manage(&app) {
+            continue;
+        }
+        let live = d.store.live_release(&app).map_err(io)?;
+        rows.push(AppRow {
+            status: d.store.status(&app).as_str().to_string(),
+            release: live.map(|r| r.number),
+            url: format!(
+                "http://{}:{}/",
+                d.default_domain(&app),
+                d.router.listen().port()
+            ),
+            name: app,
+        });
+    }
+    if json {
+        print_json(out, &rows).await;
+    } else if rows.is_empty() {
+        out.out("no apps yet: push one with git push ssh://git@HOST:PORT/APP main\n")
+            .await;
+    } else {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.status.clone(),
+                    r.release.map_or("-".into(), |n| format!("v{n}")),
+                    r.url.clone(),
+                ]
+            })
+            .collect();
+        out.out(table(&["APP", "STATUS", "RELEASE", "URL"], &cells))
+            .await;
+    }
+    Ok(())
+}
+
+async fn apps_create(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
+    if key.role != Role::Admin && !key.create {
+        return Err(Fail(
+            format!("permission denied: key {} may not create apps", key.name),
+            EXIT_DENIED,
+        ));
+    }
+    if d.store.app_exists(app) {
+        return Err(Fail(format!("app {app} exists already"), EXIT_CONFLICT));
+    }
+    crate::receive::create_app(&d.store, app).map_err(io)?;
+    out.out(format!(
+        "created {app}; push with: git push ssh://git@HOST:PORT/{app} main\n"
+    ))
+    .await;
+    Ok(())
+}
+
+async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let progress = Progress::silent();
+    let _lock = d
+        .locks
+        .acquire(&d.store, app, &progress, std::time::Duration::from_secs(60))
+        .await
+        .map_err(fail)?;
+    d.router.remove_app(app).await.map_err(fail)?;
+    let containers = launch::list(&d.docker, &d.instance, Some(app))
+        .await
+        .map_err(fail)?;
+    for c in &containers {
+        launch::remove(&d.docker, &c.id, 5).await.map_err(fail)?;
+    }
+    for r in d.store.releases(app).map_err(io)? {
+        let _ = d
+            .docker
+            .remove_image(
+                &r.image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+    // Move aside first so a half-removed app never looks like an app.
+    let dir = d.store.app_dir(app);
+    let trash = d
+        .store
+        .root()
+        .join("stacks")
+        .join(format!(".destroyed-{app}-{}", std::process::id()));
+    std::fs::rename(&dir, &trash).map_err(io)?;
+    std::fs::remove_dir_all(&trash).map_err(io)?;
+    out.out(format!(
+        "destroyed {app}: {} container(s) removed\n",
+        containers.len()
+    ))
+    .await;
+    Ok(())
+}
+
+async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let found = launch::list(&d.docker, &d.instance, Some(app))
+        .await
+        .map_err(fail)?;
+    if json {
+        print_json(out, &found).await;
+        return Ok(());
+    }
+    if found.is_empty() {
+        out.out(format!("{app} has no containers\n")).await;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.state.clone(),
+                format!("v{}", c.release),
+                c.address.map_or("-".into(), |a| a.to_string()),
+                c.status.clone(),
+            ]
+        })
+        .collect();
+    out.out(table(
+        &["CONTAINER", "STATE", "RELEASE", "ADDRESS", "STATUS"],
+        &rows,
+    ))
+    .await;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ReleaseView<'a> {
+    number: u32,
+    commit: &'a str,
+    image: &'a str,
+    created: &'a str,
+    by: &'a str,
+    fingerprint: &'a str,
+    description: &'a str,
+    status: &'a str,
+    reason: Option<&'a str>,
+    /// Names only: values are secrets and stay in `config`.
+    env: Vec<&'a str>,
+}
+
+fn release_view(r: &Release) -> ReleaseView<'_> {
+    ReleaseView {
+        number: r.number,
+        commit: &r.commit,
+        image: &r.image,
+        created: &r.created,
+        by: &r.by,
+        fingerprint: &r.fingerprint,
+        description: &r.description,
+        status: r.status.as_str(),
+        reason: r.reason.as_deref(),
+        env: r.env.keys().map(String::as_str).collect(),
+    }
+}
+
+async fn releases(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let list = d.store.releases(app).map_err(io)?;
+    if json {
+        let views: Vec<_> = list.iter().rev().map(release_view).collect();
+        print_json(out, &views).await;
+        return Ok(());
+    }
+    if list.is_empty() {
+        out.out(format!("{app} has no releases yet\n")).await;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .rev()
+        .map(|r| {
+            vec![
+                format!("v{}", r.number),
+                r.status.as_str().to_string(),
+                r.commit.chars().take(7).collect(),
+                r.created.clone(),
+                r.by.clone(),
+                r.description.clone(),
+            ]
+        })
+        .collect();
+    out.out(table(
+        &[
+            "RELEASE",
+            "STATUS",
+            "COMMIT",
+            "CREATED",
+            "BY",
+            "DESCRIPTION",
+        ],
+        &rows,
+    ))
+    .await;
+    Ok(())
+}
+
+async fn releases_info(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    number: u32,
+    json: bool,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let r = d
+        .store
+        .release(app, number)
+        .map_err(io)?
+        .ok_or_else(|| Fail(format!("{app} has no release v{number}"), EXIT_NOT_FOUND))?;
+    let v = release_view(&r);
+    if json {
+        print_json(out, &v).await;
+    } else {
+        let mut text = format!(
+            "release:     v{}\nstatus:      {}\ncommit:      {}\nimage:       {}\ncreated:     {}\nby:          {} ({})\ndescription: {}\nconfig vars: {}\n",
+            v.number,
+            v.status,
+            v.commit,
+            v.image,
+            v.created,
+            v.by,
+            v.fingerprint,
+            v.description,
+            if v.env.is_empty() {
+                "-".to_string()
+            } else {
+                v.env.join(", ")
+            }
+        );
+        if let Some(reason) = v.reason {
+            text.push_str(&format!("reason:      {reason}\n"));
+        }
+        out.out(text).await;
+    }
+    Ok(())
+}
+
+/// Stream progress lines of `work` to the client's stderr.
+async fn with_progress<F, T>(out: &Output, work: impl FnOnce(Progress) -> F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let (progress, mut rx) = Progress::channel();
+    let fut = work(progress);
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            line = rx.recv() => if let Some(line) = line { out.err(format!("{line}\n")).await },
+            result = &mut fut => {
+                while let Ok(line) = rx.try_recv() {
+                    out.err(format!("{line}\n")).await;
+                }
+                return result;
+            }
+        }
+    }
+}
+
+/// Make a new release from `base` with `env` and roll it out.
+async fn rerelease(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    base: &Release,
+    env: BTreeMap<String, String>,
+    description: String,
+    p: &Progress,
+) -> Result<u32, String> {
+    let stack = stack::from_release(base).map_err(|e| e.to_string())?;
+    let number = d
+        .store
+        .next_release_number(app)
+        .map_err(|e| e.to_string())?;
+    let mut release = Release {
+        number,
+        commit: base.commit.clone(),
+        image: base.image.clone(),
+        env,
+        manifest: base.manifest.clone(),
+        created: store::now_rfc3339(),
+        by: key.name.clone(),
+        fingerprint: key.fingerprint.clone(),
+        description,
+        status: ReleaseStatus::Deploying,
+        reason: None,
+    };
+    d.store
+        .write_release(app, &release)
+        .map_err(|e| e.to_string())?;
+    p.step(format!(
+        "Releasing v{number} of {app}: {}",
+        release.description
+    ));
+    let result = deploy::rollout(d, app, &release, &stack, p).await;
+    deploy::finish(d, app, &mut release, result, p)?;
+    p.step(format!("Released v{number}"));
+    Ok(number)
+}
+
+async fn rollback(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    target: Option<u32>,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let result = with_progress(out, |p| async move {
+        let _lock = d
+            .locks
+            .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
+            .await?;
+        let all = d.store.releases(app).map_err(|e| e.to_string())?;
+        let live = all
+            .iter()
+            .rev()
+            .find(|r| r.status == ReleaseStatus::Live)
+            .cloned();
+        let target = match target {
+            Some(n) => all
+                .iter()
+                .find(|r| r.number == n)
+                .cloned()
+                .ok_or(format!("{app} has no release v{n}"))?,
+            None => {
+                let below = live.as_ref().map_or(u32::MAX, |l| l.number);
+                all.iter()
+                    .rev()
+                    .find(|r| {
+                        r.number < below
+                            && matches!(r.status, ReleaseStatus::Superseded | ReleaseStatus::Live)
+                    })
+                    .cloned()
+                    .ok_or(format!(
+                        "{app} has no earlier successful release to roll back to"
+                    ))?
+            }
+        };
+        if target.status == ReleaseStatus::Failed {
+            return Err(format!(
+                "v{} of {app} never served (it failed); pick a release that did",
+                target.number
+            ));
+        }
+        rerelease(
+            d,
+            key,
+            app,
+            &target,
+            target.env.clone(),
+            format!("rollback to v{}", target.number),
+            &p,
+        )
+        .await
+    })
+    .await;
+    result.map(|_| ()).map_err(fail)
+}
+
+async fn ps_restart(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    node: Option<String>,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    if node.is_some() {
+        return Err(fail(
+            "restarting a single node is not available yet; restart the whole app with ps:restart APP",
+        ));
+    }
+    let result = with_progress(out, |p| async move {
+        let _lock = d
+            .locks
+            .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
+            .await?;
+        let live = d
+            .store
+            .live_release(app)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("{app} has no live release to restart"))?;
+        rerelease(
+            d,
+            key,
+            app,
+            &live,
+            live.env.clone(),
+            format!("restart of v{}", live.number),
+            &p,
+        )
+        .await
+    })
+    .await;
+    result.map(|_| ()).map_err(fail)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn logs(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    lines: usize,
+    follow: bool,
+    node: Option<String>,
+    out: &Output,
+    mut closed: Closed,
+) -> Res {
+    require_app(d, key, app)?;
+    let mut containers = launch::list(&d.docker, &d.instance, Some(app))
+        .await
+        .map_err(fail)?;
+    if let Some(n) = &node {
+        containers.retain(|c| &c.node == n);
+    }
+    // Merge by the engine's timestamps, prefix each line with node.n.
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for c in &containers {
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = d.docker.logs(&c.id, Some(options));
+        while let Some(Ok(chunk)) = stream.next().await {
+            let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+            for line in text.lines() {
+                let (ts, rest) = line.split_once(' ').unwrap_or(("", line));
+                merged.push((ts.to_string(), format!("{}.{} {rest}\n", c.node, c.index)));
+            }
+        }
+    }
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = merged.len().saturating_sub(lines);
+    for (_, line) in merged.into_iter().skip(skip) {
+        out.out(line).await;
+    }
+    if !follow {
+        return Ok(());
+    }
+    // Follow every container live until the client goes away.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut tasks = Vec::new();
+    for c in containers {
+        let docker = d.docker.clone();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let options = bollard::query_parameters::LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .follow(true)
+                .tail("0")
+                .build();
+            let mut stream = docker.logs(&c.id, Some(options));
+            while let Some(Ok(chunk)) = stream.next().await {
+                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+                for line in text.lines() {
+                    if tx.send(format!("{}.{} {line}\n", c.node, c.index)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    loop {
+        tokio::select! {
+            line = rx.recv() => match line { Some(l) => out.out(l).await, None => break },
+            _ = closed.wait() => break,
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+async fn config(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let env = d.store.app_env(app).map_err(io)?;
+    if json {
+        print_json(out, &env).await;
+    } else if env.is_empty() {
+        out.out(format!("{app} has no config vars\n")).await;
+    } else {
+        let width = env.keys().map(String::len).max().unwrap_or(0);
+        let mut text = String::new();
+        for (k, v) in &env {
+            text.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        out.out(text).await;
+    }
+    Ok(())
+}
+
+async fn config_get(d: &Daemon, key: &KeyRecord, app: &str, var: &str, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let env = d.store.app_env(app).map_err(io)?;
+    match env.get(var) {
+        Some(v) => {
+            out.out(format!("{v}\n")).await;
+            Ok(())
+        }
+        None => Err(Fail(
+            format!("{app} has no config var {var}"),
+            EXIT_NOT_FOUND,
+        )),
+    }
+}
+
+async fn config_change(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    set: BTreeMap<String, String>,
+    unset: Vec<String>,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let result = with_progress(out, |p| async move {
+        let _lock = d
+            .locks
+            .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
+            .await?;
+        let before = d.store.app_env(app).map_err(|e| e.to_string())?;
+        for (k, v) in &set {
+            d.store.set_app_env(app, k, v).map_err(|e| e.to_string())?;
+        }
+        for k in &unset {
+            d.store.unset_app_env(app, k).map_err(|e| e.to_string())?;
+        }
+        let names: Vec<&str> = set
+            .keys()
+            .map(String::as_str)
+            .chain(unset.iter().map(String::as_str))
+            .collect();
+        let what = if set.is_empty() {
+            "config unset"
+        } else {
+            "config set"
+        };
+        let description = format!("{what} {}", names.join(" "));
+        let Some(live) = d.store.live_release(app).map_err(|e| e.to_string())? else {
+            p.step("Config saved; it applies from the first push");
+            return Ok(0);
+        };
+        let env = deploy::release_env(d, app)?;
+        match rerelease(d, key, app, &live, env, description, &p).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                // The vars are part of what failed: put them back as they were.
+                for k in set.keys().chain(unset.iter()) {
+                    let _ = match before.get(k) {
+                        Some(v) => d.store.set_app_env(app, k, v),
+                        None => d.store.unset_app_env(app, k).map(|_| ()),
+                    };
+                }
+                Err(e)
+            }
+        }
+    })
+    .await;
+    result.map(|_| ()).map_err(fail)
+}
+
+#[derive(Serialize)]
+struct KeyView<'a> {
+    name: &'a str,
+    role: String,
+    apps: &'a [String],
+    create: bool,
+    fingerprint: &'a str,
+    added: &'a str,
+}
+
+async fn keys(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
+    require_admin(key, "listing keys")?;
+    let all = d.store.keys().map_err(io)?;
+    let views: Vec<KeyView> = all
+        .iter()
+        .map(|k| KeyView {
+            name: &k.name,
+            role: k.role.to_string(),
+            apps: &k.apps,
+            create: k.create,
+            fingerprint: &k.fingerprint,
+            added: &k.added,
+        })
+        .collect();
+    if json {
+        print_json(out, &views).await;
+    } else {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|k| {
+                vec![
+                    k.name.to_string(),
+                    k.role.clone(),
+                    if k.role == "admin" {
+                        "*".into()
+                    } else {
+                        k.apps.join(",")
+                    },
+                    k.fingerprint.to_string(),
+                ]
+            })
+            .collect();
+        out.out(table(&["NAME", "ROLE", "APPS", "FINGERPRINT"], &rows))
+            .await;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn keys_add(
+    d: &Daemon,
+    key: &KeyRecord,
+    name: String,
+    role: Role,
+    apps: Vec<String>,
+    create: bool,
+    mut input: Input,
+    out: &Output,
+) -> Res {
+    require_admin(key, "adding keys")?;
+    let text = read_input(&mut input, crate::validate::MAX_KEY_LEN)
+        .await
+        .map_err(|e| Fail(e, EXIT_USAGE))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Fail("the public key is not UTF-8".into(), EXIT_USAGE))?;
+    let (public_key, fingerprint) =
+        store::parse_public_key(&text).map_err(|e| Fail(e, EXIT_USAGE))?;
+    let record = KeyRecord {
+        name: name.clone(),
+        role,
+        apps,
+        create,
+        public_key,
+        fingerprint: fingerprint.clone(),
+        added: store::now_rfc3339(),
+    };
+    d.store
+        .add_key(&record)
+        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    out.out(format!("added key {name} ({role}) {fingerprint}\n"))
+        .await;
+    Ok(())
+}
+
+async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
+    require_admin(key, "removing keys")?;
+    let keys = d.store.keys().map_err(io)?;
+    let admins = keys.iter().filter(|k| k.role == Role::Admin).count();
+    if keys.iter().any(|k| k.name == name && k.role == Role::Admin) && admins == 1 {
+        return Err(Fail(
+            format!("{name} is the last admin key; add another admin first"),
+            EXIT_CONFLICT,
+        ));
+    }
+    if !d.store.remove_key(name).map_err(io)? {
+        return Err(Fail(format!("no key named {name}"), EXIT_NOT_FOUND));
+    }
+    out.out(format!("removed key {name}\n")).await;
+    Ok(())
+}

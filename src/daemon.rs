@@ -1,0 +1,186 @@
+//! The running daemon's shared state: the db, the Docker engine, the router,
+//! the per-app deploy locks and the table of pushes in flight.
+//!
+//! Built once by `serve` and shared (`Arc<Daemon>`) by the SSH endpoint, the
+//! hook socket and the reconciler. Holds handles only; the work is done by
+//! the pipeline modules.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use russh::keys::PrivateKey;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::progress::Progress;
+use crate::route::Router;
+use crate::store::{KeyRecord, Store};
+
+pub struct Daemon {
+    pub store: Store,
+    pub docker: Docker,
+    pub router: Router,
+    pub host_key: PrivateKey,
+    /// This executable, run by the pre-receive hook.
+    pub bin: PathBuf,
+    /// `quarry.instance` label value of this data dir.
+    pub instance: String,
+    /// Apps answer at `<app>.<root_domain>`.
+    pub root_domain: String,
+    /// Address web containers publish their port on (this server's address).
+    pub publish_address: String,
+    pub pushes: Pushes,
+    pub locks: AppLocks,
+}
+
+impl Daemon {
+    /// The Unix socket the pre-receive hook connects to.
+    pub fn hook_socket(&self) -> PathBuf {
+        self.store.root().join("quarry.sock")
+    }
+
+    /// `<app>.<root domain>`.
+    pub fn default_domain(&self, app: &str) -> String {
+        format!("{app}.{}", self.root_domain)
+    }
+}
+
+/// A push in flight: which key is pushing to which app. The SSH endpoint
+/// registers it before spawning `git receive-pack` and hands the token to the
+/// hook through the environment, so the hook can prove what it is.
+#[derive(Debug, Clone)]
+pub struct PushInfo {
+    pub app: String,
+    pub key: KeyRecord,
+}
+
+#[derive(Default, Clone)]
+pub struct Pushes {
+    inner: Arc<Mutex<HashMap<String, PushInfo>>>,
+}
+
+impl Pushes {
+    pub fn begin(&self, app: &str, key: &KeyRecord) -> PushGuard {
+        let token: String = (0..32)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16)]))
+            .collect();
+        self.inner.lock().expect("pushes").insert(
+            token.clone(),
+            PushInfo {
+                app: app.to_string(),
+                key: key.clone(),
+            },
+        );
+        PushGuard {
+            token,
+            pushes: self.clone(),
+        }
+    }
+
+    pub fn lookup(&self, token: &str) -> Option<PushInfo> {
+        self.inner.lock().expect("pushes").get(token).cloned()
+    }
+}
+
+/// Removes its push from the table when the receive-pack ends.
+pub struct PushGuard {
+    token: String,
+    pushes: Pushes,
+}
+
+impl PushGuard {
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for PushGuard {
+    fn drop(&mut self) {
+        self.pushes
+            .inner
+            .lock()
+            .expect("pushes")
+            .remove(&self.token);
+    }
+}
+
+/// One deploy per app at a time. Inside the daemon a mutex per app orders
+/// the work; a file lock (`stacks/<app>/deploy.lock`) keeps a second daemon on
+/// the same data dir out, and the kernel releases it if this process dies.
+#[derive(Default)]
+pub struct AppLocks {
+    inner: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+}
+
+/// Held for the length of a deploy.
+pub struct AppLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _file: File,
+}
+
+impl AppLocks {
+    /// Take the lock of `app`, telling the user when it has to wait; give up
+    /// after `limit`.
+    pub async fn acquire(
+        &self,
+        store: &Store,
+        app: &str,
+        progress: &Progress,
+        limit: Duration,
+    ) -> Result<AppLock, String> {
+        let mutex = self
+            .inner
+            .lock()
+            .expect("locks")
+            .entry(app.to_string())
+            .or_default()
+            .clone();
+        let guard = match mutex.clone().try_lock_owned() {
+            Ok(g) => g,
+            Err(_) => {
+                progress.step(format!("Waiting for another deploy of {app} to finish"));
+                tokio::time::timeout(limit, mutex.lock_owned())
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "another deploy of {app} is still running after {}s; try again when it is done",
+                            limit.as_secs()
+                        )
+                    })?
+            }
+        };
+        let path = store.app_dir(app).join("deploy.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < limit => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(format!(
+                        "{} is held by another process for {}s",
+                        path.display(),
+                        limit.as_secs()
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("{}: {e}", path.display()));
+                }
+            }
+        }
+        Ok(AppLock {
+            _guard: guard,
+            _file: file,
+        })
+    }
+}

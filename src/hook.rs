@@ -1,0 +1,295 @@
+//! The bridge between git's pre-receive hook and the daemon.
+//!
+//! Client side ([`pre_receive`], run as `quarry hook pre-receive` by the hook
+//! script): reads the ref updates git gives on stdin, sends them with the push
+//! token and git's quarantine variables to the daemon over a Unix socket, and
+//! copies the daemon's progress lines to stderr (the pusher's `remote:`
+//! lines). Its exit status is the daemon's verdict.
+//!
+//! Server side ([`serve`]): accepts those requests, checks the token and the
+//! refs, and runs the deploy pipeline.
+//!
+//! Wire format: one JSON [`HookRequest`] line from the hook; then JSON
+//! [`HookReply`] lines from the daemon, the last one carrying `exit`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::daemon::Daemon;
+use crate::progress::Progress;
+use crate::receive::QUARANTINE_VARS;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    #[serde(rename = "ref")]
+    pub refname: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HookRequest {
+    pub token: String,
+    pub updates: Vec<RefUpdate>,
+    /// git's quarantine variables, so the daemon can read the new objects.
+    pub git_env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HookReply {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+}
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// `quarry hook pre-receive`: returns the process exit code.
+pub fn pre_receive() -> i32 {
+    let fail = |msg: &str| {
+        eprintln!("quarry: {msg}");
+        1
+    };
+    let (Ok(socket), Ok(token)) = (
+        std::env::var("QUARRY_SOCKET"),
+        std::env::var("QUARRY_PUSH_TOKEN"),
+    ) else {
+        return fail("push through the Quarry SSH endpoint (ssh://git@HOST:PORT/APP)");
+    };
+    let mut updates = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [old, new, refname] = parts[..] {
+            updates.push(RefUpdate {
+                old: old.into(),
+                new: new.into(),
+                refname: refname.into(),
+            });
+        }
+    }
+    let git_env = QUARANTINE_VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let request = HookRequest {
+        token,
+        updates,
+        git_env,
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(&format!(
+                "the Quarry daemon is not answering at {socket}: {e}"
+            ));
+        }
+    };
+    let mut line = serde_json::to_string(&request).expect("serializable");
+    line.push('\n');
+    if let Err(e) = stream.write_all(line.as_bytes()) {
+        return fail(&format!("cannot talk to the Quarry daemon: {e}"));
+    }
+    let stderr = std::io::stderr();
+    for reply in BufReader::new(stream).lines() {
+        let Ok(reply) = reply else { break };
+        let Ok(reply) = serde_json::from_str::<HookReply>(&reply) else {
+            continue;
+        };
+        if let Some(text) = reply.line {
+            let mut e = stderr.lock();
+            let _ = writeln!(e, "{text}");
+            let _ = e.flush();
+        }
+        if let Some(code) = reply.exit {
+            return code;
+        }
+    }
+    fail("the Quarry daemon went away before the deploy finished; the push was not applied")
+}
+
+/// Accept hook connections until `shutdown`.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => { warn!("hook socket: {e}"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(daemon, stream).await {
+                warn!("hook connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut read = tokio::io::BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await?;
+    let request: HookRequest = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return reply_exit(&mut write, &format!("bad hook request: {e}"), 1).await,
+    };
+    let Some(push) = daemon.pushes.lookup(&request.token) else {
+        return reply_exit(&mut write, "this push is not known to the daemon", 1).await;
+    };
+    let update = match check_updates(&request.updates) {
+        Ok(u) => u,
+        Err(e) => return reply_exit(&mut write, &e, 1).await,
+    };
+
+    let (progress, mut rx) = Progress::channel();
+    let app = push.app.clone();
+    let commit = update.new.clone();
+    let refname = update.refname.clone();
+    info!(app = %app, key = %push.key.name, %commit, "push received");
+    let work = {
+        let daemon = daemon.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            crate::deploy::push(
+                &daemon,
+                &app,
+                &push.key,
+                &commit,
+                &refname,
+                &request.git_env,
+                &progress,
+            )
+            .await
+        })
+    };
+    drop(progress);
+    // Stream progress while the pipeline runs; a pusher that disconnects
+    // does not stop the deploy (its result is recorded either way).
+    let mut client_gone = false;
+    while let Some(text) = rx.recv().await {
+        if client_gone {
+            continue;
+        }
+        let mut json = serde_json::to_string(&HookReply {
+            line: Some(text),
+            exit: None,
+        })?;
+        json.push('\n');
+        if write.write_all(json.as_bytes()).await.is_err() {
+            client_gone = true;
+        }
+    }
+    let result = work
+        .await
+        .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")));
+    let (text, code) = match result {
+        Ok(_) => (None, 0),
+        Err(e) => (Some(format!(" !     {e}")), 1),
+    };
+    if !client_gone {
+        let mut json = serde_json::to_string(&HookReply {
+            line: text,
+            exit: Some(code),
+        })?;
+        json.push('\n');
+        write.write_all(json.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+async fn reply_exit(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    message: &str,
+    code: i32,
+) -> std::io::Result<()> {
+    for reply in [
+        HookReply {
+            line: Some(format!(" !     {message}")),
+            exit: None,
+        },
+        HookReply {
+            line: None,
+            exit: Some(code),
+        },
+    ] {
+        let mut json = serde_json::to_string(&reply)?;
+        json.push('\n');
+        write.write_all(json.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// Exactly one update, of `main` or `master`, that is not a deletion.
+fn check_updates(updates: &[RefUpdate]) -> Result<&RefUpdate, String> {
+    match updates {
+        [] => Err("nothing was pushed".into()),
+        [u] => {
+            if u.refname != "refs/heads/main" && u.refname != "refs/heads/master" {
+                return Err(format!(
+                    "only main or master deploy; push with `git push quarry HEAD:main` (got {})",
+                    u.refname
+                ));
+            }
+            if u.new == ZERO {
+                return Err(format!(
+                    "deleting {} is not allowed; destroy the app with apps:destroy",
+                    u.refname
+                ));
+            }
+            if u.new.len() != 40 || !u.new.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("invalid commit id {:?}", u.new));
+            }
+            Ok(u)
+        }
+        _ => Err("push one branch at a time: main or master".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(refname: &str, new: &str) -> RefUpdate {
+        RefUpdate {
+            old: ZERO.into(),
+            new: new.into(),
+            refname: refname.into(),
+        }
+    }
+
+    #[test]
+    fn only_main_or_master_deploys() {
+        let sha = "a".repeat(40);
+        assert!(check_updates(&[u("refs/heads/main", &sha)]).is_ok());
+        assert!(check_updates(&[u("refs/heads/master", &sha)]).is_ok());
+        assert!(
+            check_updates(&[u("refs/heads/dev", &sha)])
+                .unwrap_err()
+                .contains("only main or master")
+        );
+        assert!(
+            check_updates(&[u("refs/heads/main", ZERO)])
+                .unwrap_err()
+                .contains("deleting")
+        );
+        assert!(
+            check_updates(&[u("refs/heads/main", &sha), u("refs/heads/master", &sha)]).is_err()
+        );
+        assert!(check_updates(&[]).is_err());
+    }
+}

@@ -1,0 +1,420 @@
+//! Launch: the only module that starts, checks and stops app containers.
+//!
+//! Containers carry labels (`quarry.instance`, `quarry.app`, `quarry.node`,
+//! `quarry.index`, `quarry.release`) so that Quarry finds its own containers
+//! by asking the engine, never by trusting its memory. Web containers publish
+//! their `$PORT` on the server's address with an ephemeral host port; nginx
+//! proxies to that address. May touch: the Docker engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The port every web container listens on inside (`$PORT`).
+pub const CONTAINER_PORT: u16 = 5000;
+
+pub const LABEL_INSTANCE: &str = "quarry.instance";
+pub const LABEL_APP: &str = "quarry.app";
+pub const LABEL_NODE: &str = "quarry.node";
+pub const LABEL_INDEX: &str = "quarry.index";
+pub const LABEL_RELEASE: &str = "quarry.release";
+
+/// How a container runs its process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run with `/bin/sh -c`.
+    Shell(String),
+    /// Run as is.
+    Exec(Vec<String>),
+}
+
+/// Everything needed to boot one node container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// `<app>.<node>.<n>` once live; a new release boots as `<app>.<node>.<n>.v<N>`.
+    pub name: String,
+    pub image: String,
+    pub app: String,
+    pub node: String,
+    pub index: u32,
+    pub release: u32,
+    pub env: BTreeMap<String, String>,
+    pub command: Option<Command>,
+    /// Hard memory limit in MiB.
+    pub memory: Option<u32>,
+    /// Publish `$PORT` on this host address (web nodes).
+    pub publish_on: Option<String>,
+}
+
+/// A container Quarry found on the engine.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Found {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub node: String,
+    pub index: u32,
+    pub release: u32,
+    /// `running`, `exited`, `restarting`, …
+    pub state: String,
+    pub status: String,
+    /// Where nginx reaches it, for web containers.
+    pub address: Option<SocketAddr>,
+}
+
+/// Start a container; returns its id.
+pub async fn start(
+    docker: &Docker,
+    instance: &str,
+    spec: &ContainerSpec,
+) -> Result<String, String> {
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut port_bindings = HashMap::new();
+    let mut exposed = None;
+    if let Some(host) = &spec.publish_on {
+        env.push(format!("PORT={CONTAINER_PORT}"));
+        let key = format!("{CONTAINER_PORT}/tcp");
+        port_bindings.insert(
+            key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(host.clone()),
+                host_port: Some(String::new()),
+            }]),
+        );
+        exposed = Some(vec![key]);
+    }
+    let labels = HashMap::from([
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+        (LABEL_APP.to_string(), spec.app.clone()),
+        (LABEL_NODE.to_string(), spec.node.clone()),
+        (LABEL_INDEX.to_string(), spec.index.to_string()),
+        (LABEL_RELEASE.to_string(), spec.release.to_string()),
+    ]);
+    let (entrypoint, cmd) = match &spec.command {
+        None => (None, None),
+        Some(Command::Shell(s)) => (
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
+            Some(vec![s.clone()]),
+        ),
+        Some(Command::Exec(argv)) => (Some(vec![argv[0].clone()]), Some(argv[1..].to_vec())),
+    };
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(env),
+        labels: Some(labels),
+        exposed_ports: exposed,
+        entrypoint,
+        cmd,
+        hostname: Some(
+            format!("{}-{}-{}", spec.app, spec.node, spec.index)
+                .chars()
+                .take(63)
+                .collect(),
+        ),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings),
+            memory: spec.memory.map(|m| i64::from(m) * 1024 * 1024),
+            init: Some(true),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // A leftover from an interrupted attempt holds the name: clear it.
+    let _ = remove(docker, &spec.name, 0).await;
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&spec.name)
+        .build();
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot create container {}: {}",
+                spec.name,
+                docker_message(&e)
+            )
+        })?;
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        let _ = remove(docker, &created.id, 0).await;
+        return Err(format!(
+            "cannot start container {}: {}",
+            spec.name,
+            docker_message(&e)
+        ));
+    }
+    Ok(created.id)
+}
+
+/// The address nginx reaches a web container at, once it is running.
+pub async fn address(docker: &Docker, id: &str) -> Result<Option<SocketAddr>, String> {
+    let info = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| docker_message(&e))?;
+    let ports = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default();
+    let binding = ports
+        .get(&format!("{CONTAINER_PORT}/tcp"))
+        .cloned()
+        .flatten()
+        .and_then(|b| b.into_iter().next());
+    Ok(binding.and_then(|b| {
+        let ip = b.host_ip?;
+        let port: u16 = b.host_port?.parse().ok()?;
+        let ip = if ip.is_empty() || ip == "0.0.0.0" {
+            "127.0.0.1".to_string()
+        } else {
+            ip
+        };
+        format!("{ip}:{port}").parse().ok()
+    }))
+}
+
+/// Why a container was not ready.
+#[derive(Debug)]
+pub struct NotReady {
+    pub reason: String,
+    /// The container's last log lines.
+    pub logs: Vec<String>,
+}
+
+/// Wait until the web container `id` answers HTTP at its address with any
+/// non-5xx status, or fail when it exits or `deadline` passes.
+pub async fn wait_http_ready(
+    docker: &Docker,
+    id: &str,
+    host_header: &str,
+    path: &str,
+    deadline: Duration,
+) -> Result<SocketAddr, NotReady> {
+    let started = Instant::now();
+    let mut last = String::from("no answer yet");
+    let mut attempts = 0u32;
+    loop {
+        let info = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        let state = info.as_ref().ok().and_then(|i| i.state.clone());
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let restarting = state.as_ref().and_then(|s| s.restarting).unwrap_or(false);
+        if !running || restarting {
+            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+            return Err(NotReady {
+                reason: format!("the container exited with code {code} before it answered"),
+                logs: tail_logs(docker, id, 20).await,
+            });
+        }
+        if let Ok(Some(addr)) = address(docker, id).await {
+            attempts += 1;
+            match probe_http(addr, host_header, path, Duration::from_secs(2)).await {
+                Ok(code) if code < 500 => return Ok(addr),
+                Ok(code) => {
+                    last = format!("GET {path} on {addr} → {code} after {attempts} attempts")
+                }
+                Err(e) => last = format!("GET {path} on {addr} → {e} after {attempts} attempts"),
+            }
+        }
+        if started.elapsed() >= deadline {
+            return Err(NotReady {
+                reason: format!(
+                    "the container did not answer HTTP within {}s ({last}); does it listen on $PORT?",
+                    deadline.as_secs()
+                ),
+                logs: tail_logs(docker, id, 20).await,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A worker has no port to probe: it is ready when it is still running after
+/// `settle`, and not ready when it exits before.
+pub async fn wait_stays_up(docker: &Docker, id: &str, settle: Duration) -> Result<(), NotReady> {
+    let until = Instant::now() + settle;
+    loop {
+        let info = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        let state = info.ok().and_then(|i| i.state);
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let restarting = state.as_ref().and_then(|s| s.restarting).unwrap_or(false);
+        if !running || restarting {
+            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+            return Err(NotReady {
+                reason: format!("the container exited with code {code}"),
+                logs: tail_logs(docker, id, 20).await,
+            });
+        }
+        if Instant::now() >= until {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One HTTP/1.0 GET; returns the status code.
+pub async fn probe_http(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let work = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.kind().to_string())?;
+        s.write_all(
+            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: quarry-health\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let r = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| "connection closed without an HTTP answer".to_string())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
+}
+
+/// The last `n` log lines of a container (stdout and stderr).
+pub async fn tail_logs(docker: &Docker, id: &str, n: usize) -> Vec<String> {
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&n.to_string())
+        .build();
+    let mut stream = docker.logs(id, Some(options));
+    let mut out = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+        out.extend(text.lines().map(str::to_string));
+    }
+    let skip = out.len().saturating_sub(n);
+    out.split_off(skip)
+}
+
+/// Stop (SIGTERM, then SIGKILL after `grace` seconds) and remove a container.
+/// A container that is already gone is not an error.
+pub async fn remove(docker: &Docker, id_or_name: &str, grace: i32) -> Result<(), String> {
+    if grace > 0 {
+        let options = StopContainerOptionsBuilder::default().t(grace).build();
+        let _ = docker.stop_container(id_or_name, Some(options)).await;
+    }
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(false)
+        .build();
+    match docker.remove_container(id_or_name, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(format!(
+            "cannot remove container {id_or_name}: {}",
+            docker_message(&e)
+        )),
+    }
+}
+
+/// Give a container its steady-state name.
+pub async fn rename(docker: &Docker, id: &str, name: &str) -> Result<(), String> {
+    let options = RenameContainerOptionsBuilder::default().name(name).build();
+    docker
+        .rename_container(id, options)
+        .await
+        .map_err(|e| format!("cannot rename container to {name}: {}", docker_message(&e)))
+}
+
+/// Every container of this instance (of one app when `app` is given).
+pub async fn list(
+    docker: &Docker,
+    instance: &str,
+    app: Option<&str>,
+) -> Result<Vec<Found>, String> {
+    let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
+    if let Some(app) = app {
+        labels.push(format!("{LABEL_APP}={app}"));
+    }
+    let filters = HashMap::from([("label".to_string(), labels)]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let summaries = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| format!("cannot list containers: {}", docker_message(&e)))?;
+    let mut out = Vec::new();
+    for s in summaries {
+        let labels = s.labels.unwrap_or_default();
+        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let address = s.ports.unwrap_or_default().into_iter().find_map(|p| {
+            if p.private_port != CONTAINER_PORT {
+                return None;
+            }
+            let ip =
+                p.ip.filter(|i| !i.is_empty() && i != "0.0.0.0")
+                    .unwrap_or_else(|| "127.0.0.1".into());
+            format!("{ip}:{}", p.public_port?).parse().ok()
+        });
+        out.push(Found {
+            id: s.id.unwrap_or_default(),
+            name: s
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            app: get(LABEL_APP),
+            node: get(LABEL_NODE),
+            index: get(LABEL_INDEX).parse().unwrap_or(0),
+            release: get(LABEL_RELEASE).parse().unwrap_or(0),
+            state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+            status: s.status.unwrap_or_default(),
+            address,
+        });
+    }
+    out.sort_by(|a, b| {
+        (&a.app, &a.node, a.index, a.release).cmp(&(&b.app, &b.node, b.index, b.release))
+    });
+    Ok(out)
+}
+
+/// The engine's own words, without bollard's wrapping.
+pub fn docker_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,37 @@
+//! Quarry: a self-hosted git-push PaaS.
+//!
+//! # Layout
+//!
+//! The pipeline, one module per stage (see ARCHITECTURE.md):
+//!
+//! - [`ssh`]: the SSH endpoint (russh): key auth, exec parsing, git bridging.
+//! - [`command`]: exec lines → the closed [`command::Cmd`] enum; help texts.
+//! - [`commands`]: executes control commands.
+//! - [`hook`]: pre-receive hook ⇄ daemon bridge (Unix socket).
+//! - [`receive`]: bare repos, hooks, `git archive` of the pushed commit.
+//! - [`stack`]: what the app is made of (nodes), from the pushed tree.
+//! - [`build`]: Dockerfile → image, through the Docker API.
+//! - [`deploy`]: the pipeline itself, and rollouts of a release.
+//! - [`launch`]: the only code that starts and stops containers.
+//! - [`route`]: nginx config rendering and the supervised nginx.
+//! - [`reconcile`]: makes the engine match the db.
+//! - [`store`]: the filesystem db, atomic writes.
+//! - [`daemon`], [`serve`]: shared state and process lifecycle.
+//! - [`validate`]: every name that crosses the edge.
+
+pub mod build;
+pub mod command;
+pub mod commands;
+pub mod daemon;
+pub mod deploy;
+pub mod hook;
+pub mod launch;
+pub mod progress;
+pub mod receive;
+pub mod reconcile;
+pub mod route;
+pub mod serve;
+pub mod ssh;
+pub mod stack;
+pub mod store;
+pub mod validate;

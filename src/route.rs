@@ -1,0 +1,477 @@
+//! Route: Quarry's own nginx instance and the vhosts it serves.
+//!
+//! `render_*` functions are pure and return nginx config as text (golden
+//! tested). [`Router`] is the only code that writes nginx files or signals
+//! nginx: it writes an app's vhost, runs `nginx -t`, restores the previous
+//! file when the test fails, reloads gracefully, and waits until the new
+//! config answers (a generation counter served by the default server) before
+//! it reports success — so callers may retire old containers right after.
+//! Everything lives under `<data>/nginx/`. Values reaching the config were
+//! validated at the edge (app names, domains); addresses are typed.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::store::write_atomic;
+use crate::validate;
+
+/// The routes of one web node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRoute {
+    pub node: String,
+    /// Host names, validated by [`validate::domain`].
+    pub domains: Vec<String>,
+    /// Every container of the node: `address:port`.
+    pub upstreams: Vec<SocketAddr>,
+}
+
+/// nginx.conf: the instance's main config.
+pub fn render_main(dir: &Path, listen: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "# Written by quarry serve at every start; edits are overwritten.\n\
+worker_processes auto;\n\
+pid {d}/nginx.pid;\n\
+error_log {d}/error.log warn;\n\
+daemon off;\n\
+events {{ worker_connections 4096; }}\n\
+http {{\n\
+    access_log {d}/access.log;\n\
+    client_body_temp_path {d}/tmp/body;\n\
+    proxy_temp_path {d}/tmp/proxy;\n\
+    fastcgi_temp_path {d}/tmp/fastcgi;\n\
+    uwsgi_temp_path {d}/tmp/uwsgi;\n\
+    scgi_temp_path {d}/tmp/scgi;\n\
+    server_names_hash_bucket_size 128;\n\
+    server_names_hash_max_size 65536;\n\
+    client_max_body_size 100m;\n\
+    server_tokens off;\n\
+    map $http_upgrade $quarry_connection {{ default upgrade; '' ''; }}\n\
+    server {{\n\
+        listen {listen} default_server;\n\
+        server_name _;\n\
+        include {d}/generation.conf;\n\
+        location / {{ default_type text/plain; return 404 \"quarry: no app is routed at this host\\n\"; }}\n\
+    }}\n\
+    include {d}/sites/*.conf;\n\
+}}\n"
+    )
+}
+
+/// generation.conf: lets Quarry see which config the workers run.
+pub fn render_generation(generation: u64) -> String {
+    format!(
+        "location = /.quarry/generation {{ default_type text/plain; return 200 \"{generation}\\n\"; }}\n"
+    )
+}
+
+/// sites/<app>.conf: one upstream and one server block per routed web node.
+/// A node with no containers gets a 503 answer rather than a dead upstream.
+pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String {
+    let mut out = format!("# Routes of app {app}, written by quarry; edits are overwritten.\n");
+    for r in routes {
+        if r.domains.is_empty() {
+            continue;
+        }
+        debug_assert!(r.domains.iter().all(|d| validate::domain(d).is_ok()));
+        let upstream = format!("quarry-{app}-{}", r.node);
+        if !r.upstreams.is_empty() {
+            let _ = writeln!(out, "upstream {upstream} {{");
+            for a in &r.upstreams {
+                let _ = writeln!(out, "    server {a} max_fails=1 fail_timeout=2s;");
+            }
+            let _ = writeln!(out, "    keepalive 16;\n}}");
+        }
+        let _ = writeln!(out, "server {{");
+        let _ = writeln!(out, "    listen {listen};");
+        let _ = writeln!(out, "    server_name {};", r.domains.join(" "));
+        let _ = writeln!(out, "    location / {{");
+        if r.upstreams.is_empty() {
+            let _ = writeln!(
+                out,
+                "        default_type text/plain;\n        return 503 \"quarry: {app} has no running {} containers\\n\";",
+                r.node
+            );
+        } else {
+            let _ = writeln!(out, "        proxy_pass http://{upstream};");
+            out.push_str(
+                "        proxy_http_version 1.1;\n\
+        proxy_set_header Host $host;\n\
+        proxy_set_header Upgrade $http_upgrade;\n\
+        proxy_set_header Connection $quarry_connection;\n\
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+        proxy_set_header X-Forwarded-Proto $scheme;\n\
+        proxy_set_header X-Forwarded-Host $host;\n\
+        proxy_next_upstream error timeout http_502 http_503;\n\
+        proxy_connect_timeout 5s;\n",
+            );
+        }
+        let _ = writeln!(out, "    }}\n}}");
+    }
+    out
+}
+
+/// Quarry's nginx, supervised.
+pub struct Router {
+    dir: PathBuf,
+    listen: SocketAddr,
+    nginx: PathBuf,
+    generation: AtomicU64,
+    /// One config change at a time: test and reload see a consistent tree.
+    lock: Mutex<()>,
+    child: Mutex<Option<Child>>,
+}
+
+impl Router {
+    /// Write the main config and start nginx listening on `listen`.
+    pub async fn start(data: &Path, listen: SocketAddr, nginx: PathBuf) -> Result<Router, String> {
+        let dir = data.join("nginx");
+        for sub in ["sites", "tmp"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(|e| format!("{}: {e}", dir.join(sub).display()))?;
+        }
+        // Leftovers of an interrupted change are not config.
+        if let Ok(entries) = fs::read_dir(dir.join("sites")) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".tmp-") || name.ends_with(".conf.bak") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let generation = 1;
+        write_atomic(
+            &dir.join("generation.conf"),
+            render_generation(generation).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+        write_atomic(
+            &dir.join("nginx.conf"),
+            render_main(&dir, listen).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+        let router = Router {
+            dir,
+            listen,
+            nginx,
+            generation: AtomicU64::new(generation),
+            lock: Mutex::new(()),
+            child: Mutex::new(None),
+        };
+        router.test().await?;
+        // A previous nginx of this data dir that outlived its daemon (kill -9)
+        // still holds the port: end it by its pid file.
+        router.stop_stale().await;
+        let child = router.spawn()?;
+        *router.child.lock().await = Some(child);
+        router
+            .wait_generation(generation, Duration::from_secs(15))
+            .await?;
+        info!(listen = %listen, "nginx started");
+        Ok(router)
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    fn spawn(&self) -> Result<Child, String> {
+        Command::new(&self.nginx)
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(self.dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start nginx ({}): {e}", self.nginx.display()))
+    }
+
+    async fn stop_stale(&self) {
+        let Ok(pid) = fs::read_to_string(self.dir.join("nginx.pid")) else {
+            return;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            return;
+        };
+        // Only an nginx whose command line names our config is ours to end.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&cmdline)
+            .contains(&*self.dir.join("nginx.conf").to_string_lossy());
+        if ours {
+            warn!(pid, "stopping an nginx left over from an earlier run");
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// `nginx -t` on the config as it is on disk.
+    async fn test(&self) -> Result<(), String> {
+        let out = Command::new(&self.nginx)
+            .arg("-t")
+            .arg("-q")
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(self.dir.join("error.log"))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run nginx -t ({}): {e}", self.nginx.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let reason = text
+                .lines()
+                .find(|l| l.contains("[emerg]") || l.contains("[error]"))
+                .unwrap_or(text.trim())
+                .to_string();
+            Err(format!("nginx rejected the config: {reason}"))
+        }
+    }
+
+    fn site_path(&self, app: &str) -> PathBuf {
+        self.dir.join("sites").join(format!("{app}.conf"))
+    }
+
+    /// Route `app`'s web nodes; on any failure the previous routes stay.
+    pub async fn set_app(&self, app: &str, routes: &[NodeRoute]) -> Result<(), String> {
+        let text = render_app(app, self.listen, routes);
+        self.apply(app, Some(text)).await
+    }
+
+    /// Stop routing `app`.
+    pub async fn remove_app(&self, app: &str) -> Result<(), String> {
+        self.apply(app, None).await
+    }
+
+    async fn apply(&self, app: &str, text: Option<String>) -> Result<(), String> {
+        let _guard = self.lock.lock().await;
+        let path = self.site_path(app);
+        let previous = fs::read(&path).ok();
+        if previous.as_deref() == text.as_deref().map(str::as_bytes) {
+            return Ok(());
+        }
+        let written = match &text {
+            Some(t) => write_atomic(&path, t.as_bytes(), 0o644),
+            None => fs::remove_file(&path).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }),
+        };
+        written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let restore = || match &previous {
+            Some(p) => {
+                let _ = write_atomic(&path, p, 0o644);
+            }
+            None => {
+                let _ = fs::remove_file(&path);
+            }
+        };
+        if let Err(e) = self.test().await {
+            restore();
+            return Err(e);
+        }
+        if let Err(e) = self.reload().await {
+            restore();
+            let _ = self.reload().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Graceful reload, confirmed by the generation the workers answer with.
+    async fn reload(&self) -> Result<(), String> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        write_atomic(
+            &self.dir.join("generation.conf"),
+            render_generation(generation).as_bytes(),
+            0o644,
+        )
+        .map_err(|e| e.to_string())?;
+        let pid = {
+            let child = self.child.lock().await;
+            child.as_ref().and_then(|c| c.id())
+        };
+        let Some(pid) = pid else {
+            return Err("nginx is not running".into());
+        };
+        // SAFETY: plain signal to our own child process.
+        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+            return Err(format!(
+                "cannot signal nginx: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        self.wait_generation(generation, Duration::from_secs(15))
+            .await
+    }
+
+    async fn wait_generation(&self, want: u64, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(got) = self.served_generation().await
+                && got >= want
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let log = fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+                let last = log.lines().last().unwrap_or("").to_string();
+                return Err(format!(
+                    "nginx did not take the new config within {}s {last}",
+                    limit.as_secs()
+                ));
+            }
+            {
+                let mut child = self.child.lock().await;
+                if let Some(c) = child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    let mut err = String::new();
+                    if let Some(mut s) = c.stderr.take() {
+                        use tokio::io::AsyncReadExt;
+                        let _ = s.read_to_string(&mut err).await;
+                    }
+                    *child = None;
+                    return Err(format!("nginx exited ({status}): {}", err.trim()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn served_generation(&self) -> Result<u64, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.listen)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET /.quarry/generation HTTP/1.0\r\nHost: quarry.invalid\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        body.trim().parse().map_err(|_| "no generation".to_string())
+    }
+
+    /// Restart nginx if it died (called by the supervisor loop).
+    pub async fn ensure_running(&self) {
+        let mut child = self.child.lock().await;
+        let dead = match child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+            None => true,
+        };
+        if dead {
+            warn!("nginx is not running; starting it again");
+            match self.spawn() {
+                Ok(c) => *child = Some(c),
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+
+    /// Graceful stop (SIGQUIT: finish in-flight requests), waiting for exit.
+    pub async fn stop(&self) {
+        let mut child = self.child.lock().await;
+        if let Some(mut c) = child.take() {
+            if let Some(pid) = c.id() {
+                unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
+            }
+            if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                .await
+                .is_err()
+            {
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_vhost_golden() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let text = render_app(
+            "shop",
+            listen,
+            &[NodeRoute {
+                node: "web".into(),
+                domains: vec!["shop.localhost".into(), "www.example.com".into()],
+                upstreams: vec![
+                    "127.0.0.1:49153".parse().unwrap(),
+                    "127.0.0.2:49160".parse().unwrap(),
+                ],
+            }],
+        );
+        let want = "\
+# Routes of app shop, written by quarry; edits are overwritten.
+upstream quarry-shop-web {
+    server 127.0.0.1:49153 max_fails=1 fail_timeout=2s;
+    server 127.0.0.2:49160 max_fails=1 fail_timeout=2s;
+    keepalive 16;
+}
+server {
+    listen 127.0.0.1:8080;
+    server_name shop.localhost www.example.com;
+    location / {
+        proxy_pass http://quarry-shop-web;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $quarry_connection;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_next_upstream error timeout http_502 http_503;
+        proxy_connect_timeout 5s;
+    }
+}
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn node_without_containers_answers_503() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let text = render_app(
+            "shop",
+            listen,
+            &[NodeRoute {
+                node: "web".into(),
+                domains: vec!["shop.localhost".into()],
+                upstreams: vec![],
+            }],
+        );
+        assert!(!text.contains("upstream"));
+        assert!(text.contains("return 503 \"quarry: shop has no running web containers\\n\";"));
+    }
+}

@@ -1,0 +1,460 @@
+//! The SSH endpoint: authenticates keys against the db, parses each exec
+//! request (never through a shell) and either bridges the channel to a real
+//! `git receive-pack`/`git upload-pack` or runs a control command.
+//!
+//! It may touch: the network listener, git child processes, and the daemon's
+//! command layer. It never builds or launches anything itself: a push reaches
+//! the pipeline through the repo's pre-receive hook (see `hook.rs`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::keys::ssh_key::HashAlg;
+use russh::server::{Auth, Handle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::command::{self, GitService, Request};
+use crate::daemon::Daemon;
+use crate::store::KeyRecord;
+use crate::validate;
+
+/// Where a command writes: stdout and stderr of one SSH channel.
+#[derive(Clone)]
+pub struct Output {
+    handle: Handle,
+    channel: ChannelId,
+}
+
+impl Output {
+    /// Write to the client's stdout. Errors mean the client went away; callers
+    /// keep going and the work finishes regardless.
+    pub async fn out(&self, data: impl Into<Bytes>) {
+        let _ = self.handle.data(self.channel, data.into()).await;
+    }
+
+    /// Write to the client's stderr.
+    pub async fn err(&self, data: impl Into<Bytes>) {
+        let _ = self
+            .handle
+            .extended_data(self.channel, 1, data.into())
+            .await;
+    }
+
+    /// Exit status, EOF, close: in that order, or `git` reports a failure
+    /// even when the ref moved.
+    pub async fn finish(&self, code: u32) {
+        let _ = self.handle.exit_status_request(self.channel, code).await;
+        let _ = self.handle.eof(self.channel).await;
+        let _ = self.handle.close(self.channel).await;
+    }
+}
+
+/// The client's stdin for one channel: chunks until EOF (`None`).
+pub type Input = mpsc::UnboundedReceiver<Bytes>;
+
+/// Read all of stdin, up to `limit` bytes.
+pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = input.recv().await {
+        if buf.len() + chunk.len() > limit {
+            return Err(format!("standard input is longer than {limit} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// Resolves when the client closes the channel or the connection.
+#[derive(Clone)]
+pub struct Closed(watch::Receiver<()>);
+
+impl Closed {
+    pub async fn wait(&mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+/// Accept connections until `shutdown` fires.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(server_config(&daemon)?);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => r?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = Connection {
+            daemon: daemon.clone(),
+            peer,
+            key: None,
+            channels: HashMap::new(),
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(session) => {
+                    if let Err(e) = session.await {
+                        debug!(%peer, "ssh session ended: {e}");
+                    }
+                }
+                Err(e) => debug!(%peer, "ssh handshake failed: {e}"),
+            }
+        });
+    }
+}
+
+fn server_config(daemon: &Daemon) -> anyhow::Result<russh::server::Config> {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    Ok(russh::server::Config {
+        server_id: russh::SshId::Standard(
+            format!("SSH-2.0-Quarry_{}", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        methods,
+        keys: vec![daemon.host_key.clone()],
+        // OpenSSH probes with `none` first; answering at once saves a second
+        // on every command. Real rejections keep the constant delay.
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        // Builds can be silent for minutes: keep the connection alive rather
+        // than timing it out, and notice a vanished client.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+struct ChannelState {
+    stdin: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Dropped when the channel closes, which wakes every [`Closed`].
+    _closed: watch::Sender<()>,
+    closed_rx: watch::Receiver<()>,
+    git_protocol: Option<String>,
+    started: bool,
+}
+
+struct Connection {
+    daemon: Arc<Daemon>,
+    peer: SocketAddr,
+    key: Option<KeyRecord>,
+    channels: HashMap<ChannelId, ChannelState>,
+}
+
+impl russh::server::Handler for Connection {
+    type Error = anyhow::Error;
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        match self.daemon.store.key_by_fingerprint(&fingerprint)? {
+            Some(record) => {
+                info!(peer = %self.peer, user, key = %record.name, "authenticated");
+                self.key = Some(record);
+                Ok(Auth::Accept)
+            }
+            None => {
+                warn!(peer = %self.peer, user, %fingerprint, "unknown key refused");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (tx, rx) = watch::channel(());
+        self.channels.insert(
+            channel.id(),
+            ChannelState {
+                stdin: None,
+                _closed: tx,
+                closed_rx: rx,
+                git_protocol: None,
+                started: false,
+            },
+        );
+        // The `Channel` itself is dropped: all traffic goes through the
+        // handler callbacks, and an unread channel would stall the session.
+        drop(channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Only git's protocol version is honoured; other variables never
+        // reach a child process.
+        if name == "GIT_PROTOCOL"
+            && value.len() < 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=:.".contains(&b))
+            && let Some(state) = self.channels.get_mut(&channel)
+        {
+            state.git_protocol = Some(value.to_string());
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let out = Output {
+            handle: session.handle(),
+            channel,
+        };
+        tokio::spawn(async move {
+            out.err("quarry: interactive shells are not offered; run `ssh … help` to see the commands\n")
+                .await;
+            out.finish(command::EXIT_USAGE).await;
+        });
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(key) = self.key.clone() else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let Some(state) = self.channels.get_mut(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if state.started {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        state.started = true;
+        session.channel_success(channel)?;
+        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        state.stdin = Some(stdin_tx);
+        let out = Output {
+            handle: session.handle(),
+            channel,
+        };
+        let closed = Closed(state.closed_rx.clone());
+        let git_protocol = state.git_protocol.clone();
+        let daemon = self.daemon.clone();
+        let line = if data.len() > validate::MAX_COMMAND_LEN {
+            Err(format!(
+                "command line is longer than {} bytes",
+                validate::MAX_COMMAND_LEN
+            ))
+        } else {
+            String::from_utf8(data.to_vec()).map_err(|_| "command line is not UTF-8".to_string())
+        };
+        // Slow work never runs on the connection's event loop.
+        tokio::spawn(async move {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    out.err(format!("quarry: {e}\n")).await;
+                    out.finish(command::EXIT_USAGE).await;
+                    return;
+                }
+            };
+            info!(key = %key.name, command = %line.chars().take(200).collect::<String>(), "exec");
+            match command::parse_line(&line) {
+                Ok(Request::Git { service, app }) => {
+                    let code =
+                        git_service(&daemon, &key, service, &app, git_protocol, stdin_rx, &out)
+                            .await;
+                    out.finish(code).await;
+                }
+                Ok(Request::Command(cmd)) => {
+                    let code =
+                        crate::commands::run(&daemon, &key, cmd, stdin_rx, out.clone(), closed)
+                            .await;
+                    out.finish(code).await;
+                }
+                Err(e) => {
+                    out.err(format!("quarry: {e}\n")).await;
+                    out.finish(e.code()).await;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(tx) = self.channels.get(&channel).and_then(|s| s.stdin.as_ref()) {
+            let _ = tx.send(Bytes::copy_from_slice(data));
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Client EOF ends the child's stdin only; the channel lives on.
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.stdin = None;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}
+
+/// Run `git receive-pack` or `git upload-pack` for `app`, bridged to the channel.
+async fn git_service(
+    daemon: &Arc<Daemon>,
+    key: &KeyRecord,
+    service: GitService,
+    app: &str,
+    git_protocol: Option<String>,
+    mut stdin: Input,
+    out: &Output,
+) -> u32 {
+    let exists = daemon.store.app_exists(app);
+    if !key.may_manage(app) && !(service == GitService::ReceivePack && !exists && key.create) {
+        out.err(format!(
+            "quarry: permission denied: key {} may not push to or fetch app {app}\n",
+            key.name
+        ))
+        .await;
+        return command::EXIT_DENIED;
+    }
+    if !exists {
+        if service == GitService::UploadPack {
+            out.err(format!("quarry: app {app} does not exist\n")).await;
+            return command::EXIT_NOT_FOUND;
+        }
+        if key.role != crate::store::Role::Admin && !key.create {
+            out.err(format!(
+                "quarry: permission denied: key {} may not create apps (app {app} does not exist)\n",
+                key.name
+            ))
+            .await;
+            return command::EXIT_DENIED;
+        }
+        if let Err(e) = crate::receive::create_app(&daemon.store, app) {
+            out.err(format!("quarry: cannot create app {app}: {e}\n"))
+                .await;
+            return command::EXIT_FAILURE;
+        }
+        info!(app, key = %key.name, "app created by first push");
+    }
+
+    let repo = daemon.store.repo_dir(app);
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg(service.subcommand())
+        .arg(&repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", daemon.store.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(p) = git_protocol {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let push = (service == GitService::ReceivePack).then(|| daemon.pushes.begin(app, key));
+    if let Some(push) = &push {
+        cmd.env("QUARRY_SOCKET", daemon.hook_socket())
+            .env("QUARRY_BIN", &daemon.bin)
+            .env("QUARRY_PUSH_TOKEN", push.token());
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            out.err(format!("quarry: cannot run git: {e}\n")).await;
+            return command::EXIT_FAILURE;
+        }
+    };
+    let mut child_in = child.stdin.take().expect("piped");
+    let mut child_out = child.stdout.take().expect("piped");
+    let mut child_err = child.stderr.take().expect("piped");
+    let pump_in = tokio::spawn(async move {
+        while let Some(chunk) = stdin.recv().await {
+            if child_in.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        // Dropping child_in closes git's stdin.
+    });
+    let o = out.clone();
+    let pump_out = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match child_out.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => o.out(Bytes::copy_from_slice(&buf[..n])).await,
+            }
+        }
+    });
+    let o = out.clone();
+    let pump_err = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8 * 1024];
+        loop {
+            match child_err.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => o.err(Bytes::copy_from_slice(&buf[..n])).await,
+            }
+        }
+    });
+    // Drain stdout and stderr fully before the exit status goes out.
+    let _ = pump_out.await;
+    let _ = pump_err.await;
+    let status = child.wait().await;
+    pump_in.abort();
+    drop(push);
+    match status {
+        Ok(s) => s.code().map_or(command::EXIT_FAILURE, |c| c as u32),
+        Err(e) => {
+            out.err(format!("quarry: git failed: {e}\n")).await;
+            command::EXIT_FAILURE
+        }
+    }
+}
