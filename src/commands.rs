@@ -494,6 +494,7 @@ async fn rerelease(
         commit: base.commit.clone(),
         image: base.image.clone(),
         env,
+        global_env: d.store.global_env().map_err(|e| e.to_string())?,
         manifest: base.manifest.clone(),
         created: store::now_rfc3339(),
         by: key.name.clone(),
@@ -509,7 +510,7 @@ async fn rerelease(
         "Releasing v{number} of {app}: {}",
         release.description
     ));
-    let result = deploy::rollout(d, app, &release, &stack, p).await;
+    let result = deploy::apply(d, app, &release, &stack, p).await;
     deploy::finish(d, app, &mut release, result, p)?;
     p.step(format!("Released v{number}"));
     Ok(number)
@@ -763,7 +764,7 @@ async fn config_change(
             p.step("Config saved; it applies from the first push");
             return Ok(0);
         };
-        let env = deploy::release_env(d, app)?;
+        let env = d.store.app_env(app).map_err(|e| e.to_string())?;
         match rerelease(d, key, app, &live, env, description, &p).await {
             Ok(n) => Ok(n),
             Err(e) => {

@@ -1,26 +1,29 @@
 //! The deploy pipeline, read top-down: lock → receive → build → release →
-//! launch → route → retire. Used by pushes and, from `rollout` on, by every
-//! change that makes a new release (config changes, rollbacks, restarts).
+//! plan → launch → route → retire. Pushes run all of it; config changes,
+//! rollbacks, restarts, scaling and domain changes enter at [`apply`], which
+//! plans (pure, [`crate::plan`]) and then executes the instructions.
 //!
-//! The rule it keeps: until the new containers answer and nginx routes to
-//! them, nothing of the running release is touched. Any failure removes what
-//! the attempt started, marks the release failed with the reason, and leaves
-//! the previous release serving.
+//! The rule it keeps: until new containers answer and nginx routes to them,
+//! nothing of the running release is touched. Any failure removes what the
+//! attempt started, marks the release failed with the reason, and leaves the
+//! previous release serving.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::build;
 use crate::daemon::Daemon;
-use crate::launch::{self, ContainerSpec};
+use crate::launch::{self, ContainerSpec, Found};
+use crate::manifest::{Node, NodeKind};
+use crate::plan::{self, Current, CurrentNode, CurrentService, Desired, DesiredNode, DesiredService, Instruction};
 use crate::progress::Progress;
 use crate::receive;
 use crate::route::NodeRoute;
-use crate::stack::{self, NodeSpec, Stack};
+use crate::stack::{self, Stack};
 use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus};
 
 /// How long a second deploy of the same app waits for the first.
-const LOCK_WAIT: Duration = Duration::from_secs(600);
+pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Handle a push of `commit` to `app`: the whole pipeline. Returns the new
 /// release number; an error rejects the push.
@@ -36,52 +39,43 @@ pub async fn push(
     let started = Instant::now();
     let _lock = d.locks.acquire(&d.store, app, p, LOCK_WAIT).await?;
     let repo = d.store.repo_dir(app);
+    let short = &commit[..7.min(commit.len())];
 
-    // receive
-    p.step(format!(
-        "Receiving {app} at {}",
-        &commit[..7.min(commit.len())]
-    ));
-    let tree = receive::archive(&repo, commit, git_env).await?;
-    let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
-    p.detail(stack.describe());
-
-    // release record first, so a failure anywhere after is on the books
-    let number = d
-        .store
-        .next_release_number(app)
-        .map_err(|e| e.to_string())?;
+    // The release record comes first, so a failure anywhere after is on the books.
+    let number = d.store.next_release_number(app).map_err(|e| e.to_string())?;
     let image = build::image_tag(app, number);
     let mut release = Release {
         number,
         commit: commit.to_string(),
         image: image.clone(),
-        env: release_env(d, app)?,
-        manifest: stack.source.clone(),
+        env: d.store.app_env(app).map_err(|e| e.to_string())?,
+        global_env: d.store.global_env().map_err(|e| e.to_string())?,
+        manifest: None,
         created: store::now_rfc3339(),
         by: key.name.clone(),
         fingerprint: key.fingerprint.clone(),
-        description: format!("push {}", &commit[..7.min(commit.len())]),
+        description: format!("push {short}"),
         status: ReleaseStatus::Deploying,
         reason: None,
     };
-    d.store
-        .write_release(app, &release)
-        .map_err(|e| e.to_string())?;
+    d.store.write_release(app, &release).map_err(|e| e.to_string())?;
 
     let result = async {
-        receive::unpack_src(&d.store, app, &tree)
-            .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
-        // build
+        p.step(format!("Receiving {app} at {short}"));
+        let tree = receive::archive(&repo, commit, git_env).await?;
+        let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
+        p.detail(stack.describe());
+        release.manifest = stack.source.clone();
+        d.store.write_release(app, &release).map_err(|e| e.to_string())?;
+        receive::unpack_src(&d.store, app, &tree).map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
+
         p.step(format!("Building {image} from the Dockerfile"));
         let labels = HashMap::from([
             (launch::LABEL_INSTANCE.to_string(), d.instance.clone()),
             (launch::LABEL_APP.to_string(), app.to_string()),
-            (launch::LABEL_RELEASE.to_string(), number.to_string()),
         ]);
         build::build_dockerfile(&d.docker, app, tree, &image, labels, p).await?;
-        // launch, route, retire
-        rollout(d, app, &release, &stack, p).await
+        apply(d, app, &release, &stack, p).await
     }
     .await;
 
@@ -90,7 +84,7 @@ pub async fn push(
         tracing::warn!(app, "cannot point HEAD at {refname}: {e}");
     }
     p.step(format!(
-        "Released v{number}: http://{}{} ({:.1}s)",
+        "Released v{number}: http://{}{}/ ({:.1}s)",
         d.default_domain(app),
         http_port_suffix(d),
         started.elapsed().as_secs_f64()
@@ -105,43 +99,20 @@ fn http_port_suffix(d: &Daemon) -> String {
     }
 }
 
-/// Config vars of a new release: global env, then the app's own.
-pub fn release_env(d: &Daemon, app: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut env = d.store.global_env().map_err(|e| e.to_string())?;
-    env.extend(d.store.app_env(app).map_err(|e| e.to_string())?);
-    Ok(env)
-}
-
 /// Record the outcome of a rollout on the release and the app.
-pub fn finish(
-    d: &Daemon,
-    app: &str,
-    release: &mut Release,
-    result: Result<(), String>,
-    p: &Progress,
-) -> Result<(), String> {
-    let log_path = d
-        .store
-        .app_dir(app)
-        .join("log")
-        .join(format!("v{}.log", release.number));
+pub fn finish(d: &Daemon, app: &str, release: &mut Release, result: Result<(), String>, p: &Progress) -> Result<(), String> {
+    let log_path = d.store.app_dir(app).join("log").join(format!("v{}.log", release.number));
     match result {
         Ok(()) => {
             for mut old in d.store.releases(app).map_err(|e| e.to_string())? {
                 if old.status == ReleaseStatus::Live && old.number != release.number {
                     old.status = ReleaseStatus::Superseded;
-                    d.store
-                        .write_release(app, &old)
-                        .map_err(|e| e.to_string())?;
+                    d.store.write_release(app, &old).map_err(|e| e.to_string())?;
                 }
             }
             release.status = ReleaseStatus::Live;
-            d.store
-                .write_release(app, release)
-                .map_err(|e| e.to_string())?;
-            d.store
-                .set_status(app, AppStatus::Live)
-                .map_err(|e| e.to_string())?;
+            d.store.write_release(app, release).map_err(|e| e.to_string())?;
+            d.store.set_status(app, AppStatus::Live).map_err(|e| e.to_string())?;
             let _ = store::write_atomic(&log_path, p.transcript().as_bytes(), 0o640);
             Ok(())
         }
@@ -149,155 +120,420 @@ pub fn finish(
             release.status = ReleaseStatus::Failed;
             release.reason = Some(reason.clone());
             let _ = d.store.write_release(app, release);
-            let live = d.store.live_release(app).ok().flatten();
-            p.warn(format!("Deploy of {app} v{} failed", release.number));
-            match &live {
-                Some(l) => p.warn(format!("v{} is still serving", l.number)),
+            match d.store.live_release(app).ok().flatten() {
+                Some(l) => p.warn(format!("Deploy of {app} v{} failed; v{} is still serving", release.number, l.number)),
                 None => {
+                    p.warn(format!("Deploy of {app} v{} failed", release.number));
                     let _ = d.store.set_status(app, AppStatus::Failed);
                 }
             }
-            let _ = store::write_atomic(
-                &log_path,
-                format!("{}{reason}\n", p.transcript()).as_bytes(),
-                0o640,
-            );
+            let _ = store::write_atomic(&log_path, format!("{}{reason}\n", p.transcript()).as_bytes(), 0o640);
             Err(reason)
         }
     }
 }
 
-/// Boot `release` beside what runs, check it, switch the route, retire the
-/// old containers. On error everything this call started is removed again.
-pub async fn rollout(
-    d: &Daemon,
-    app: &str,
-    release: &Release,
-    stack: &Stack,
-    p: &Progress,
-) -> Result<(), String> {
-    let before = launch::list(&d.docker, &d.instance, Some(app)).await?;
-    let mut started: Vec<(NodeSpec, u32, String)> = Vec::new();
-    let result = boot_all(d, app, release, stack, p, &mut started).await;
-    let routes = match result {
-        Ok(routes) => routes,
-        Err(e) => {
-            cleanup(d, &started).await;
-            return Err(e);
-        }
-    };
-    p.step("Routing");
-    if let Err(e) = d.router.set_app(app, &routes).await {
-        cleanup(d, &started).await;
-        return Err(format!("routing {app} failed: {e}"));
-    }
-    for r in &routes {
-        if !r.domains.is_empty() {
-            p.detail(format!(
-                "{} → {} container(s)",
-                r.domains.join(", "),
-                r.upstreams.len()
-            ));
-        }
-    }
-    // retire: every older container of the app, concurrently, with a drain
-    let new_ids: Vec<&str> = started.iter().map(|(_, _, id)| id.as_str()).collect();
-    let old: Vec<_> = before
-        .into_iter()
-        .filter(|c| !new_ids.contains(&c.id.as_str()))
-        .collect();
-    if !old.is_empty() {
-        p.step(format!("Stopping {} old container(s)", old.len()));
-        let grace = stack.drain_seconds as i32;
-        let jobs = old.iter().map(|c| launch::remove(&d.docker, &c.id, grace));
-        for r in futures_util::future::join_all(jobs).await {
-            if let Err(e) = r {
-                p.warn(e);
+// ----- desired and current state -------------------------------------------
+
+/// Nodes with their effective scale (`ps:scale` over quarry.yml) and domains.
+pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Result<Desired, String> {
+    let formation = d.store.formation(app).map_err(|e| e.to_string())?;
+    let extra = d.store.domains(app).map_err(|e| e.to_string())?;
+    let stopped = d.store.status(app) == AppStatus::Disabled;
+    let main = main_web_node(stack);
+    let mut nodes = BTreeMap::new();
+    for (name, node) in &stack.manifest.nodes {
+        let mut domains = BTreeSet::new();
+        if node.kind == NodeKind::Web {
+            domains.extend(node.domains.iter().cloned());
+            if main.as_deref() == Some(name.as_str()) {
+                domains.insert(d.default_domain(app));
+                domains.extend(extra.iter().cloned());
             }
         }
+        let scale = if stopped { 0 } else { formation.get(name).copied().unwrap_or(node.scale) };
+        nodes.insert(name.clone(), DesiredNode { kind: node.kind, scale, domains });
     }
-    for (node, index, id) in &started {
-        let name = format!("{app}.{}.{index}", node.name);
-        if let Err(e) = launch::rename(&d.docker, id, &name).await {
-            p.warn(e);
-        }
+    let mut services = BTreeMap::new();
+    for (name, service) in &stack.manifest.services {
+        let image = match &service.source {
+            crate::manifest::ServiceSource::Image(i) => i.clone(),
+            crate::manifest::ServiceSource::Build(_) => format!("quarry/{app}-{name}:{}", plan::spec_hash(service)),
+        };
+        services.insert(name.clone(), DesiredService { image, spec_hash: plan::spec_hash(service) });
     }
-    Ok(())
+    Ok(Desired { app: app.to_string(), release: release.number, services, nodes })
 }
 
-/// Boot every node's containers and wait until each is ready; returns the
-/// routes to switch to.
-async fn boot_all(
-    d: &Daemon,
-    app: &str,
-    release: &Release,
-    stack: &Stack,
-    p: &Progress,
-    started: &mut Vec<(NodeSpec, u32, String)>,
-) -> Result<Vec<NodeRoute>, String> {
-    let mut routes = Vec::new();
-    for node in &stack.nodes {
-        if node.scale == 0 {
+/// The web node that answers at `<app>.<root domain>`: `web`, else the first web node.
+pub fn main_web_node(stack: &Stack) -> Option<String> {
+    let nodes = &stack.manifest.nodes;
+    if nodes.get("web").is_some_and(|n| n.kind == NodeKind::Web) {
+        return Some("web".into());
+    }
+    nodes.iter().find(|(_, n)| n.kind == NodeKind::Web).map(|(k, _)| k.clone())
+}
+
+/// What runs now, asked of the engine; plus the domains last routed.
+pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), String> {
+    let found = launch::list(&d.docker, &d.instance, Some(app)).await?;
+    let routed: BTreeMap<String, BTreeSet<String>> = store::read_json(&d.store.app_dir(app).join("routed.json"))
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let mut current = Current::default();
+    for c in &found {
+        if let Some(service) = &c.service {
+            current.services.insert(
+                service.clone(),
+                CurrentService { spec_hash: c.spec.clone().unwrap_or_default(), container: c.name.clone() },
+            );
             continue;
         }
-        p.step(format!(
-            "Starting {} x{} (v{})",
-            node.name, node.scale, release.number
-        ));
-        let mut env = stack.env.clone();
-        env.extend(release.env.clone());
-        let mut upstreams = Vec::new();
-        let mut ids = Vec::new();
-        for index in 1..=node.scale {
-            let spec = ContainerSpec {
-                name: format!("{app}.{}.{index}.v{}", node.name, release.number),
-                image: release.image.clone(),
-                app: app.to_string(),
-                node: node.name.clone(),
-                index,
-                release: release.number,
-                env: env.clone(),
-                command: node.command.clone(),
-                memory: node.memory,
-                publish_on: node.web.then(|| d.publish_address.clone()),
-            };
-            let id = launch::start(&d.docker, &d.instance, &spec).await?;
-            started.push((node.clone(), index, id.clone()));
-            ids.push((index, id));
+        // A container of another attempt (named `.vN`) is not the app's state.
+        if c.name != format!("{app}.{}.{}", c.node, c.index) {
+            continue;
         }
-        for (index, id) in ids {
-            let label = format!("{}.{index}", node.name);
-            if node.web {
-                let host = d.default_domain(app);
-                match launch::wait_http_ready(&d.docker, &id, &host, "/", node.ready_timeout).await
-                {
-                    Ok(addr) => {
-                        p.detail(format!("{label} answers on {addr}"));
-                        upstreams.push(addr);
-                    }
-                    Err(nr) => return Err(not_ready(app, &label, nr, p)),
-                }
-            } else {
-                launch::wait_stays_up(&d.docker, &id, Duration::from_secs(2))
-                    .await
-                    .map_err(|nr| not_ready(app, &label, nr, p))?;
-                p.detail(format!("{label} is running"));
-            }
-        }
-        if node.web {
-            let mut domains = node.domains.clone();
-            if node.name == "web" || stack.nodes.iter().filter(|n| n.web).count() == 1 {
-                domains.insert(0, d.default_domain(app));
-            }
-            domains.dedup();
-            routes.push(NodeRoute {
-                node: node.name.clone(),
-                domains,
-                upstreams,
-            });
+        let node = current.nodes.entry(c.node.clone()).or_insert_with(|| CurrentNode {
+            release: c.release,
+            containers: Vec::new(),
+            domains: routed.get(&c.node).cloned().unwrap_or_default(),
+        });
+        node.release = node.release.min(c.release);
+        node.containers.push(c.name.clone());
+        current.release = Some(current.release.map_or(c.release, |r: u32| r.max(c.release)));
+    }
+    // Nodes routed but with no containers (scaled to zero) keep their domains.
+    for (node, domains) in routed {
+        current.nodes.entry(node).or_insert_with(|| CurrentNode { release: 0, containers: Vec::new(), domains });
+    }
+    Ok((current, found))
+}
+
+/// Rewrite `app`'s routes from the containers that run now (after a restart
+/// of Quarry, their addresses may have changed).
+pub async fn reroute(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Result<(), String> {
+    let desired = desired(d, app, release, stack)?;
+    let (_, found) = current(d, app).await?;
+    let p = Progress::silent();
+    let mut run = Execution { d, app, release, stack, desired: &desired, p: &p, started: Vec::new(), retire: Vec::new() };
+    run.switch_route(&found).await
+}
+
+// ----- apply -------------------------------------------------------------------
+
+/// Bring `app` to `release` with `stack`: plan, print the plan, execute it.
+pub async fn apply(d: &Daemon, app: &str, release: &Release, stack: &Stack, p: &Progress) -> Result<(), String> {
+    let desired = desired(d, app, release, stack)?;
+    let (current, found) = current(d, app).await?;
+    let instructions = plan::plan(&desired, &current);
+    let plan_path = d.store.app_dir(app).join("build").join("plan.json");
+    store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
+    p.step("Plan");
+    p.detail(plan::render(&instructions));
+    let mut run = Execution { d, app, release, stack, desired: &desired, p, started: Vec::new(), retire: Vec::new() };
+    match run.execute(&instructions, &found).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let jobs = run.started.iter().map(|s| launch::remove(&d.docker, &s.id, 0));
+            futures_util::future::join_all(jobs).await;
+            Err(e)
         }
     }
-    Ok(routes)
+}
+
+/// A container this attempt started.
+struct Started {
+    id: String,
+    node: String,
+    /// The name it takes once the old one is gone.
+    final_name: String,
+    address: Option<std::net::SocketAddr>,
+}
+
+struct Execution<'a> {
+    d: &'a Daemon,
+    app: &'a str,
+    release: &'a Release,
+    stack: &'a Stack,
+    desired: &'a Desired,
+    p: &'a Progress,
+    started: Vec<Started>,
+    /// Old containers to stop once the route no longer points at them.
+    retire: Vec<Found>,
+}
+
+impl Execution<'_> {
+    async fn execute(&mut self, instructions: &[Instruction], found: &[Found]) -> Result<(), String> {
+        let d = self.d;
+        let network = launch::ensure_network(&d.docker, &d.instance, self.app).await?;
+        let deploys = instructions.iter().any(|i| matches!(i, Instruction::Deploy { .. }));
+        if deploys && let Some(cmd) = &self.stack.manifest.release {
+            self.release_command(cmd, &network).await?;
+        }
+        let mut route = false;
+        for ins in instructions {
+            match ins {
+                Instruction::Ensure { service, image, spec_hash } => self.ensure(service, image, spec_hash, &network, found).await?,
+                Instruction::Deploy { node, release, scale } => {
+                    self.p.step(format!("Starting {node} x{scale} (v{release})"));
+                    for index in 1..=*scale {
+                        let temp = format!("{}.{node}.{index}.v{release}", self.app);
+                        self.boot(node, index, &temp, &network).await?;
+                    }
+                    self.retire.extend(found.iter().filter(|c| &c.node == node && c.service.is_none()).cloned());
+                    route = true;
+                }
+                Instruction::Scale { node, from, to } => {
+                    self.p.step(format!("Scaling {node} {from} -> {to}"));
+                    let live: Vec<&Found> = found
+                        .iter()
+                        .filter(|c| &c.node == node && c.service.is_none() && c.name == format!("{}.{node}.{}", self.app, c.index))
+                        .collect();
+                    let have: BTreeSet<u32> = live.iter().map(|c| c.index).collect();
+                    for index in 1..=*to {
+                        if !have.contains(&index) {
+                            let name = format!("{}.{node}.{index}", self.app);
+                            self.boot(node, index, &name, &network).await?;
+                        }
+                    }
+                    self.retire.extend(live.iter().filter(|c| c.index > *to).map(|c| (*c).clone()));
+                    route = true;
+                }
+                Instruction::Route { .. } => route = true,
+                Instruction::Kill { container } => {
+                    if let Some(c) = found.iter().find(|c| &c.name == container) {
+                        if c.service.is_some() {
+                            self.p.step(format!("Stopping service container {container} (its volumes are kept)"));
+                            launch::remove(&d.docker, &c.id, 10).await?;
+                        } else {
+                            self.retire.push(c.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if route {
+            self.switch_route(found).await?;
+        }
+        self.retire_old().await;
+        Ok(())
+    }
+
+    async fn release_command(&mut self, cmd: &crate::manifest::Command, network: &str) -> Result<(), String> {
+        let d = self.d;
+        self.p.step("Running the release command");
+        let spec = ContainerSpec {
+            name: format!("{}.release.v{}", self.app, self.release.number),
+            image: self.release.image.clone(),
+            app: self.app.to_string(),
+            node: "release".into(),
+            index: 0,
+            release: self.release.number,
+            env: self.node_env(None),
+            command: Some(cmd.clone()),
+            memory: None,
+            publish_on: None,
+            network: Some(network.to_string()),
+            aliases: Vec::new(),
+            volumes: Vec::new(),
+            labels: BTreeMap::from([(launch::LABEL_ONEOFF.to_string(), "release".to_string())]),
+            restart: false,
+        };
+        let (code, logs) = launch::run_once(&d.docker, &d.instance, &spec, Duration::from_secs(600)).await?;
+        for line in &logs {
+            self.p.detail(line);
+        }
+        if code != 0 {
+            return Err(format!("the release command of {} exited with code {code}", self.app));
+        }
+        Ok(())
+    }
+
+    /// Environment of a node container: global < quarry.yml < node < config
+    /// vars, plus every service's address.
+    fn node_env(&self, node: Option<&Node>) -> BTreeMap<String, String> {
+        let mut env = self.release.global_env.clone();
+        env.extend(self.stack.manifest.env.clone());
+        if let Some(n) = node {
+            env.extend(n.env.clone());
+        }
+        env.extend(self.release.env.clone());
+        for (name, service) in &self.stack.manifest.services {
+            let upper = name.to_uppercase().replace('-', "_");
+            env.insert(format!("{upper}_HOST"), name.clone());
+            if let Some(port) = service.port {
+                env.insert(format!("{upper}_PORT"), port.to_string());
+            }
+        }
+        env
+    }
+
+    async fn ensure(&mut self, service: &str, image: &str, spec_hash: &str, network: &str, found: &[Found]) -> Result<(), String> {
+        let d = self.d;
+        let def = &self.stack.manifest.services[service];
+        if let Some(c) = found.iter().find(|c| c.service.as_deref() == Some(service))
+            && c.spec.as_deref() == Some(spec_hash)
+            && c.state == "running"
+        {
+            return Ok(());
+        }
+        self.p.step(format!("Starting service {service} ({image})"));
+        if let crate::manifest::ServiceSource::Build(dir) = &def.source {
+            self.build_service(dir, image).await?;
+        }
+        let name = format!("{}.{service}", self.app);
+        let volumes = def
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, path)| (format!("quarry-{}-{service}-{}", self.app, i + 1), path.clone()))
+            .collect();
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: image.to_string(),
+            app: self.app.to_string(),
+            node: service.to_string(),
+            index: 0,
+            release: 0,
+            env: def.env.clone(),
+            command: def.command.clone(),
+            memory: def.memory,
+            publish_on: None,
+            network: Some(network.to_string()),
+            aliases: vec![service.to_string()],
+            volumes,
+            labels: BTreeMap::from([
+                (launch::LABEL_SERVICE.to_string(), service.to_string()),
+                (launch::LABEL_SPEC.to_string(), spec_hash.to_string()),
+            ]),
+            restart: true,
+        };
+        let id = launch::start(&d.docker, &d.instance, &spec).await?;
+        if let Some(port) = def.port {
+            launch::wait_tcp_ready(&d.docker, &id, network, port, Duration::from_secs(60))
+                .await
+                .map_err(|nr| not_ready(self.app, service, nr, self.p))?;
+            self.p.detail(format!("{service} accepts connections on port {port}"));
+        }
+        Ok(())
+    }
+
+    async fn build_service(&self, dir: &str, image: &str) -> Result<(), String> {
+        let d = self.d;
+        let src = d.store.app_dir(self.app).join("src").join(dir);
+        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            b.append_dir_all(".", &src)?;
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read service build directory {dir}: {e}"))?;
+        let labels = HashMap::from([
+            (launch::LABEL_INSTANCE.to_string(), d.instance.clone()),
+            (launch::LABEL_APP.to_string(), self.app.to_string()),
+        ]);
+        build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p).await.map(|_| ())
+    }
+
+    /// Start one container of `node` and wait until it is ready.
+    async fn boot(&mut self, node: &str, index: u32, name: &str, network: &str) -> Result<(), String> {
+        let d = self.d;
+        let def = &self.stack.manifest.nodes[node];
+        let web = def.kind == NodeKind::Web;
+        let spec = ContainerSpec {
+            name: name.to_string(),
+            image: self.release.image.clone(),
+            app: self.app.to_string(),
+            node: node.to_string(),
+            index,
+            release: self.release.number,
+            env: self.node_env(Some(def)),
+            command: def.command.clone(),
+            memory: def.memory,
+            publish_on: web.then(|| d.publish_address.clone()),
+            network: Some(network.to_string()),
+            aliases: Vec::new(),
+            volumes: Vec::new(),
+            labels: BTreeMap::new(),
+            restart: true,
+        };
+        let id = launch::start(&d.docker, &d.instance, &spec).await?;
+        self.started.push(Started { id: id.clone(), node: node.to_string(), final_name: format!("{}.{node}.{index}", self.app), address: None });
+        let label = format!("{node}.{index}");
+        if web {
+            let check = def.healthcheck.clone().unwrap_or_default();
+            let host = self.desired.nodes[node].domains.iter().next().cloned().unwrap_or_else(|| d.default_domain(self.app));
+            let path = check.path.clone().unwrap_or_else(|| "/".into());
+            let strict = check.path.is_some();
+            let addr = launch::wait_http_ready(&d.docker, &id, &host, &path, strict, Duration::from_secs(check.timeout.into()))
+                .await
+                .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
+            self.p.detail(format!("{label} answers on {addr}"));
+            if let Some(s) = self.started.last_mut() {
+                s.address = Some(addr);
+            }
+        } else {
+            launch::wait_stays_up(&d.docker, &id, Duration::from_secs(2))
+                .await
+                .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
+            self.p.detail(format!("{label} is running"));
+        }
+        Ok(())
+    }
+
+    /// Route every web node to its containers as they will be after this
+    /// change: the new ones, and the old ones that are not retired.
+    async fn switch_route(&mut self, found: &[Found]) -> Result<(), String> {
+        let d = self.d;
+        let retired: BTreeSet<&str> = self.retire.iter().map(|c| c.id.as_str()).collect();
+        let mut routes = Vec::new();
+        let mut routed = BTreeMap::new();
+        for (name, node) in &self.desired.nodes {
+            if node.kind != NodeKind::Web || node.domains.is_empty() {
+                continue;
+            }
+            let mut upstreams: Vec<_> = found
+                .iter()
+                .filter(|c| &c.node == name && c.service.is_none() && c.state == "running" && !retired.contains(c.id.as_str()))
+                .filter(|c| c.name == format!("{}.{name}.{}", self.app, c.index))
+                .filter_map(|c| c.address)
+                .collect();
+            upstreams.extend(self.started.iter().filter(|s| &s.node == name).filter_map(|s| s.address));
+            routes.push(NodeRoute { node: name.clone(), domains: node.domains.iter().cloned().collect(), upstreams });
+            routed.insert(name.clone(), node.domains.clone());
+        }
+        self.p.step("Routing");
+        d.router.set_app(self.app, &routes).await.map_err(|e| format!("routing {} failed: {e}", self.app))?;
+        for r in &routes {
+            self.p.detail(format!("{} → {} container(s)", r.domains.join(", "), r.upstreams.len()));
+        }
+        store::write_json(&d.store.app_dir(self.app).join("routed.json"), &routed, 0o644).map_err(|e| e.to_string())
+    }
+
+    /// Stop what the route no longer uses, then give new containers their names.
+    async fn retire_old(&mut self) {
+        let d = self.d;
+        if !self.retire.is_empty() {
+            self.p.step(format!("Stopping {} old container(s)", self.retire.len()));
+            let grace = self.stack.manifest.deploy.drain as i32;
+            let jobs = self.retire.iter().map(|c| launch::remove(&d.docker, &c.id, grace));
+            for r in futures_util::future::join_all(jobs).await {
+                if let Err(e) = r {
+                    self.p.warn(e);
+                }
+            }
+        }
+        for s in &self.started {
+            if let Err(e) = launch::rename(&d.docker, &s.id, &s.final_name).await {
+                // Already named so (scale-up) is fine; anything else is worth a word.
+                if !e.contains("already") {
+                    self.p.warn(e);
+                }
+            }
+        }
+    }
 }
 
 fn not_ready(app: &str, label: &str, nr: launch::NotReady, p: &Progress) -> String {
@@ -308,11 +544,4 @@ fn not_ready(app: &str, label: &str, nr: launch::NotReady, p: &Progress) -> Stri
         }
     }
     format!("{app}.{label} did not start: {}", nr.reason)
-}
-
-async fn cleanup(d: &Daemon, started: &[(NodeSpec, u32, String)]) {
-    let jobs = started
-        .iter()
-        .map(|(_, _, id)| launch::remove(&d.docker, id, 0));
-    futures_util::future::join_all(jobs).await;
 }

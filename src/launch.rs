@@ -31,15 +31,14 @@ pub const LABEL_APP: &str = "quarry.app";
 pub const LABEL_NODE: &str = "quarry.node";
 pub const LABEL_INDEX: &str = "quarry.index";
 pub const LABEL_RELEASE: &str = "quarry.release";
+/// On service containers: the service name.
+pub const LABEL_SERVICE: &str = "quarry.service";
+/// On service containers: the hash of the service definition they run.
+pub const LABEL_SPEC: &str = "quarry.spec";
+/// On one-off containers (release commands): never part of the app's state.
+pub const LABEL_ONEOFF: &str = "quarry.oneoff";
 
-/// How a container runs its process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Run with `/bin/sh -c`.
-    Shell(String),
-    /// Run as is.
-    Exec(Vec<String>),
-}
+pub use crate::manifest::Command;
 
 /// Everything needed to boot one node container.
 #[derive(Debug, Clone)]
@@ -57,6 +56,15 @@ pub struct ContainerSpec {
     pub memory: Option<u32>,
     /// Publish `$PORT` on this host address (web nodes).
     pub publish_on: Option<String>,
+    /// The app's network, and the names the container answers to on it.
+    pub network: Option<String>,
+    pub aliases: Vec<String>,
+    /// Named volumes: (volume, absolute container path).
+    pub volumes: Vec<(String, String)>,
+    /// More labels (service name and spec hash, one-off marker).
+    pub labels: BTreeMap<String, String>,
+    /// Keep the container running across engine restarts and crashes.
+    pub restart: bool,
 }
 
 /// A container Quarry found on the engine.
@@ -73,6 +81,9 @@ pub struct Found {
     pub status: String,
     /// Where nginx reaches it, for web containers.
     pub address: Option<SocketAddr>,
+    /// For service containers: the service and its definition's hash.
+    pub service: Option<String>,
+    pub spec: Option<String>,
 }
 
 /// Start a container; returns its id.
@@ -96,13 +107,28 @@ pub async fn start(
         );
         exposed = Some(vec![key]);
     }
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_INSTANCE.to_string(), instance.to_string()),
         (LABEL_APP.to_string(), spec.app.clone()),
         (LABEL_NODE.to_string(), spec.node.clone()),
         (LABEL_INDEX.to_string(), spec.index.to_string()),
         (LABEL_RELEASE.to_string(), spec.release.to_string()),
     ]);
+    labels.extend(spec.labels.clone());
+    let mut binds = Vec::new();
+    for (volume, path) in &spec.volumes {
+        ensure_volume(docker, instance, &spec.app, volume).await?;
+        binds.push(format!("{volume}:{path}"));
+    }
+    let networking_config = spec.network.as_ref().map(|net| bollard::models::NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            net.clone(),
+            bollard::models::EndpointSettings {
+                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                ..Default::default()
+            },
+        )])),
+    });
     let (entrypoint, cmd) = match &spec.command {
         None => (None, None),
         Some(Command::Shell(s)) => (
@@ -124,12 +150,15 @@ pub async fn start(
                 .take(63)
                 .collect(),
         ),
+        networking_config,
         host_config: Some(HostConfig {
             port_bindings: Some(port_bindings),
             memory: spec.memory.map(|m| i64::from(m) * 1024 * 1024),
             init: Some(true),
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: spec.network.clone(),
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(if spec.restart { RestartPolicyNameEnum::UNLESS_STOPPED } else { RestartPolicyNameEnum::NO }),
                 maximum_retry_count: None,
             }),
             ..Default::default()
@@ -197,13 +226,14 @@ pub struct NotReady {
     pub logs: Vec<String>,
 }
 
-/// Wait until the web container `id` answers HTTP at its address with any
-/// non-5xx status, or fail when it exits or `deadline` passes.
+/// Wait until the web container `id` answers HTTP at its address (2xx/3xx
+/// when `strict`, else any non-5xx), or fail when it exits or `deadline` passes.
 pub async fn wait_http_ready(
     docker: &Docker,
     id: &str,
     host_header: &str,
     path: &str,
+    strict: bool,
     deadline: Duration,
 ) -> Result<SocketAddr, NotReady> {
     let started = Instant::now();
@@ -226,7 +256,8 @@ pub async fn wait_http_ready(
         if let Ok(Some(addr)) = address(docker, id).await {
             attempts += 1;
             match probe_http(addr, host_header, path, Duration::from_secs(2)).await {
-                Ok(code) if code < 500 => return Ok(addr),
+                // A configured check wants success; the default any non-5xx.
+                Ok(code) if (strict && (200..400).contains(&code)) || (!strict && code < 500) => return Ok(addr),
                 Ok(code) => {
                     last = format!("GET {path} on {addr} → {code} after {attempts} attempts")
                 }
@@ -389,6 +420,9 @@ pub async fn list(
                     .unwrap_or_else(|| "127.0.0.1".into());
             format!("{ip}:{}", p.public_port?).parse().ok()
         });
+        if labels.contains_key(LABEL_ONEOFF) {
+            continue;
+        }
         out.push(Found {
             id: s.id.unwrap_or_default(),
             name: s
@@ -403,12 +437,138 @@ pub async fn list(
             state: s.state.map(|st| st.to_string()).unwrap_or_default(),
             status: s.status.unwrap_or_default(),
             address,
+            service: labels.get(LABEL_SERVICE).cloned(),
+            spec: labels.get(LABEL_SPEC).cloned(),
         });
     }
     out.sort_by(|a, b| {
         (&a.app, &a.node, a.index, a.release).cmp(&(&b.app, &b.node, b.index, b.release))
     });
     Ok(out)
+}
+
+/// The app's private network: its containers reach its services by name.
+pub async fn ensure_network(docker: &Docker, instance: &str, app: &str) -> Result<String, String> {
+    let name = format!("quarry-{app}");
+    if docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() {
+        return Ok(name);
+    }
+    let request = bollard::models::NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        labels: Some(HashMap::from([
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+            (LABEL_APP.to_string(), app.to_string()),
+        ])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => Ok(name),
+        // Created meanwhile by a concurrent call: fine.
+        Err(_) if docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() => Ok(name),
+        Err(e) => Err(format!("cannot create network {name}: {}", docker_message(&e))),
+    }
+}
+
+pub async fn remove_network(docker: &Docker, app: &str) {
+    let _ = docker.remove_network(&format!("quarry-{app}")).await;
+}
+
+async fn ensure_volume(docker: &Docker, instance: &str, app: &str, name: &str) -> Result<(), String> {
+    let request = bollard::models::VolumeCreateRequest {
+        name: Some(name.to_string()),
+        labels: Some(HashMap::from([
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+            (LABEL_APP.to_string(), app.to_string()),
+        ])),
+        ..Default::default()
+    };
+    // Creating an existing volume returns it unchanged: data is kept.
+    docker
+        .create_volume(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot create volume {name}: {}", docker_message(&e)))
+}
+
+/// Volumes of this instance (of one app when given).
+pub async fn volumes(docker: &Docker, instance: &str, app: Option<&str>) -> Result<Vec<String>, String> {
+    let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
+    if let Some(app) = app {
+        labels.push(format!("{LABEL_APP}={app}"));
+    }
+    let filters = HashMap::from([("label".to_string(), labels)]);
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
+    let list = docker.list_volumes(Some(options)).await.map_err(|e| docker_message(&e))?;
+    let mut names: Vec<String> = list.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    names.sort();
+    Ok(names)
+}
+
+pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {
+    docker
+        .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+        .await
+        .map_err(|e| format!("cannot remove volume {name}: {}", docker_message(&e)))
+}
+
+/// Wait until a service container accepts TCP connections on `port` at its
+/// address on the app network, or fail when it exits or `deadline` passes.
+pub async fn wait_tcp_ready(docker: &Docker, id: &str, network: &str, port: u16, deadline: Duration) -> Result<(), NotReady> {
+    let started = Instant::now();
+    loop {
+        let info = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+        let info = info.ok();
+        let state = info.as_ref().and_then(|i| i.state.clone());
+        if !state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+            return Err(NotReady { reason: format!("the container exited with code {code}"), logs: tail_logs(docker, id, 20).await });
+        }
+        let ip = info
+            .and_then(|i| i.network_settings)
+            .and_then(|n| n.networks)
+            .and_then(|n| n.get(network).cloned())
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty());
+        if let Some(ip) = ip
+            && let Ok(addr) = format!("{ip}:{port}").parse::<SocketAddr>()
+            && tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await.is_ok_and(|r| r.is_ok())
+        {
+            return Ok(());
+        }
+        if started.elapsed() >= deadline {
+            return Err(NotReady {
+                reason: format!("it did not accept connections on port {port} within {}s", deadline.as_secs()),
+                logs: tail_logs(docker, id, 20).await,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Run a one-off container to completion (a release command): exit code and output.
+pub async fn run_once(docker: &Docker, instance: &str, spec: &ContainerSpec, deadline: Duration) -> Result<(i64, Vec<String>), String> {
+    let id = start(docker, instance, spec).await?;
+    let wait = async {
+        let mut stream = docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+        match stream.next().await {
+            Some(Ok(r)) => r.status_code,
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            _ => -1,
+        }
+    };
+    let code = match tokio::time::timeout(deadline, wait).await {
+        Ok(code) => code,
+        Err(_) => {
+            let logs = tail_logs(docker, &id, 20).await;
+            let _ = remove(docker, &id, 0).await;
+            return Err(format!("did not finish within {}s; last output: {}", deadline.as_secs(), logs.join(" | ")));
+        }
+    };
+    let logs = tail_logs(docker, &id, 50).await;
+    let _ = remove(docker, &id, 0).await;
+    Ok((code, logs))
 }
 
 /// The engine's own words, without bollard's wrapping.

@@ -9,7 +9,9 @@
 //! - [`commands`]: executes control commands.
 //! - [`hook`]: pre-receive hook ⇄ daemon bridge (Unix socket).
 //! - [`receive`]: bare repos, hooks, `git archive` of the pushed commit.
-//! - [`stack`]: what the app is made of (nodes), from the pushed tree.
+//! - [`manifest`]: quarry.yml and Procfile → a validated manifest (pure).
+//! - [`stack`]: which manifest a pushed tree or a release has.
+//! - [`plan`]: desired vs current state → launch instructions (pure).
 //! - [`build`]: Dockerfile → image, through the Docker API.
 //! - [`deploy`]: the pipeline itself, and rollouts of a release.
 //! - [`launch`]: the only code that starts and stops containers.
@@ -26,6 +28,8 @@ pub mod daemon;
 pub mod deploy;
 pub mod hook;
 pub mod launch;
+pub mod manifest;
+pub mod plan;
 pub mod progress;
 pub mod receive;
 pub mod reconcile;

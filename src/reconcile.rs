@@ -14,7 +14,6 @@ use tracing::{info, warn};
 use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
-use crate::route::NodeRoute;
 use crate::stack;
 use crate::store::ReleaseStatus;
 
@@ -47,7 +46,8 @@ async fn run(d: &Daemon) -> Result<(), String> {
 
     let found = launch::list(&d.docker, &d.instance, None).await?;
     for c in &found {
-        let keep = live.get(&c.app).is_some_and(|r| r.number == c.release);
+        // Services outlive releases; node containers belong to the live one.
+        let keep = live.get(&c.app).is_some_and(|r| c.service.is_some() || r.number == c.release);
         if !keep {
             info!(container = %c.name, "removing orphan container");
             let _ = launch::remove(&d.docker, &c.id, 0).await;
@@ -78,44 +78,12 @@ async fn run(d: &Daemon) -> Result<(), String> {
                 continue;
             }
         };
-        let mine: Vec<_> = found
-            .iter()
-            .filter(|c| &c.app == app && c.release == release.number)
-            .collect();
-        let running = mine.iter().filter(|c| c.state == "running").count();
-        let wanted: u32 = stack.nodes.iter().map(|n| n.scale).sum();
-        if running < wanted as usize {
-            info!(
-                app,
-                release = release.number,
-                running,
-                wanted,
-                "booting the live release again"
-            );
-            if let Err(e) =
-                crate::deploy::rollout(d, app, release, &stack, &Progress::silent()).await
-            {
-                warn!(app, "cannot restore v{}: {e}", release.number);
-            }
+        // Boot what is missing; then route to wherever the containers are now.
+        if let Err(e) = crate::deploy::apply(d, app, release, &stack, &Progress::silent()).await {
+            warn!(app, "cannot restore v{}: {e}", release.number);
             continue;
         }
-        // Containers survived: route to where they are now.
-        let mut routes = Vec::new();
-        for node in stack.nodes.iter().filter(|n| n.web) {
-            let upstreams = mine
-                .iter()
-                .filter(|c| c.node == node.name)
-                .filter_map(|c| c.address)
-                .collect();
-            let mut domains = vec![d.default_domain(app)];
-            domains.extend(node.domains.iter().cloned());
-            routes.push(NodeRoute {
-                node: node.name.clone(),
-                domains,
-                upstreams,
-            });
-        }
-        if let Err(e) = d.router.set_app(app, &routes).await {
+        if let Err(e) = crate::deploy::reroute(d, app, release, &stack).await {
             warn!(app, "cannot route: {e}");
         }
     }

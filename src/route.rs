@@ -103,17 +103,19 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
             );
         } else {
             let _ = writeln!(out, "        proxy_pass http://{upstream};");
-            out.push_str(
-                "        proxy_http_version 1.1;\n\
-        proxy_set_header Host $host;\n\
-        proxy_set_header Upgrade $http_upgrade;\n\
-        proxy_set_header Connection $quarry_connection;\n\
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-        proxy_set_header X-Forwarded-Proto $scheme;\n\
-        proxy_set_header X-Forwarded-Host $host;\n\
-        proxy_next_upstream error timeout http_502 http_503;\n\
-        proxy_connect_timeout 5s;\n",
-            );
+            for line in [
+                "proxy_http_version 1.1;",
+                "proxy_set_header Host $host;",
+                "proxy_set_header Upgrade $http_upgrade;",
+                "proxy_set_header Connection $quarry_connection;",
+                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                "proxy_set_header X-Forwarded-Proto $scheme;",
+                "proxy_set_header X-Forwarded-Host $host;",
+                "proxy_next_upstream error timeout http_502 http_503;",
+                "proxy_connect_timeout 5s;",
+            ] {
+                let _ = writeln!(out, "        {line}");
+            }
         }
         let _ = writeln!(out, "    }}\n}}");
     }

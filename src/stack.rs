@@ -1,57 +1,41 @@
 //! Stack: what an app is made of, read from the pushed tree.
 //!
 //! quarry.yml, else a Procfile, else a Dockerfile alone (one `web` node)
-//! decides the app's nodes. The result is plain data the pipeline runs
-//! from. Pure apart from reading the tree it is given.
+//! gives the app's [`Manifest`]; the manifest text is kept on the release so
+//! rollbacks and config changes re-read exactly what was pushed. Pure apart
+//! from reading the tree it is given.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
-use crate::launch::Command;
+use crate::manifest::{self, Manifest};
 use crate::receive::file_in_tar;
-use crate::store::ManifestSource;
+use crate::store::{ManifestSource, Release};
 
-/// One node to run: `web` nodes are routed and health-checked, others are workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
-    pub name: String,
-    pub web: bool,
-    pub scale: u32,
-    pub command: Option<Command>,
-    /// Hard memory limit in MiB.
-    pub memory: Option<u32>,
-    /// Domains besides `<app>.<root domain>`.
-    pub domains: Vec<String>,
-    /// How long a new container has to answer before the deploy fails.
-    pub ready_timeout: Duration,
-}
-
-/// The whole stack of one release.
+/// The manifest of one release and the file it came from.
 #[derive(Debug, Clone)]
 pub struct Stack {
-    /// The file it was read from, kept on the release.
+    /// `None` for a Dockerfile alone.
     pub source: Option<ManifestSource>,
-    /// Environment from the manifest, below config vars.
-    pub env: BTreeMap<String, String>,
-    pub nodes: Vec<NodeSpec>,
-    /// Seconds an old container gets between SIGTERM and SIGKILL.
-    pub drain_seconds: u32,
+    pub manifest: Manifest,
 }
 
 impl Stack {
-    /// One line for the pusher: where the stack came from and its nodes.
+    /// One line for the pusher: where the stack came from and its parts.
     pub fn describe(&self) -> String {
-        let from = self
-            .source
-            .as_ref()
-            .map_or("Dockerfile", |s| s.file.as_str());
-        let nodes: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("{} x{}", n.name, n.scale))
+        let from = self.source.as_ref().map_or("Dockerfile", |s| s.file.as_str());
+        let mut parts: Vec<String> = self
+            .manifest
+            .services
+            .keys()
+            .map(|s| format!("service {s}"))
             .collect();
-        format!("stack from {from}: {}", nodes.join(", "))
+        parts.extend(
+            self.manifest
+                .nodes
+                .iter()
+                .map(|(name, n)| format!("{} {name} x{}", n.kind, n.scale)),
+        );
+        format!("stack from {from}: {}", parts.join(", "))
     }
 }
 
@@ -68,46 +52,53 @@ impl fmt::Display for StackError {
 /// Read the stack from the pushed tree (a tar).
 pub fn detect(tree: &[u8]) -> Result<Stack, StackError> {
     let read = |name: &str| {
-        file_in_tar(tree, name, 1024 * 1024).map_err(|e| StackError(format!("{name}: {e}")))
+        file_in_tar(tree, name, manifest::MAX_MANIFEST_LEN as u64)
+            .map_err(|e| StackError(format!("{name}: {e}")))
     };
-    if read("Dockerfile")?.is_none() {
+    let text = |name: &str, bytes: Vec<u8>| {
+        String::from_utf8(bytes).map_err(|_| StackError(format!("{name}: not UTF-8 text")))
+    };
+    let has_dockerfile = read("Dockerfile")?.is_some();
+    let source = if let Some(bytes) = read("quarry.yml")? {
+        Some(ManifestSource {
+            file: "quarry.yml".into(),
+            text: text("quarry.yml", bytes)?,
+        })
+    } else if let Some(bytes) = read("Procfile")? {
+        Some(ManifestSource {
+            file: "Procfile".into(),
+            text: text("Procfile", bytes)?,
+        })
+    } else {
+        None
+    };
+    if !has_dockerfile {
         return Err(StackError(
-            "no Dockerfile in the repository root: add one (buildpack builds are not available yet)".into(),
+            "no Dockerfile in the repository root: add one (buildpack builds are not available yet)"
+                .into(),
         ));
     }
-    Ok(Stack {
-        source: None,
-        env: BTreeMap::new(),
-        nodes: vec![default_web()],
-        drain_seconds: 10,
-    })
+    let manifest = parse(source.as_ref())?;
+    Ok(Stack { source, manifest })
 }
 
-fn default_web() -> NodeSpec {
-    NodeSpec {
-        name: "web".into(),
-        web: true,
-        scale: 1,
-        command: None,
-        memory: None,
-        domains: Vec::new(),
-        ready_timeout: Duration::from_secs(60),
+fn parse(source: Option<&ManifestSource>) -> Result<Manifest, StackError> {
+    match source {
+        None => Ok(manifest::default_manifest()),
+        Some(s) if s.file == "Procfile" => {
+            manifest::parse_procfile(&s.file, &s.text).map_err(|e| StackError(e.to_string()))
+        }
+        Some(s) => manifest::parse_manifest(&s.file, &s.text).map_err(|e| StackError(e.to_string())),
     }
 }
 
 /// The stack of an existing release (for config changes, restarts and
 /// rollbacks), re-read from the manifest text the release recorded.
-pub fn from_release(release: &crate::store::Release) -> Result<Stack, StackError> {
-    match &release.manifest {
-        None => Ok(Stack {
-            source: None,
-            env: BTreeMap::new(),
-            nodes: vec![default_web()],
-            drain_seconds: 10,
-        }),
-        Some(source) => Err(StackError(format!(
-            "release v{} was made from {}, which this version cannot read",
-            release.number, source.file
-        ))),
-    }
+pub fn from_release(release: &Release) -> Result<Stack, StackError> {
+    let manifest = parse(release.manifest.as_ref())
+        .map_err(|e| StackError(format!("release v{}: {e}", release.number)))?;
+    Ok(Stack {
+        source: release.manifest.clone(),
+        manifest,
+    })
 }

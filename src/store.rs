@@ -321,6 +321,38 @@ impl Store {
             .join(format!("v{number}.json"))
     }
 
+    // ----- formation and domains ------------------------------------------
+
+    /// Scale set with `ps:scale`, per node; it wins over quarry.yml's `scale`.
+    pub fn formation(&self, app: &str) -> io::Result<BTreeMap<String, u32>> {
+        Ok(read_json(&self.app_dir(app).join("formation.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_formation(&self, app: &str, formation: &BTreeMap<String, u32>) -> io::Result<()> {
+        write_json(&self.app_dir(app).join("formation.json"), formation, 0o644)
+    }
+
+    /// Domains added with `domains:add`, routed to the app's main web node.
+    pub fn domains(&self, app: &str) -> io::Result<Vec<String>> {
+        match fs::read_to_string(self.app_dir(app).join("domains")) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter(|l| validate::domain(l).is_ok())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn set_domains(&self, app: &str, domains: &[String]) -> io::Result<()> {
+        let mut text = domains.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        write_atomic(&self.app_dir(app).join("domains"), text.as_bytes(), 0o644)
+    }
+
     // ----- env ------------------------------------------------------------
 
     /// The app's config vars (`stacks/<app>/env/<KEY>`).
@@ -425,8 +457,11 @@ pub struct Release {
     pub commit: String,
     /// `quarry/<app>:v<N>`.
     pub image: String,
-    /// The env snapshot the containers run with (app config vars over global).
+    /// The app's config vars when the release was made.
     pub env: BTreeMap<String, String>,
+    /// The global env when the release was made (below quarry.yml's env).
+    #[serde(default)]
+    pub global_env: BTreeMap<String, String>,
     /// The quarry.yml or Procfile text the release was planned from, if any.
     #[serde(default)]
     pub manifest: Option<ManifestSource>,
