@@ -94,19 +94,20 @@ async fn dispatch(
             create,
         } => keys_add(d, key, name, role, apps, create, input, out).await,
         Cmd::KeysRemove { name } => keys_remove(d, key, &name, out).await,
-        Cmd::PsScale { .. }
-        | Cmd::PsStop { .. }
-        | Cmd::PsStart { .. }
-        | Cmd::Plan { .. }
-        | Cmd::Domains { .. }
-        | Cmd::DomainsAdd { .. }
-        | Cmd::DomainsRemove { .. }
-        | Cmd::Servers { .. }
-        | Cmd::ServersInfo { .. }
-        | Cmd::Grid { .. }
-        | Cmd::Events { .. } => Err(fail(
-            "this command is not available in this version of Quarry yet",
-        )),
+        Cmd::PsScale { app, scale } => ps_scale(d, key, &app, scale, out).await,
+        Cmd::PsStop { app } => ps_stop_start(d, key, &app, true, out).await,
+        Cmd::PsStart { app } => ps_stop_start(d, key, &app, false, out).await,
+        Cmd::Plan { app, json } => plan(d, key, &app, json, out).await,
+        Cmd::Domains { app, json } => domains(d, key, &app, json, out).await,
+        Cmd::DomainsAdd { app, domains } => domains_change(d, key, &app, domains, true, out).await,
+        Cmd::DomainsRemove { app, domains } => {
+            domains_change(d, key, &app, domains, false, out).await
+        }
+        Cmd::Servers { .. } | Cmd::ServersInfo { .. } | Cmd::Grid { .. } | Cmd::Events { .. } => {
+            Err(fail(
+                "this command is not available in this version of Quarry yet",
+            ))
+        }
     }
 }
 
@@ -882,4 +883,231 @@ async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> R
     }
     out.out(format!("removed key {name}\n")).await;
     Ok(())
+}
+
+// ----- changes that keep the release -----------------------------------------
+
+/// Under the app's lock: run `change` (which edits the db), then bring the
+/// live release to the new desired state. When applying fails, `undo` puts
+/// the db back.
+async fn change_and_apply<C, U>(d: &Daemon, app: &str, out: &Output, change: C, undo: U) -> Res
+where
+    C: FnOnce(&crate::stack::Stack) -> Result<(), String>,
+    U: FnOnce(),
+{
+    let result = with_progress(out, |p| async move {
+        let _lock = d
+            .locks
+            .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
+            .await?;
+        let live = d
+            .store
+            .live_release(app)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("{app} has no live release yet: push it first"))?;
+        let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
+        change(&stack)?;
+        match deploy::apply(d, app, &live, &stack, &p).await {
+            Ok(()) => {
+                p.step("Done");
+                Ok(())
+            }
+            Err(e) => {
+                undo();
+                Err(e)
+            }
+        }
+    })
+    .await;
+    result.map_err(fail)
+}
+
+async fn ps_scale(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    scale: BTreeMap<String, u32>,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let before = d.store.formation(app).map_err(io)?;
+    let restore = before.clone();
+    change_and_apply(
+        d,
+        app,
+        out,
+        |stack| {
+            for node in scale.keys() {
+                if !stack.manifest.nodes.contains_key(node) {
+                    let known: Vec<&str> =
+                        stack.manifest.nodes.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "{app} has no node {node}; its nodes are {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+            let mut formation = before;
+            formation.extend(scale.clone());
+            d.store
+                .set_formation(app, &formation)
+                .map_err(|e| e.to_string())
+        },
+        || {
+            let _ = d.store.set_formation(app, &restore);
+        },
+    )
+    .await
+}
+
+async fn ps_stop_start(d: &Daemon, key: &KeyRecord, app: &str, stop: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let before = d.store.status(app);
+    change_and_apply(
+        d,
+        app,
+        out,
+        |_| {
+            let status = if stop {
+                store::AppStatus::Disabled
+            } else {
+                store::AppStatus::Live
+            };
+            d.store.set_status(app, status).map_err(|e| e.to_string())
+        },
+        || {
+            let _ = d.store.set_status(app, before);
+        },
+    )
+    .await
+}
+
+async fn plan(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let live = d
+        .store
+        .live_release(app)
+        .map_err(io)?
+        .ok_or_else(|| fail(format!("{app} has no live release yet: push it first")))?;
+    let stack = stack::from_release(&live).map_err(|e| fail(e.to_string()))?;
+    let desired = deploy::desired(d, app, &live, &stack).map_err(fail)?;
+    let (current, _) = deploy::current(d, app).await.map_err(fail)?;
+    let instructions = crate::plan::plan(&desired, &current);
+    if json {
+        print_json(out, &instructions).await;
+    } else {
+        out.out(crate::plan::render(&instructions)).await;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DomainView {
+    domain: String,
+    node: String,
+    /// quarry.yml, domains:add, or the default `<app>.<root domain>`.
+    source: &'static str,
+}
+
+async fn domains(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let mut views = Vec::new();
+    let live = d.store.live_release(app).map_err(io)?;
+    let stack = live
+        .as_ref()
+        .map(stack::from_release)
+        .transpose()
+        .map_err(|e| fail(e.to_string()))?;
+    let main = stack
+        .as_ref()
+        .and_then(deploy::main_web_node)
+        .unwrap_or_else(|| "web".into());
+    views.push(DomainView {
+        domain: d.default_domain(app),
+        node: main.clone(),
+        source: "default",
+    });
+    if let Some(stack) = &stack {
+        for (name, node) in &stack.manifest.nodes {
+            for domain in &node.domains {
+                views.push(DomainView {
+                    domain: domain.clone(),
+                    node: name.clone(),
+                    source: "quarry.yml",
+                });
+            }
+        }
+    }
+    for domain in d.store.domains(app).map_err(io)? {
+        views.push(DomainView {
+            domain,
+            node: main.clone(),
+            source: "domains:add",
+        });
+    }
+    if json {
+        print_json(out, &views).await;
+    } else {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|v| vec![v.domain.clone(), v.node.clone(), v.source.to_string()])
+            .collect();
+        out.out(table(&["DOMAIN", "NODE", "FROM"], &rows)).await;
+    }
+    Ok(())
+}
+
+async fn domains_change(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    list: Vec<String>,
+    add: bool,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let before = d.store.domains(app).map_err(io)?;
+    let mut after = before.clone();
+    if add {
+        for domain in &list {
+            if domain == &d.default_domain(app) || after.contains(domain) {
+                return Err(Fail(
+                    format!("{domain} is routed to {app} already"),
+                    EXIT_CONFLICT,
+                ));
+            }
+            for other in d.store.apps().map_err(io)? {
+                if other != app
+                    && (d.store.domains(&other).map_err(io)?.contains(domain)
+                        || *domain == d.default_domain(&other))
+                {
+                    return Err(Fail(
+                        format!("{domain} is routed to app {other}"),
+                        EXIT_CONFLICT,
+                    ));
+                }
+            }
+            after.push(domain.clone());
+        }
+    } else {
+        for domain in &list {
+            if !after.contains(domain) {
+                return Err(Fail(
+                    format!("{domain} was not added to {app} with domains:add"),
+                    EXIT_NOT_FOUND,
+                ));
+            }
+            after.retain(|x| x != domain);
+        }
+    }
+    change_and_apply(
+        d,
+        app,
+        out,
+        |_| d.store.set_domains(app, &after).map_err(|e| e.to_string()),
+        || {
+            let _ = d.store.set_domains(app, &before);
+        },
+    )
+    .await
 }

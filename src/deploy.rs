@@ -15,7 +15,9 @@ use crate::build;
 use crate::daemon::Daemon;
 use crate::launch::{self, ContainerSpec, Found};
 use crate::manifest::{Node, NodeKind};
-use crate::plan::{self, Current, CurrentNode, CurrentService, Desired, DesiredNode, DesiredService, Instruction};
+use crate::plan::{
+    self, Current, CurrentNode, CurrentService, Desired, DesiredNode, DesiredService, Instruction,
+};
 use crate::progress::Progress;
 use crate::receive;
 use crate::route::NodeRoute;
@@ -42,7 +44,10 @@ pub async fn push(
     let short = &commit[..7.min(commit.len())];
 
     // The release record comes first, so a failure anywhere after is on the books.
-    let number = d.store.next_release_number(app).map_err(|e| e.to_string())?;
+    let number = d
+        .store
+        .next_release_number(app)
+        .map_err(|e| e.to_string())?;
     let image = build::image_tag(app, number);
     let mut release = Release {
         number,
@@ -58,7 +63,9 @@ pub async fn push(
         status: ReleaseStatus::Deploying,
         reason: None,
     };
-    d.store.write_release(app, &release).map_err(|e| e.to_string())?;
+    d.store
+        .write_release(app, &release)
+        .map_err(|e| e.to_string())?;
 
     let result = async {
         p.step(format!("Receiving {app} at {short}"));
@@ -66,8 +73,11 @@ pub async fn push(
         let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
         p.detail(stack.describe());
         release.manifest = stack.source.clone();
-        d.store.write_release(app, &release).map_err(|e| e.to_string())?;
-        receive::unpack_src(&d.store, app, &tree).map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
+        d.store
+            .write_release(app, &release)
+            .map_err(|e| e.to_string())?;
+        receive::unpack_src(&d.store, app, &tree)
+            .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
 
         p.step(format!("Building {image} from the Dockerfile"));
         let labels = HashMap::from([
@@ -100,19 +110,35 @@ fn http_port_suffix(d: &Daemon) -> String {
 }
 
 /// Record the outcome of a rollout on the release and the app.
-pub fn finish(d: &Daemon, app: &str, release: &mut Release, result: Result<(), String>, p: &Progress) -> Result<(), String> {
-    let log_path = d.store.app_dir(app).join("log").join(format!("v{}.log", release.number));
+pub fn finish(
+    d: &Daemon,
+    app: &str,
+    release: &mut Release,
+    result: Result<(), String>,
+    p: &Progress,
+) -> Result<(), String> {
+    let log_path = d
+        .store
+        .app_dir(app)
+        .join("log")
+        .join(format!("v{}.log", release.number));
     match result {
         Ok(()) => {
             for mut old in d.store.releases(app).map_err(|e| e.to_string())? {
                 if old.status == ReleaseStatus::Live && old.number != release.number {
                     old.status = ReleaseStatus::Superseded;
-                    d.store.write_release(app, &old).map_err(|e| e.to_string())?;
+                    d.store
+                        .write_release(app, &old)
+                        .map_err(|e| e.to_string())?;
                 }
             }
             release.status = ReleaseStatus::Live;
-            d.store.write_release(app, release).map_err(|e| e.to_string())?;
-            d.store.set_status(app, AppStatus::Live).map_err(|e| e.to_string())?;
+            d.store
+                .write_release(app, release)
+                .map_err(|e| e.to_string())?;
+            d.store
+                .set_status(app, AppStatus::Live)
+                .map_err(|e| e.to_string())?;
             let _ = store::write_atomic(&log_path, p.transcript().as_bytes(), 0o640);
             Ok(())
         }
@@ -121,13 +147,20 @@ pub fn finish(d: &Daemon, app: &str, release: &mut Release, result: Result<(), S
             release.reason = Some(reason.clone());
             let _ = d.store.write_release(app, release);
             match d.store.live_release(app).ok().flatten() {
-                Some(l) => p.warn(format!("Deploy of {app} v{} failed; v{} is still serving", release.number, l.number)),
+                Some(l) => p.warn(format!(
+                    "Deploy of {app} v{} failed; v{} is still serving",
+                    release.number, l.number
+                )),
                 None => {
                     p.warn(format!("Deploy of {app} v{} failed", release.number));
                     let _ = d.store.set_status(app, AppStatus::Failed);
                 }
             }
-            let _ = store::write_atomic(&log_path, format!("{}{reason}\n", p.transcript()).as_bytes(), 0o640);
+            let _ = store::write_atomic(
+                &log_path,
+                format!("{}{reason}\n", p.transcript()).as_bytes(),
+                0o640,
+            );
             Err(reason)
         }
     }
@@ -151,18 +184,42 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
                 domains.extend(extra.iter().cloned());
             }
         }
-        let scale = if stopped { 0 } else { formation.get(name).copied().unwrap_or(node.scale) };
-        nodes.insert(name.clone(), DesiredNode { kind: node.kind, scale, domains });
+        let scale = if stopped {
+            0
+        } else {
+            formation.get(name).copied().unwrap_or(node.scale)
+        };
+        nodes.insert(
+            name.clone(),
+            DesiredNode {
+                kind: node.kind,
+                scale,
+                domains,
+            },
+        );
     }
     let mut services = BTreeMap::new();
     for (name, service) in &stack.manifest.services {
         let image = match &service.source {
             crate::manifest::ServiceSource::Image(i) => i.clone(),
-            crate::manifest::ServiceSource::Build(_) => format!("quarry/{app}-{name}:{}", plan::spec_hash(service)),
+            crate::manifest::ServiceSource::Build(_) => {
+                format!("quarry/{app}-{name}:{}", plan::spec_hash(service))
+            }
         };
-        services.insert(name.clone(), DesiredService { image, spec_hash: plan::spec_hash(service) });
+        services.insert(
+            name.clone(),
+            DesiredService {
+                image,
+                spec_hash: plan::spec_hash(service),
+            },
+        );
     }
-    Ok(Desired { app: app.to_string(), release: release.number, services, nodes })
+    Ok(Desired {
+        app: app.to_string(),
+        release: release.number,
+        services,
+        nodes,
+    })
 }
 
 /// The web node that answers at `<app>.<root domain>`: `web`, else the first web node.
@@ -171,21 +228,28 @@ pub fn main_web_node(stack: &Stack) -> Option<String> {
     if nodes.get("web").is_some_and(|n| n.kind == NodeKind::Web) {
         return Some("web".into());
     }
-    nodes.iter().find(|(_, n)| n.kind == NodeKind::Web).map(|(k, _)| k.clone())
+    nodes
+        .iter()
+        .find(|(_, n)| n.kind == NodeKind::Web)
+        .map(|(k, _)| k.clone())
 }
 
 /// What runs now, asked of the engine; plus the domains last routed.
 pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), String> {
     let found = launch::list(&d.docker, &d.instance, Some(app)).await?;
-    let routed: BTreeMap<String, BTreeSet<String>> = store::read_json(&d.store.app_dir(app).join("routed.json"))
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+    let routed: BTreeMap<String, BTreeSet<String>> =
+        store::read_json(&d.store.app_dir(app).join("routed.json"))
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
     let mut current = Current::default();
     for c in &found {
         if let Some(service) = &c.service {
             current.services.insert(
                 service.clone(),
-                CurrentService { spec_hash: c.spec.clone().unwrap_or_default(), container: c.name.clone() },
+                CurrentService {
+                    spec_hash: c.spec.clone().unwrap_or_default(),
+                    container: c.name.clone(),
+                },
             );
             continue;
         }
@@ -193,36 +257,63 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
         if c.name != format!("{app}.{}.{}", c.node, c.index) {
             continue;
         }
-        let node = current.nodes.entry(c.node.clone()).or_insert_with(|| CurrentNode {
-            release: c.release,
-            containers: Vec::new(),
-            domains: routed.get(&c.node).cloned().unwrap_or_default(),
-        });
+        let node = current
+            .nodes
+            .entry(c.node.clone())
+            .or_insert_with(|| CurrentNode {
+                release: c.release,
+                containers: Vec::new(),
+                domains: routed.get(&c.node).cloned().unwrap_or_default(),
+            });
         node.release = node.release.min(c.release);
         node.containers.push(c.name.clone());
         current.release = Some(current.release.map_or(c.release, |r: u32| r.max(c.release)));
     }
     // Nodes routed but with no containers (scaled to zero) keep their domains.
     for (node, domains) in routed {
-        current.nodes.entry(node).or_insert_with(|| CurrentNode { release: 0, containers: Vec::new(), domains });
+        current.nodes.entry(node).or_insert_with(|| CurrentNode {
+            release: 0,
+            containers: Vec::new(),
+            domains,
+        });
     }
     Ok((current, found))
 }
 
 /// Rewrite `app`'s routes from the containers that run now (after a restart
 /// of Quarry, their addresses may have changed).
-pub async fn reroute(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Result<(), String> {
+pub async fn reroute(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    stack: &Stack,
+) -> Result<(), String> {
     let desired = desired(d, app, release, stack)?;
     let (_, found) = current(d, app).await?;
     let p = Progress::silent();
-    let mut run = Execution { d, app, release, stack, desired: &desired, p: &p, started: Vec::new(), retire: Vec::new() };
+    let mut run = Execution {
+        d,
+        app,
+        release,
+        stack,
+        desired: &desired,
+        p: &p,
+        started: Vec::new(),
+        retire: Vec::new(),
+    };
     run.switch_route(&found).await
 }
 
 // ----- apply -------------------------------------------------------------------
 
 /// Bring `app` to `release` with `stack`: plan, print the plan, execute it.
-pub async fn apply(d: &Daemon, app: &str, release: &Release, stack: &Stack, p: &Progress) -> Result<(), String> {
+pub async fn apply(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    stack: &Stack,
+    p: &Progress,
+) -> Result<(), String> {
     let desired = desired(d, app, release, stack)?;
     let (current, found) = current(d, app).await?;
     let instructions = plan::plan(&desired, &current);
@@ -230,11 +321,23 @@ pub async fn apply(d: &Daemon, app: &str, release: &Release, stack: &Stack, p: &
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
     p.step("Plan");
     p.detail(plan::render(&instructions));
-    let mut run = Execution { d, app, release, stack, desired: &desired, p, started: Vec::new(), retire: Vec::new() };
+    let mut run = Execution {
+        d,
+        app,
+        release,
+        stack,
+        desired: &desired,
+        p,
+        started: Vec::new(),
+        retire: Vec::new(),
+    };
     match run.execute(&instructions, &found).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            let jobs = run.started.iter().map(|s| launch::remove(&d.docker, &s.id, 0));
+            let jobs = run
+                .started
+                .iter()
+                .map(|s| launch::remove(&d.docker, &s.id, 0));
             futures_util::future::join_all(jobs).await;
             Err(e)
         }
@@ -263,31 +366,58 @@ struct Execution<'a> {
 }
 
 impl Execution<'_> {
-    async fn execute(&mut self, instructions: &[Instruction], found: &[Found]) -> Result<(), String> {
+    async fn execute(
+        &mut self,
+        instructions: &[Instruction],
+        found: &[Found],
+    ) -> Result<(), String> {
         let d = self.d;
         let network = launch::ensure_network(&d.docker, &d.instance, self.app).await?;
-        let deploys = instructions.iter().any(|i| matches!(i, Instruction::Deploy { .. }));
+        let deploys = instructions
+            .iter()
+            .any(|i| matches!(i, Instruction::Deploy { .. }));
         if deploys && let Some(cmd) = &self.stack.manifest.release {
             self.release_command(cmd, &network).await?;
         }
         let mut route = false;
         for ins in instructions {
             match ins {
-                Instruction::Ensure { service, image, spec_hash } => self.ensure(service, image, spec_hash, &network, found).await?,
-                Instruction::Deploy { node, release, scale } => {
-                    self.p.step(format!("Starting {node} x{scale} (v{release})"));
+                Instruction::Ensure {
+                    service,
+                    image,
+                    spec_hash,
+                } => {
+                    self.ensure(service, image, spec_hash, &network, found)
+                        .await?
+                }
+                Instruction::Deploy {
+                    node,
+                    release,
+                    scale,
+                } => {
+                    self.p
+                        .step(format!("Starting {node} x{scale} (v{release})"));
                     for index in 1..=*scale {
                         let temp = format!("{}.{node}.{index}.v{release}", self.app);
                         self.boot(node, index, &temp, &network).await?;
                     }
-                    self.retire.extend(found.iter().filter(|c| &c.node == node && c.service.is_none()).cloned());
+                    self.retire.extend(
+                        found
+                            .iter()
+                            .filter(|c| &c.node == node && c.service.is_none())
+                            .cloned(),
+                    );
                     route = true;
                 }
                 Instruction::Scale { node, from, to } => {
                     self.p.step(format!("Scaling {node} {from} -> {to}"));
                     let live: Vec<&Found> = found
                         .iter()
-                        .filter(|c| &c.node == node && c.service.is_none() && c.name == format!("{}.{node}.{}", self.app, c.index))
+                        .filter(|c| {
+                            &c.node == node
+                                && c.service.is_none()
+                                && c.name == format!("{}.{node}.{}", self.app, c.index)
+                        })
                         .collect();
                     let have: BTreeSet<u32> = live.iter().map(|c| c.index).collect();
                     for index in 1..=*to {
@@ -296,14 +426,17 @@ impl Execution<'_> {
                             self.boot(node, index, &name, &network).await?;
                         }
                     }
-                    self.retire.extend(live.iter().filter(|c| c.index > *to).map(|c| (*c).clone()));
+                    self.retire
+                        .extend(live.iter().filter(|c| c.index > *to).map(|c| (*c).clone()));
                     route = true;
                 }
                 Instruction::Route { .. } => route = true,
                 Instruction::Kill { container } => {
                     if let Some(c) = found.iter().find(|c| &c.name == container) {
                         if c.service.is_some() {
-                            self.p.step(format!("Stopping service container {container} (its volumes are kept)"));
+                            self.p.step(format!(
+                                "Stopping service container {container} (its volumes are kept)"
+                            ));
                             launch::remove(&d.docker, &c.id, 10).await?;
                         } else {
                             self.retire.push(c.clone());
@@ -319,7 +452,11 @@ impl Execution<'_> {
         Ok(())
     }
 
-    async fn release_command(&mut self, cmd: &crate::manifest::Command, network: &str) -> Result<(), String> {
+    async fn release_command(
+        &mut self,
+        cmd: &crate::manifest::Command,
+        network: &str,
+    ) -> Result<(), String> {
         let d = self.d;
         self.p.step("Running the release command");
         let spec = ContainerSpec {
@@ -339,12 +476,16 @@ impl Execution<'_> {
             labels: BTreeMap::from([(launch::LABEL_ONEOFF.to_string(), "release".to_string())]),
             restart: false,
         };
-        let (code, logs) = launch::run_once(&d.docker, &d.instance, &spec, Duration::from_secs(600)).await?;
+        let (code, logs) =
+            launch::run_once(&d.docker, &d.instance, &spec, Duration::from_secs(600)).await?;
         for line in &logs {
             self.p.detail(line);
         }
         if code != 0 {
-            return Err(format!("the release command of {} exited with code {code}", self.app));
+            return Err(format!(
+                "the release command of {} exited with code {code}",
+                self.app
+            ));
         }
         Ok(())
     }
@@ -368,7 +509,14 @@ impl Execution<'_> {
         env
     }
 
-    async fn ensure(&mut self, service: &str, image: &str, spec_hash: &str, network: &str, found: &[Found]) -> Result<(), String> {
+    async fn ensure(
+        &mut self,
+        service: &str,
+        image: &str,
+        spec_hash: &str,
+        network: &str,
+        found: &[Found],
+    ) -> Result<(), String> {
         let d = self.d;
         let def = &self.stack.manifest.services[service];
         if let Some(c) = found.iter().find(|c| c.service.as_deref() == Some(service))
@@ -386,7 +534,12 @@ impl Execution<'_> {
             .volumes
             .iter()
             .enumerate()
-            .map(|(i, path)| (format!("quarry-{}-{service}-{}", self.app, i + 1), path.clone()))
+            .map(|(i, path)| {
+                (
+                    format!("quarry-{}-{service}-{}", self.app, i + 1),
+                    path.clone(),
+                )
+            })
             .collect();
         let spec = ContainerSpec {
             name: name.clone(),
@@ -413,7 +566,8 @@ impl Execution<'_> {
             launch::wait_tcp_ready(&d.docker, &id, network, port, Duration::from_secs(60))
                 .await
                 .map_err(|nr| not_ready(self.app, service, nr, self.p))?;
-            self.p.detail(format!("{service} accepts connections on port {port}"));
+            self.p
+                .detail(format!("{service} accepts connections on port {port}"));
         }
         Ok(())
     }
@@ -434,11 +588,19 @@ impl Execution<'_> {
             (launch::LABEL_INSTANCE.to_string(), d.instance.clone()),
             (launch::LABEL_APP.to_string(), self.app.to_string()),
         ]);
-        build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p).await.map(|_| ())
+        build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p)
+            .await
+            .map(|_| ())
     }
 
     /// Start one container of `node` and wait until it is ready.
-    async fn boot(&mut self, node: &str, index: u32, name: &str, network: &str) -> Result<(), String> {
+    async fn boot(
+        &mut self,
+        node: &str,
+        index: u32,
+        name: &str,
+        network: &str,
+    ) -> Result<(), String> {
         let d = self.d;
         let def = &self.stack.manifest.nodes[node];
         let web = def.kind == NodeKind::Web;
@@ -460,16 +622,33 @@ impl Execution<'_> {
             restart: true,
         };
         let id = launch::start(&d.docker, &d.instance, &spec).await?;
-        self.started.push(Started { id: id.clone(), node: node.to_string(), final_name: format!("{}.{node}.{index}", self.app), address: None });
+        self.started.push(Started {
+            id: id.clone(),
+            node: node.to_string(),
+            final_name: format!("{}.{node}.{index}", self.app),
+            address: None,
+        });
         let label = format!("{node}.{index}");
         if web {
             let check = def.healthcheck.clone().unwrap_or_default();
-            let host = self.desired.nodes[node].domains.iter().next().cloned().unwrap_or_else(|| d.default_domain(self.app));
+            let host = self.desired.nodes[node]
+                .domains
+                .iter()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| d.default_domain(self.app));
             let path = check.path.clone().unwrap_or_else(|| "/".into());
             let strict = check.path.is_some();
-            let addr = launch::wait_http_ready(&d.docker, &id, &host, &path, strict, Duration::from_secs(check.timeout.into()))
-                .await
-                .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
+            let addr = launch::wait_http_ready(
+                &d.docker,
+                &id,
+                &host,
+                &path,
+                strict,
+                Duration::from_secs(check.timeout.into()),
+            )
+            .await
+            .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
             self.p.detail(format!("{label} answers on {addr}"));
             if let Some(s) = self.started.last_mut() {
                 s.address = Some(addr);
@@ -496,29 +675,59 @@ impl Execution<'_> {
             }
             let mut upstreams: Vec<_> = found
                 .iter()
-                .filter(|c| &c.node == name && c.service.is_none() && c.state == "running" && !retired.contains(c.id.as_str()))
+                .filter(|c| {
+                    &c.node == name
+                        && c.service.is_none()
+                        && c.state == "running"
+                        && !retired.contains(c.id.as_str())
+                })
                 .filter(|c| c.name == format!("{}.{name}.{}", self.app, c.index))
                 .filter_map(|c| c.address)
                 .collect();
-            upstreams.extend(self.started.iter().filter(|s| &s.node == name).filter_map(|s| s.address));
-            routes.push(NodeRoute { node: name.clone(), domains: node.domains.iter().cloned().collect(), upstreams });
+            upstreams.extend(
+                self.started
+                    .iter()
+                    .filter(|s| &s.node == name)
+                    .filter_map(|s| s.address),
+            );
+            routes.push(NodeRoute {
+                node: name.clone(),
+                domains: node.domains.iter().cloned().collect(),
+                upstreams,
+            });
             routed.insert(name.clone(), node.domains.clone());
         }
         self.p.step("Routing");
-        d.router.set_app(self.app, &routes).await.map_err(|e| format!("routing {} failed: {e}", self.app))?;
+        d.router
+            .set_app(self.app, &routes)
+            .await
+            .map_err(|e| format!("routing {} failed: {e}", self.app))?;
         for r in &routes {
-            self.p.detail(format!("{} → {} container(s)", r.domains.join(", "), r.upstreams.len()));
+            self.p.detail(format!(
+                "{} → {} container(s)",
+                r.domains.join(", "),
+                r.upstreams.len()
+            ));
         }
-        store::write_json(&d.store.app_dir(self.app).join("routed.json"), &routed, 0o644).map_err(|e| e.to_string())
+        store::write_json(
+            &d.store.app_dir(self.app).join("routed.json"),
+            &routed,
+            0o644,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Stop what the route no longer uses, then give new containers their names.
     async fn retire_old(&mut self) {
         let d = self.d;
         if !self.retire.is_empty() {
-            self.p.step(format!("Stopping {} old container(s)", self.retire.len()));
+            self.p
+                .step(format!("Stopping {} old container(s)", self.retire.len()));
             let grace = self.stack.manifest.deploy.drain as i32;
-            let jobs = self.retire.iter().map(|c| launch::remove(&d.docker, &c.id, grace));
+            let jobs = self
+                .retire
+                .iter()
+                .map(|c| launch::remove(&d.docker, &c.id, grace));
             for r in futures_util::future::join_all(jobs).await {
                 if let Err(e) = r {
                     self.p.warn(e);

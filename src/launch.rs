@@ -120,15 +120,18 @@ pub async fn start(
         ensure_volume(docker, instance, &spec.app, volume).await?;
         binds.push(format!("{volume}:{path}"));
     }
-    let networking_config = spec.network.as_ref().map(|net| bollard::models::NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            net.clone(),
-            bollard::models::EndpointSettings {
-                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
-                ..Default::default()
-            },
-        )])),
-    });
+    let networking_config = spec
+        .network
+        .as_ref()
+        .map(|net| bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                bollard::models::EndpointSettings {
+                    aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
     let (entrypoint, cmd) = match &spec.command {
         None => (None, None),
         Some(Command::Shell(s)) => (
@@ -158,7 +161,11 @@ pub async fn start(
             binds: (!binds.is_empty()).then_some(binds),
             network_mode: spec.network.clone(),
             restart_policy: Some(RestartPolicy {
-                name: Some(if spec.restart { RestartPolicyNameEnum::UNLESS_STOPPED } else { RestartPolicyNameEnum::NO }),
+                name: Some(if spec.restart {
+                    RestartPolicyNameEnum::UNLESS_STOPPED
+                } else {
+                    RestartPolicyNameEnum::NO
+                }),
                 maximum_retry_count: None,
             }),
             ..Default::default()
@@ -257,7 +264,9 @@ pub async fn wait_http_ready(
             attempts += 1;
             match probe_http(addr, host_header, path, Duration::from_secs(2)).await {
                 // A configured check wants success; the default any non-5xx.
-                Ok(code) if (strict && (200..400).contains(&code)) || (!strict && code < 500) => return Ok(addr),
+                Ok(code) if (strict && (200..400).contains(&code)) || (!strict && code < 500) => {
+                    return Ok(addr);
+                }
                 Ok(code) => {
                     last = format!("GET {path} on {addr} → {code} after {attempts} attempts")
                 }
@@ -450,7 +459,14 @@ pub async fn list(
 /// The app's private network: its containers reach its services by name.
 pub async fn ensure_network(docker: &Docker, instance: &str, app: &str) -> Result<String, String> {
     let name = format!("quarry-{app}");
-    if docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() {
+    if docker
+        .inspect_network(
+            &name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .is_ok()
+    {
         return Ok(name);
     }
     let request = bollard::models::NetworkCreateRequest {
@@ -465,8 +481,21 @@ pub async fn ensure_network(docker: &Docker, instance: &str, app: &str) -> Resul
     match docker.create_network(request).await {
         Ok(_) => Ok(name),
         // Created meanwhile by a concurrent call: fine.
-        Err(_) if docker.inspect_network(&name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() => Ok(name),
-        Err(e) => Err(format!("cannot create network {name}: {}", docker_message(&e))),
+        Err(_)
+            if docker
+                .inspect_network(
+                    &name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .is_ok() =>
+        {
+            Ok(name)
+        }
+        Err(e) => Err(format!(
+            "cannot create network {name}: {}",
+            docker_message(&e)
+        )),
     }
 }
 
@@ -474,7 +503,12 @@ pub async fn remove_network(docker: &Docker, app: &str) {
     let _ = docker.remove_network(&format!("quarry-{app}")).await;
 }
 
-async fn ensure_volume(docker: &Docker, instance: &str, app: &str, name: &str) -> Result<(), String> {
+async fn ensure_volume(
+    docker: &Docker,
+    instance: &str,
+    app: &str,
+    name: &str,
+) -> Result<(), String> {
     let request = bollard::models::VolumeCreateRequest {
         name: Some(name.to_string()),
         labels: Some(HashMap::from([
@@ -492,15 +526,29 @@ async fn ensure_volume(docker: &Docker, instance: &str, app: &str, name: &str) -
 }
 
 /// Volumes of this instance (of one app when given).
-pub async fn volumes(docker: &Docker, instance: &str, app: Option<&str>) -> Result<Vec<String>, String> {
+pub async fn volumes(
+    docker: &Docker,
+    instance: &str,
+    app: Option<&str>,
+) -> Result<Vec<String>, String> {
     let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
     if let Some(app) = app {
         labels.push(format!("{LABEL_APP}={app}"));
     }
     let filters = HashMap::from([("label".to_string(), labels)]);
-    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
-    let list = docker.list_volumes(Some(options)).await.map_err(|e| docker_message(&e))?;
-    let mut names: Vec<String> = list.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_volumes(Some(options))
+        .await
+        .map_err(|e| docker_message(&e))?;
+    let mut names: Vec<String> = list
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -514,15 +562,26 @@ pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {
 
 /// Wait until a service container accepts TCP connections on `port` at its
 /// address on the app network, or fail when it exits or `deadline` passes.
-pub async fn wait_tcp_ready(docker: &Docker, id: &str, network: &str, port: u16, deadline: Duration) -> Result<(), NotReady> {
+pub async fn wait_tcp_ready(
+    docker: &Docker,
+    id: &str,
+    network: &str,
+    port: u16,
+    deadline: Duration,
+) -> Result<(), NotReady> {
     let started = Instant::now();
     loop {
-        let info = docker.inspect_container(id, None::<InspectContainerOptions>).await;
+        let info = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
         let info = info.ok();
         let state = info.as_ref().and_then(|i| i.state.clone());
         if !state.as_ref().and_then(|s| s.running).unwrap_or(false) {
             let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-            return Err(NotReady { reason: format!("the container exited with code {code}"), logs: tail_logs(docker, id, 20).await });
+            return Err(NotReady {
+                reason: format!("the container exited with code {code}"),
+                logs: tail_logs(docker, id, 20).await,
+            });
         }
         let ip = info
             .and_then(|i| i.network_settings)
@@ -532,13 +591,18 @@ pub async fn wait_tcp_ready(docker: &Docker, id: &str, network: &str, port: u16,
             .filter(|ip| !ip.is_empty());
         if let Some(ip) = ip
             && let Ok(addr) = format!("{ip}:{port}").parse::<SocketAddr>()
-            && tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await.is_ok_and(|r| r.is_ok())
+            && tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+                .await
+                .is_ok_and(|r| r.is_ok())
         {
             return Ok(());
         }
         if started.elapsed() >= deadline {
             return Err(NotReady {
-                reason: format!("it did not accept connections on port {port} within {}s", deadline.as_secs()),
+                reason: format!(
+                    "it did not accept connections on port {port} within {}s",
+                    deadline.as_secs()
+                ),
                 logs: tail_logs(docker, id, 20).await,
             });
         }
@@ -547,10 +611,16 @@ pub async fn wait_tcp_ready(docker: &Docker, id: &str, network: &str, port: u16,
 }
 
 /// Run a one-off container to completion (a release command): exit code and output.
-pub async fn run_once(docker: &Docker, instance: &str, spec: &ContainerSpec, deadline: Duration) -> Result<(i64, Vec<String>), String> {
+pub async fn run_once(
+    docker: &Docker,
+    instance: &str,
+    spec: &ContainerSpec,
+    deadline: Duration,
+) -> Result<(i64, Vec<String>), String> {
     let id = start(docker, instance, spec).await?;
     let wait = async {
-        let mut stream = docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+        let mut stream =
+            docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(r)) => r.status_code,
             // bollard reports a non-zero exit as an error carrying the code.
@@ -563,7 +633,11 @@ pub async fn run_once(docker: &Docker, instance: &str, spec: &ContainerSpec, dea
         Err(_) => {
             let logs = tail_logs(docker, &id, 20).await;
             let _ = remove(docker, &id, 0).await;
-            return Err(format!("did not finish within {}s; last output: {}", deadline.as_secs(), logs.join(" | ")));
+            return Err(format!(
+                "did not finish within {}s; last output: {}",
+                deadline.as_secs(),
+                logs.join(" | ")
+            ));
         }
     };
     let logs = tail_logs(docker, &id, 50).await;

@@ -47,7 +47,9 @@ async fn run(d: &Daemon) -> Result<(), String> {
     let found = launch::list(&d.docker, &d.instance, None).await?;
     for c in &found {
         // Services outlive releases; node containers belong to the live one.
-        let keep = live.get(&c.app).is_some_and(|r| c.service.is_some() || r.number == c.release);
+        let keep = live
+            .get(&c.app)
+            .is_some_and(|r| c.service.is_some() || r.number == c.release);
         if !keep {
             info!(container = %c.name, "removing orphan container");
             let _ = launch::remove(&d.docker, &c.id, 0).await;

@@ -22,7 +22,10 @@ pub struct Stack {
 impl Stack {
     /// One line for the pusher: where the stack came from and its parts.
     pub fn describe(&self) -> String {
-        let from = self.source.as_ref().map_or("Dockerfile", |s| s.file.as_str());
+        let from = self
+            .source
+            .as_ref()
+            .map_or("Dockerfile", |s| s.file.as_str());
         let mut parts: Vec<String> = self
             .manifest
             .services
@@ -88,7 +91,9 @@ fn parse(source: Option<&ManifestSource>) -> Result<Manifest, StackError> {
         Some(s) if s.file == "Procfile" => {
             manifest::parse_procfile(&s.file, &s.text).map_err(|e| StackError(e.to_string()))
         }
-        Some(s) => manifest::parse_manifest(&s.file, &s.text).map_err(|e| StackError(e.to_string())),
+        Some(s) => {
+            manifest::parse_manifest(&s.file, &s.text).map_err(|e| StackError(e.to_string()))
+        }
     }
 }
 

@@ -25,7 +25,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -60,7 +63,11 @@ pub fn ensure_base_image() {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "building {BASE_IMAGE}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "building {BASE_IMAGE}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     drop(lock);
 }
@@ -85,8 +92,16 @@ pub fn new_key(dir: &Path, name: &str, kind: &str) -> Key {
         .arg(&private)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    Key { name: name.to_string(), public: private.with_extension("pub"), private }
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Key {
+        name: name.to_string(),
+        public: private.with_extension("pub"),
+        private,
+    }
 }
 
 pub struct Server {
@@ -116,8 +131,20 @@ impl Server {
             .stdin(fs::File::open(&admin.public).unwrap())
             .output()
             .unwrap();
-        assert!(out.status.success(), "keys add: {}", String::from_utf8_lossy(&out.stderr));
-        let mut s = Server { dir, data, admin, child: None, ssh_port: 0, http_port: 0, instance: String::new() };
+        assert!(
+            out.status.success(),
+            "keys add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = Server {
+            dir,
+            data,
+            admin,
+            child: None,
+            ssh_port: 0,
+            http_port: 0,
+            instance: String::new(),
+        };
         s.spawn(None);
         s
     }
@@ -126,7 +153,11 @@ impl Server {
     fn spawn(&mut self, ports: Option<(u16, u16)>) {
         let _ = fs::remove_file(self.data.join("serve.json"));
         let (ssh, http) = ports.unwrap_or((0, 0));
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("serve.log")).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .unwrap();
         let child = Command::new(quarry_bin())
             .arg("serve")
             .arg("--data")
@@ -142,18 +173,33 @@ impl Server {
             .unwrap();
         self.child = Some(child);
         let serve_json = self.data.join("serve.json");
-        let running: serde_json::Value = wait_for("quarry serve to listen", Duration::from_secs(60), || {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!("quarry serve exited ({status}): {}", self.log());
-            }
-            fs::read(&serve_json).ok().and_then(|b| serde_json::from_slice(&b).ok())
-        });
-        let port = |k: &str| running[k].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+        let running: serde_json::Value =
+            wait_for("quarry serve to listen", Duration::from_secs(60), || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!("quarry serve exited ({status}): {}", self.log());
+                }
+                fs::read(&serve_json)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+            });
+        let port = |k: &str| {
+            running[k]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
         self.ssh_port = port("ssh");
         self.http_port = port("http");
-        self.instance = fs::read_to_string(self.data.join("instance")).unwrap().trim().to_string();
+        self.instance = fs::read_to_string(self.data.join("instance"))
+            .unwrap()
+            .trim()
+            .to_string();
     }
 
     pub fn log(&self) -> String {
@@ -203,12 +249,18 @@ impl Server {
             .arg(&key.private)
             .args(["-p", &self.ssh_port.to_string()])
             .args([
-                "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR",
-                "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes",
-                "-o", "ConnectTimeout=20",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=20",
             ])
             .stdin(Stdio::null());
         c
@@ -216,7 +268,11 @@ impl Server {
 
     /// `ssh -p PORT git@127.0.0.1 <command>` with `key`.
     pub fn ssh(&self, key: &Key, command: &str) -> Output {
-        self.ssh_base(key).arg("git@127.0.0.1").arg(command).output().unwrap()
+        self.ssh_base(key)
+            .arg("git@127.0.0.1")
+            .arg(command)
+            .output()
+            .unwrap()
     }
 
     /// The same with `stdin` fed to the command.
@@ -237,7 +293,12 @@ impl Server {
     /// `ssh … <command>` as the admin; asserts success, returns stdout.
     pub fn admin(&self, command: &str) -> String {
         let out = self.ssh(&self.admin, command);
-        assert!(out.status.success(), "ssh {command}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "ssh {command}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         stdout(&out)
     }
 
@@ -270,7 +331,12 @@ impl Server {
     /// Push and assert it was accepted.
     pub fn push_ok(&self, repo: &Path, app: &str) -> String {
         let out = self.push(repo, app);
-        assert!(out.status.success(), "push of {app} was rejected:\n{}\n--- server log:\n{}", stderr(&out), self.log());
+        assert!(
+            out.status.success(),
+            "push of {app} was rejected:\n{}\n--- server log:\n{}",
+            stderr(&out),
+            self.log()
+        );
         stderr(&out)
     }
 
@@ -289,9 +355,12 @@ impl Server {
     /// Containers of this instance (of `app` when given): (name, state, release label).
     pub fn containers(&self, app: Option<&str>) -> Vec<(String, String, String)> {
         let mut args = vec![
-            "ps".to_string(), "-a".into(),
-            "--filter".into(), format!("label=quarry.instance={}", self.instance),
-            "--format".into(), "{{.Names}}\t{{.State}}\t{{.Label \"quarry.release\"}}".into(),
+            "ps".to_string(),
+            "-a".into(),
+            "--filter".into(),
+            format!("label=quarry.instance={}", self.instance),
+            "--format".into(),
+            "{{.Names}}\t{{.State}}\t{{.Label \"quarry.release\"}}".into(),
         ];
         if let Some(app) = app {
             args.extend(["--filter".into(), format!("label=quarry.app={app}")]);
@@ -302,7 +371,11 @@ impl Server {
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let mut p = l.split('\t');
-                (p.next().unwrap().to_string(), p.next().unwrap_or("").to_string(), p.next().unwrap_or("").to_string())
+                (
+                    p.next().unwrap().to_string(),
+                    p.next().unwrap_or("").to_string(),
+                    p.next().unwrap_or("").to_string(),
+                )
             })
             .collect();
         v.sort();
@@ -334,15 +407,33 @@ impl Drop for Server {
             return;
         }
         let filter = format!("label=quarry.instance={}", self.instance);
-        let ids = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
-        let ids: Vec<String> = stdout(&ids).split_whitespace().map(str::to_string).collect();
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .unwrap();
+        let ids: Vec<String> = stdout(&ids)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .output();
         }
-        let images = Command::new("docker").args(["images", "-q", "--filter", &filter]).output().unwrap();
-        let images: Vec<String> = stdout(&images).split_whitespace().map(str::to_string).collect();
+        let images = Command::new("docker")
+            .args(["images", "-q", "--filter", &filter])
+            .output()
+            .unwrap();
+        let images: Vec<String> = stdout(&images)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         if !images.is_empty() {
-            let _ = Command::new("docker").args(["rmi", "-f"]).args(&images).output();
+            let _ = Command::new("docker")
+                .args(["rmi", "-f"])
+                .args(&images)
+                .output();
         }
     }
 }
@@ -351,12 +442,22 @@ impl Drop for Server {
 pub fn http_get(addr: (&str, u16), host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -375,7 +476,9 @@ pub struct Repo {
 
 impl Repo {
     pub fn fixture(name: &str) -> Repo {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps").join(name);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/apps")
+            .join(name);
         assert!(src.is_dir(), "no fixture app {}", src.display());
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&src, dir.path());
@@ -392,7 +495,12 @@ impl Repo {
     pub fn git(&self, args: &[&str]) -> Output {
         let out = Command::new("git")
             .current_dir(self.path())
-            .args(["-c", "user.email=test@quarry.invalid", "-c", "user.name=test"])
+            .args([
+                "-c",
+                "user.email=test@quarry.invalid",
+                "-c",
+                "user.name=test",
+            ])
             .args(args)
             .output()
             .unwrap();
@@ -416,10 +524,19 @@ impl Repo {
         for entry in fs::read_dir(self.path()).unwrap() {
             let p = entry.unwrap().path();
             if p.file_name().unwrap() != ".git" {
-                if p.is_dir() { fs::remove_dir_all(&p).unwrap() } else { fs::remove_file(&p).unwrap() }
+                if p.is_dir() {
+                    fs::remove_dir_all(&p).unwrap()
+                } else {
+                    fs::remove_file(&p).unwrap()
+                }
             }
         }
-        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps").join(name), self.path());
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/apps")
+                .join(name),
+            self.path(),
+        );
         self.commit(&format!("switch to {name}"));
     }
 }

@@ -1,0 +1,505 @@
+//! Slicegrid: where each container runs.
+//!
+//! Servers are *blocks* (RAM in MiB, labels, a state); containers are
+//! *slices* (an id, a group of replicas, a size, required labels). The grid
+//! places slices onto blocks, keeps the allocation (persisted by the caller as
+//! `grid/grid.json`, see [`Grid`]'s serde impls) and tells the cloud layer when
+//! the fleet should grow ([`Event::Create`], carried by [`NoFit`])
+//! or shrink ([`Event::Destroy`], from [`Grid::events`]).
+//!
+//! The module is pure: no I/O, no clock, no randomness, no hashing with random
+//! seeds. The same calls on the same grid give the same placement, so plans
+//! are reproducible and tests are plain data. Only callers talk to Docker or
+//! to a provider.
+//!
+//! # Rules
+//! - Only `Running` blocks take new slices. `Draining`, `Unknown` and
+//!   `Stopped` blocks keep the slices on record until they are moved.
+//! - Never overcommit: the slices on a block never add up to more than its size.
+//! - A slice goes only to a block that carries every `k=v` label it requires.
+//! - Spread first: a replica goes to a block holding the fewest slices of its
+//!   group. Spread is a preference, never a reason to refuse.
+//! - Then best fit: the block with the least free memory that still fits.
+//! - Ties go to the smaller block id.
+//! - A batch is all-or-nothing and placed largest slice first (ties in the
+//!   order given), which packs better than arrival order.
+//! - Placing a slice that is already placed with the same spec is a no-op that
+//!   returns its block; with a different spec it is refused.
+//! - `autosize` gates both events. `Create` is offered while the grid holds
+//!   fewer than `max` blocks; `Destroy` names empty running blocks, largest
+//!   first, while more than `min` blocks are running.
+//!
+//! # Speed
+//! Best fit is a range query on a `BTreeSet` of `(free, block id)` kept per
+//! set of required labels (see `index`); spreading skips the few blocks that
+//! already hold the group. Placing is O(log blocks + group size) per slice.
+//!
+//! # Layout
+//! - `types`: blocks, slices, options, events (plain data)
+//! - `index`: the free-space indexes
+//! - `hash`: a fixed-key hash for the id lookup tables
+//! - `error`: [`GridError`], [`NoFit`] and their messages
+//! - `persist`: the `grid.json` format
+//! - `table`: the human table of `quarry grid`
+//! - `tests`: examples per rule, and properties against a brute-force chooser
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+mod error;
+mod hash;
+mod index;
+mod persist;
+mod table;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use error::{GridError, NoFit};
+use hash::FixedMap;
+use index::FitIndexes;
+pub use types::{Block, BlockState, Event, Labels, Move, Options, Placement, Recovery, SliceSpec};
+
+/// A block or slice id inside the grid: shared, so that the indexes and the
+/// allocation refer to it without copying the string.
+type Id = Arc<str>;
+
+/// Blocks, the allocation of slices onto them, and the indexes that make
+/// placement fast. Serialises to the `grid.json` format (indexes are rebuilt
+/// on load).
+#[derive(Debug, Clone)]
+pub struct Grid {
+    options: Options,
+    blocks: BTreeMap<Id, Slot>,
+    slices: FixedMap<Id, Placed>,
+    /// group -> block -> how many of the group's slices the block holds: the
+    /// blocks to skip first when spreading.
+    groups: FixedMap<String, BTreeMap<Id, u32>>,
+    index: FitIndexes,
+}
+
+/// A block and what it holds.
+#[derive(Debug, Clone)]
+struct Slot {
+    id: Id,
+    block: Block,
+    used: u64,
+    slices: BTreeSet<Id>,
+    /// The free-space indexes whose labels this block carries (whatever its
+    /// state; only running blocks are entered in them).
+    member: Vec<usize>,
+}
+
+impl Slot {
+    fn free(&self) -> u64 {
+        self.block.size - self.used
+    }
+
+    fn running(&self) -> bool {
+        self.block.state == BlockState::Running
+    }
+}
+
+/// A placed slice.
+#[derive(Debug, Clone)]
+struct Placed {
+    spec: SliceSpec,
+    block: Id,
+}
+
+impl Grid {
+    /// An empty grid.
+    pub fn new(options: Options) -> Grid {
+        Grid {
+            options,
+            blocks: BTreeMap::new(),
+            slices: FixedMap::default(),
+            groups: FixedMap::default(),
+            index: FitIndexes::new(),
+        }
+    }
+
+    /// The fleet bounds in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Change the fleet bounds (they come from `config.yml`).
+    pub fn set_options(&mut self, options: Options) {
+        self.options = options;
+    }
+
+    /// Add a server. Its id must be new and its size above zero.
+    pub fn add_block(&mut self, block: Block) -> Result<(), GridError> {
+        if block.size == 0 {
+            return Err(GridError::ZeroSize {
+                what: "block",
+                id: block.id,
+            });
+        }
+        if self.blocks.contains_key(block.id.as_str()) {
+            return Err(GridError::DuplicateBlock { block: block.id });
+        }
+        let id: Id = Arc::from(block.id.as_str());
+        let member = self.index.memberships(&block.labels);
+        if block.state == BlockState::Running {
+            self.index.insert(&member, block.size, &id);
+        }
+        let slot = Slot {
+            id: id.clone(),
+            block,
+            used: 0,
+            slices: BTreeSet::new(),
+            member,
+        };
+        self.blocks.insert(id, slot);
+        Ok(())
+    }
+
+    /// Forget a server. Refused while it holds slices: drain it first.
+    pub fn remove_block(&mut self, id: &str) -> Result<Block, GridError> {
+        let slot = self.blocks.get(id).ok_or_else(|| GridError::UnknownBlock {
+            block: id.to_owned(),
+        })?;
+        if !slot.slices.is_empty() {
+            return Err(GridError::BlockInUse {
+                block: id.to_owned(),
+                slices: slot.slices.len(),
+            });
+        }
+        if slot.running() {
+            self.index.remove(&slot.member, slot.free(), &slot.id);
+        }
+        let slot = self.blocks.remove(id).expect("checked above");
+        Ok(slot.block)
+    }
+
+    /// Record what reality says about a server. Slices stay where they are.
+    pub fn set_state(&mut self, id: &str, state: BlockState) -> Result<(), GridError> {
+        let slot = self
+            .blocks
+            .get_mut(id)
+            .ok_or_else(|| GridError::UnknownBlock {
+                block: id.to_owned(),
+            })?;
+        let was = slot.block.state;
+        if was == state {
+            return Ok(());
+        }
+        slot.block.state = state;
+        if was == BlockState::Running {
+            self.index.remove(&slot.member, slot.free(), &slot.id);
+        }
+        if state == BlockState::Running {
+            self.index.insert(&slot.member, slot.free(), &slot.id);
+        }
+        Ok(())
+    }
+
+    /// Place a batch of slices, all or nothing: on error the grid is as it
+    /// was. Returns one placement per slice, in the order given.
+    pub fn place(&mut self, slices: &[SliceSpec]) -> Result<Vec<Placement>, GridError> {
+        self.slices.reserve(slices.len());
+        let mut order: Vec<usize> = (0..slices.len()).collect();
+        order.sort_by(|&a, &b| slices[b].size.cmp(&slices[a].size));
+        let mut blocks = vec![String::new(); slices.len()];
+        let mut fresh: Vec<&str> = Vec::new();
+        for n in order {
+            let spec = &slices[n];
+            match self.place_one(spec) {
+                Ok((block, new)) => {
+                    if new {
+                        fresh.push(&spec.id);
+                    }
+                    blocks[n] = block.to_string();
+                }
+                Err(err) => {
+                    for id in fresh.iter().rev() {
+                        self.unassign(id);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(slices
+            .iter()
+            .zip(blocks)
+            .map(|(spec, block)| Placement {
+                slice: spec.id.clone(),
+                block,
+            })
+            .collect())
+    }
+
+    /// Free slices. Ids that are not placed are skipped; returns where the
+    /// freed ones were.
+    pub fn release<I>(&mut self, ids: I) -> Vec<Placement>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        ids.into_iter()
+            .filter_map(|id| self.unassign(id.as_ref()))
+            .map(|placed| Placement {
+                slice: placed.spec.id,
+                block: placed.block.to_string(),
+            })
+            .collect()
+    }
+
+    /// Mark a block `Draining` and move every slice it holds elsewhere, all or
+    /// nothing: if one does not fit, nothing moves and the state is kept.
+    pub fn drain(&mut self, id: &str) -> Result<Vec<Move>, GridError> {
+        let before = self.slot(id)?.block.state;
+        self.set_state(id, BlockState::Draining)?;
+        let mut moves = Vec::new();
+        for slice in self.evacuation_order(id) {
+            match self.relocate(&slice) {
+                Ok(moved) => moves.push(moved),
+                Err(err) => {
+                    for moved in moves.iter().rev() {
+                        let placed = self.unassign(&moved.slice).expect("just moved");
+                        let from = self.blocks[moved.from.as_str()].id.clone();
+                        self.assign(placed.spec, from);
+                    }
+                    self.set_state(id, before)?;
+                    return Err(GridError::NoFit(err));
+                }
+            }
+        }
+        Ok(moves)
+    }
+
+    /// A block died: mark it `Unknown` and move what fits elsewhere. Slices
+    /// that fit nowhere stay on record on the lost block and are reported.
+    pub fn lost(&mut self, id: &str) -> Result<Recovery, GridError> {
+        self.set_state(id, BlockState::Unknown)?;
+        let mut recovery = Recovery {
+            moved: Vec::new(),
+            stranded: Vec::new(),
+        };
+        for slice in self.evacuation_order(id) {
+            match self.relocate(&slice) {
+                Ok(moved) => recovery.moved.push(moved),
+                Err(err) => recovery.stranded.push(*err),
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// What the cloud layer should do now: `Destroy` for empty running blocks
+    /// (largest first, then by id) while more than `min` are running. Empty
+    /// unless `autosize`. `Create` comes with the [`NoFit`] that needs it.
+    pub fn events(&self) -> Vec<Event> {
+        if !self.options.autosize {
+            return Vec::new();
+        }
+        let running = self.blocks.values().filter(|s| s.running()).count();
+        let spare = running.saturating_sub(self.options.min);
+        let mut empty: Vec<&Block> = self
+            .blocks
+            .values()
+            .filter(|s| s.running() && s.slices.is_empty())
+            .map(|s| &s.block)
+            .collect();
+        empty.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));
+        empty
+            .into_iter()
+            .take(spare)
+            .map(|b| Event::Destroy {
+                block: b.id.clone(),
+            })
+            .collect()
+    }
+
+    /// One block by id.
+    pub fn block(&self, id: &str) -> Option<&Block> {
+        self.blocks.get(id).map(|s| &s.block)
+    }
+
+    /// Every block, by id.
+    pub fn blocks(&self) -> impl Iterator<Item = &Block> {
+        self.blocks.values().map(|s| &s.block)
+    }
+
+    /// MiB held by slices on a block.
+    pub fn used(&self, block: &str) -> Option<u64> {
+        self.blocks.get(block).map(|s| s.used)
+    }
+
+    /// MiB still free on a block (whatever its state).
+    pub fn free(&self, block: &str) -> Option<u64> {
+        self.blocks.get(block).map(Slot::free)
+    }
+
+    /// The ids of the slices on a block, sorted.
+    pub fn slices_on(&self, block: &str) -> impl Iterator<Item = &str> {
+        self.blocks
+            .get(block)
+            .into_iter()
+            .flat_map(|s| s.slices.iter().map(|id| &**id))
+    }
+
+    /// The block a slice is on.
+    pub fn location(&self, slice: &str) -> Option<&str> {
+        self.slices.get(slice).map(|p| &*p.block)
+    }
+
+    /// A placed slice's spec.
+    pub fn slice(&self, id: &str) -> Option<&SliceSpec> {
+        self.slices.get(id).map(|p| &p.spec)
+    }
+
+    /// Every placed slice with its block, by slice id.
+    pub fn placements(&self) -> impl Iterator<Item = (&SliceSpec, &str)> {
+        let mut all: Vec<&Placed> = self.slices.values().collect();
+        all.sort_unstable_by(|a, b| a.spec.id.cmp(&b.spec.id));
+        all.into_iter().map(|p| (&p.spec, &*p.block))
+    }
+
+    /// How many slices are placed.
+    pub fn slice_count(&self) -> usize {
+        self.slices.len()
+    }
+
+    fn slot(&self, id: &str) -> Result<&Slot, GridError> {
+        self.blocks.get(id).ok_or_else(|| GridError::UnknownBlock {
+            block: id.to_owned(),
+        })
+    }
+
+    /// Place one slice; `true` when it was not placed before.
+    fn place_one(&mut self, spec: &SliceSpec) -> Result<(Id, bool), GridError> {
+        if spec.size == 0 {
+            return Err(GridError::ZeroSize {
+                what: "slice",
+                id: spec.id.clone(),
+            });
+        }
+        if let Some(placed) = self.slices.get(spec.id.as_str()) {
+            if placed.spec == *spec {
+                return Ok((placed.block.clone(), false));
+            }
+            return Err(GridError::SliceChanged {
+                slice: spec.id.clone(),
+                block: placed.block.to_string(),
+            });
+        }
+        let set = self.index.ensure(&spec.labels, &mut self.blocks);
+        match self.choose(set, spec) {
+            Some(block) => {
+                self.assign(spec.clone(), block.clone());
+                Ok((block, true))
+            }
+            None => Err(GridError::NoFit(Box::new(self.no_fit(spec, set)))),
+        }
+    }
+
+    /// The block for a slice: among running blocks that carry its labels and
+    /// have room, the fewest of its group, then the least free, then the id.
+    fn choose(&self, set: usize, spec: &SliceSpec) -> Option<Id> {
+        let holders = self.groups.get(&spec.group);
+        let spread = self
+            .index
+            .fitting(set, spec.size)
+            .find(|id| holders.is_none_or(|h| !h.contains_key(*id)));
+        if let Some(id) = spread {
+            return Some(id.clone());
+        }
+        holders?
+            .iter()
+            .filter_map(|(id, count)| {
+                let slot = &self.blocks[id];
+                let fits = slot.running()
+                    && slot.free() >= spec.size
+                    && index::carries(&slot.block.labels, &spec.labels);
+                fits.then_some((*count, slot.free(), id))
+            })
+            .min()
+            .map(|(_, _, id)| id.clone())
+    }
+
+    fn assign(&mut self, spec: SliceSpec, block: Id) {
+        let slot = self
+            .blocks
+            .get_mut(&block)
+            .expect("assign to a known block");
+        let before = slot.free();
+        slot.used += spec.size;
+        debug_assert!(slot.used <= slot.block.size, "overcommit on {block}");
+        let id: Id = Arc::from(spec.id.as_str());
+        slot.slices.insert(id.clone());
+        if slot.running() {
+            self.index.shift(&slot.member, &block, before, slot.free());
+        }
+        match self.groups.get_mut(&spec.group) {
+            Some(holders) => *holders.entry(block.clone()).or_insert(0) += 1,
+            None => {
+                let holders = BTreeMap::from([(block.clone(), 1)]);
+                self.groups.insert(spec.group.clone(), holders);
+            }
+        }
+        self.slices.insert(id, Placed { spec, block });
+    }
+
+    fn unassign(&mut self, id: &str) -> Option<Placed> {
+        let placed = self.slices.remove(id)?;
+        let slot = self
+            .blocks
+            .get_mut(&placed.block)
+            .expect("slice on a known block");
+        let before = slot.free();
+        slot.used -= placed.spec.size;
+        slot.slices.remove(id);
+        if slot.running() {
+            self.index
+                .shift(&slot.member, &placed.block, before, slot.free());
+        }
+        let holders = self
+            .groups
+            .get_mut(&placed.spec.group)
+            .expect("group recorded");
+        let count = holders.get_mut(&placed.block).expect("holder recorded");
+        *count -= 1;
+        if *count == 0 {
+            holders.remove(&placed.block);
+            if holders.is_empty() {
+                self.groups.remove(&placed.spec.group);
+            }
+        }
+        Some(placed)
+    }
+
+    /// The slices of a block, largest first (they are the hardest to fit),
+    /// then by id.
+    fn evacuation_order(&self, block: &str) -> Vec<Id> {
+        let mut ids: Vec<(u64, &Id)> = self.blocks[block]
+            .slices
+            .iter()
+            .map(|id| (self.slices[id].spec.size, id))
+            .collect();
+        ids.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        ids.into_iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Move a slice off its (no longer running) block; on failure it stays.
+    fn relocate(&mut self, id: &str) -> Result<Move, Box<NoFit>> {
+        let placed = self.unassign(id).expect("relocate a placed slice");
+        let set = self.index.ensure(&placed.spec.labels, &mut self.blocks);
+        match self.choose(set, &placed.spec) {
+            Some(to) => {
+                self.assign(placed.spec, to.clone());
+                Ok(Move {
+                    slice: id.to_owned(),
+                    from: placed.block.to_string(),
+                    to: to.to_string(),
+                })
+            }
+            None => {
+                let err = Box::new(self.no_fit(&placed.spec, set));
+                self.assign(placed.spec, placed.block);
+                Err(err)
+            }
+        }
+    }
+}
