@@ -40,7 +40,18 @@ pub async fn run(
     out: Output,
     closed: Closed,
 ) -> u32 {
-    match dispatch(d, key, cmd, input, &out, closed).await {
+    let audit = audited(&cmd);
+    let result = dispatch(d, key, cmd, input, &out, closed).await;
+    if let Some((app, action, detail)) = audit {
+        let outcome = match &result {
+            Ok(()) => detail,
+            Err(Fail(msg, _)) => format!("{detail} failed: {msg}"),
+        };
+        // A destroyed app has no log left to write to: that goes to the fleet's.
+        let app = app.filter(|a| d.store.app_exists(a));
+        d.store.audit(app.as_deref(), key, action, outcome.trim());
+    }
+    match result {
         Ok(()) => EXIT_OK,
         Err(Fail(msg, code)) => {
             out.err(format!("quarry: {msg}\n")).await;
@@ -103,11 +114,10 @@ async fn dispatch(
         Cmd::DomainsRemove { app, domains } => {
             domains_change(d, key, &app, domains, false, out).await
         }
-        Cmd::Servers { .. } | Cmd::ServersInfo { .. } | Cmd::Grid { .. } | Cmd::Events { .. } => {
-            Err(fail(
-                "this command is not available in this version of Quarry yet",
-            ))
-        }
+        Cmd::Events { app, json } => events(d, key, app, json, out).await,
+        Cmd::Servers { .. } | Cmd::ServersInfo { .. } | Cmd::Grid { .. } => Err(fail(
+            "this command is not available in this version of Quarry yet",
+        )),
     }
 }
 
@@ -259,6 +269,9 @@ async fn apps_create(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Re
         return Err(Fail(format!("app {app} exists already"), EXIT_CONFLICT));
     }
     crate::receive::create_app(&d.store, app).map_err(io)?;
+    if key.role != Role::Admin {
+        d.store.grant(&key.name, app).map_err(io)?;
+    }
     out.out(format!(
         "created {app}; push with: git push ssh://git@HOST:PORT/{app} main\n"
     ))
@@ -268,6 +281,7 @@ async fn apps_create(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Re
 
 async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
     require_app(d, key, app)?;
+    require_admin(key, "destroying an app")?;
     let progress = Progress::silent();
     let _lock = d
         .locks
@@ -290,6 +304,14 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
                 None,
             )
             .await;
+    }
+    for volume in launch::volumes(&d.docker, &d.instance, Some(app))
+        .await
+        .map_err(fail)?
+    {
+        launch::remove_volume(&d.docker, &volume)
+            .await
+            .map_err(fail)?;
     }
     // Move aside first so a half-removed app never looks like an app.
     let dir = d.store.app_dir(app);
@@ -1110,4 +1132,111 @@ async fn domains_change(
         },
     )
     .await
+}
+
+// ----- audit --------------------------------------------------------------------
+
+/// For commands that change something: (app, action, detail) for the audit
+/// log. Read commands are not audited. Config values are never logged.
+fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
+    let join = |v: &[String]| v.join(" ");
+    Some(match cmd {
+        Cmd::AppsCreate { app } => (Some(app.clone()), "apps:create", String::new()),
+        Cmd::AppsDestroy { app } => (None, "apps:destroy", app.clone()),
+        Cmd::PsScale { app, scale } => (
+            Some(app.clone()),
+            "ps:scale",
+            scale
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Cmd::PsRestart { app, node } => (
+            Some(app.clone()),
+            "ps:restart",
+            node.clone().unwrap_or_default(),
+        ),
+        Cmd::PsStop { app } => (Some(app.clone()), "ps:stop", String::new()),
+        Cmd::PsStart { app } => (Some(app.clone()), "ps:start", String::new()),
+        Cmd::ConfigSet { app, vars } => (
+            Some(app.clone()),
+            "config:set",
+            join(&vars.keys().cloned().collect::<Vec<_>>()),
+        ),
+        Cmd::ConfigUnset { app, keys } => (Some(app.clone()), "config:unset", join(keys)),
+        Cmd::DomainsAdd { app, domains } => (Some(app.clone()), "domains:add", join(domains)),
+        Cmd::DomainsRemove { app, domains } => (Some(app.clone()), "domains:remove", join(domains)),
+        Cmd::Rollback { app, release } => (
+            Some(app.clone()),
+            "rollback",
+            release.map(|r| format!("v{r}")).unwrap_or_default(),
+        ),
+        Cmd::KeysAdd { name, role, .. } => (None, "keys:add", format!("{name} {role}")),
+        Cmd::KeysRemove { name } => (None, "keys:remove", name.clone()),
+        Cmd::Help { .. }
+        | Cmd::CommandHelp { .. }
+        | Cmd::Apps { .. }
+        | Cmd::Ps { .. }
+        | Cmd::Plan { .. }
+        | Cmd::Config { .. }
+        | Cmd::ConfigGet { .. }
+        | Cmd::Domains { .. }
+        | Cmd::Logs { .. }
+        | Cmd::Releases { .. }
+        | Cmd::ReleasesInfo { .. }
+        | Cmd::Servers { .. }
+        | Cmd::ServersInfo { .. }
+        | Cmd::Grid { .. }
+        | Cmd::Keys { .. }
+        | Cmd::Events { .. } => return None,
+    })
+}
+
+async fn events(d: &Daemon, key: &KeyRecord, app: Option<String>, json: bool, out: &Output) -> Res {
+    let list = match &app {
+        Some(a) => {
+            require_app(d, key, a)?;
+            d.store.events(Some(a)).map_err(io)?
+        }
+        None if key.role == Role::Admin => d.store.events(None).map_err(io)?,
+        // A deployer sees the events of its own apps.
+        None => {
+            let mut all = Vec::new();
+            for a in d
+                .store
+                .apps()
+                .map_err(io)?
+                .iter()
+                .filter(|a| key.may_manage(a))
+            {
+                all.extend(d.store.events(Some(a)).map_err(io)?);
+            }
+            all.sort_by(|a, b| a.time.cmp(&b.time));
+            all
+        }
+    };
+    let skip = list.len().saturating_sub(200);
+    let list = &list[skip..];
+    if json {
+        print_json(out, &list).await;
+    } else if list.is_empty() {
+        out.out("no events yet\n").await;
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|e| {
+                vec![
+                    e.time.clone(),
+                    e.app.clone().unwrap_or_else(|| "-".into()),
+                    e.key.clone(),
+                    e.action.clone(),
+                    e.detail.clone(),
+                ]
+            })
+            .collect();
+        out.out(table(&["TIME", "APP", "KEY", "ACTION", "DETAIL"], &rows))
+            .await;
+    }
+    Ok(())
 }

@@ -60,6 +60,9 @@ pub struct PushInfo {
 #[derive(Default, Clone)]
 pub struct Pushes {
     inner: Arc<Mutex<HashMap<String, PushInfo>>>,
+    /// App locks kept until git has updated the ref (after the hook exits),
+    /// so the next deploy of the app sees the branch where this one left it.
+    held: Arc<Mutex<HashMap<String, AppLock>>>,
 }
 
 impl Pushes {
@@ -83,6 +86,16 @@ impl Pushes {
     pub fn lookup(&self, token: &str) -> Option<PushInfo> {
         self.inner.lock().expect("pushes").get(token).cloned()
     }
+
+    /// Keep `lock` until the push with `token` ends.
+    pub fn hold(&self, token: &str, lock: AppLock) {
+        if self.inner.lock().expect("pushes").contains_key(token) {
+            self.held
+                .lock()
+                .expect("pushes")
+                .insert(token.to_string(), lock);
+        }
+    }
 }
 
 /// Removes its push from the table when the receive-pack ends.
@@ -104,6 +117,7 @@ impl Drop for PushGuard {
             .lock()
             .expect("pushes")
             .remove(&self.token);
+        self.pushes.held.lock().expect("pushes").remove(&self.token);
     }
 }
 

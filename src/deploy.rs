@@ -33,14 +33,44 @@ pub async fn push(
     d: &Daemon,
     app: &str,
     key: &KeyRecord,
-    commit: &str,
-    refname: &str,
+    update: &PushUpdate<'_>,
     git_env: &BTreeMap<String, String>,
     p: &Progress,
 ) -> Result<u32, String> {
     let started = Instant::now();
-    let _lock = d.locks.acquire(&d.store, app, p, LOCK_WAIT).await?;
+    let lock = d.locks.acquire(&d.store, app, p, LOCK_WAIT).await?;
+    let result = push_locked(d, app, key, update, git_env, p, started).await;
+    // Held until git has moved the ref, after the hook returns.
+    d.pushes.hold(update.token, lock);
+    result
+}
+
+/// What git asked to update.
+pub struct PushUpdate<'a> {
+    pub old: &'a str,
+    pub new: &'a str,
+    pub refname: &'a str,
+    /// The push's token (keeps the app locked until the push ends).
+    pub token: &'a str,
+}
+
+async fn push_locked(
+    d: &Daemon,
+    app: &str,
+    key: &KeyRecord,
+    update: &PushUpdate<'_>,
+    git_env: &BTreeMap<String, String>,
+    p: &Progress,
+    started: Instant,
+) -> Result<u32, String> {
+    let (commit, refname) = (update.new, update.refname);
     let repo = d.store.repo_dir(app);
+    let now = receive::ref_value(&repo, refname).await;
+    if now.as_deref().unwrap_or(receive::ZERO_SHA) != update.old {
+        return Err(format!(
+            "{refname} of {app} moved while this push waited (another push went live first); fetch, merge and push again"
+        ));
+    }
     let short = &commit[..7.min(commit.len())];
 
     // The release record comes first, so a failure anywhere after is on the books.
@@ -372,7 +402,7 @@ impl Execution<'_> {
         found: &[Found],
     ) -> Result<(), String> {
         let d = self.d;
-        let network = launch::ensure_network(&d.docker, &d.instance, self.app).await?;
+        let network = launch::ensure_network(&d.docker, &d.instance).await?;
         let deploys = instructions
             .iter()
             .any(|i| matches!(i, Instruction::Deploy { .. }));
@@ -501,7 +531,10 @@ impl Execution<'_> {
         env.extend(self.release.env.clone());
         for (name, service) in &self.stack.manifest.services {
             let upper = name.to_uppercase().replace('-', "_");
-            env.insert(format!("{upper}_HOST"), name.clone());
+            env.insert(
+                format!("{upper}_HOST"),
+                launch::service_host(self.app, name),
+            );
             if let Some(port) = service.port {
                 env.insert(format!("{upper}_PORT"), port.to_string());
             }
@@ -553,7 +586,7 @@ impl Execution<'_> {
             memory: def.memory,
             publish_on: None,
             network: Some(network.to_string()),
-            aliases: vec![service.to_string()],
+            aliases: vec![launch::service_host(self.app, service)],
             volumes,
             labels: BTreeMap::from([
                 (launch::LABEL_SERVICE.to_string(), service.to_string()),

@@ -50,7 +50,7 @@ pub struct HookReply {
     pub exit: Option<i32>,
 }
 
-const ZERO: &str = "0000000000000000000000000000000000000000";
+use crate::receive::ZERO_SHA as ZERO;
 
 /// `quarry hook pre-receive`: returns the process exit code.
 pub fn pre_receive() -> i32 {
@@ -158,23 +158,42 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
 
     let (progress, mut rx) = Progress::channel();
     let app = push.app.clone();
-    let commit = update.new.clone();
-    let refname = update.refname.clone();
-    info!(app = %app, key = %push.key.name, %commit, "push received");
+    let (old, new, refname) = (
+        update.old.clone(),
+        update.new.clone(),
+        update.refname.clone(),
+    );
+    info!(app = %app, key = %push.key.name, commit = %new, "push received");
     let work = {
         let daemon = daemon.clone();
         let progress = progress.clone();
         tokio::spawn(async move {
-            crate::deploy::push(
+            let update = crate::deploy::PushUpdate {
+                old: &old,
+                new: &new,
+                refname: &refname,
+                token: &request.token,
+            };
+            let result = crate::deploy::push(
                 &daemon,
                 &app,
                 &push.key,
-                &commit,
-                &refname,
+                &update,
                 &request.git_env,
                 &progress,
             )
-            .await
+            .await;
+            let outcome = match &result {
+                Ok(n) => format!("deployed v{n}"),
+                Err(e) => format!("rejected: {e}"),
+            };
+            daemon.store.audit(
+                Some(&app),
+                &push.key,
+                "push",
+                &format!("{} {outcome}", &new[..7]),
+            );
+            result
         })
     };
     drop(progress);

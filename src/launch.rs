@@ -456,42 +456,33 @@ pub async fn list(
     Ok(out)
 }
 
-/// The app's private network: its containers reach its services by name.
-pub async fn ensure_network(docker: &Docker, instance: &str, app: &str) -> Result<String, String> {
-    let name = format!("quarry-{app}");
-    if docker
-        .inspect_network(
+/// The network every container of this Quarry instance joins. One network,
+/// not one per app: Docker's default address pools hold only about thirty
+/// bridge networks. Services are found by their alias `<service>.<app>`.
+pub async fn ensure_network(docker: &Docker, instance: &str) -> Result<String, String> {
+    let name = format!("quarry-{instance}");
+    let inspect = || {
+        docker.inspect_network(
             &name,
             None::<bollard::query_parameters::InspectNetworkOptions>,
         )
-        .await
-        .is_ok()
-    {
+    };
+    if inspect().await.is_ok() {
         return Ok(name);
     }
     let request = bollard::models::NetworkCreateRequest {
         name: name.clone(),
         driver: Some("bridge".into()),
-        labels: Some(HashMap::from([
-            (LABEL_INSTANCE.to_string(), instance.to_string()),
-            (LABEL_APP.to_string(), app.to_string()),
-        ])),
+        labels: Some(HashMap::from([(
+            LABEL_INSTANCE.to_string(),
+            instance.to_string(),
+        )])),
         ..Default::default()
     };
     match docker.create_network(request).await {
         Ok(_) => Ok(name),
-        // Created meanwhile by a concurrent call: fine.
-        Err(_)
-            if docker
-                .inspect_network(
-                    &name,
-                    None::<bollard::query_parameters::InspectNetworkOptions>,
-                )
-                .await
-                .is_ok() =>
-        {
-            Ok(name)
-        }
+        // Created meanwhile by a concurrent deploy: fine.
+        Err(_) if inspect().await.is_ok() => Ok(name),
         Err(e) => Err(format!(
             "cannot create network {name}: {}",
             docker_message(&e)
@@ -499,8 +490,9 @@ pub async fn ensure_network(docker: &Docker, instance: &str, app: &str) -> Resul
     }
 }
 
-pub async fn remove_network(docker: &Docker, app: &str) {
-    let _ = docker.remove_network(&format!("quarry-{app}")).await;
+/// The DNS name a service answers to for the app's containers.
+pub fn service_host(app: &str, service: &str) -> String {
+    format!("{service}.{app}")
 }
 
 async fn ensure_volume(

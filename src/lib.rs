@@ -17,6 +17,7 @@
 //! - [`launch`]: the only code that starts and stops containers.
 //! - [`route`]: nginx config rendering and the supervised nginx.
 //! - [`reconcile`]: makes the engine match the db.
+//! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
 //! - [`validate`]: every name that crosses the edge.
@@ -26,6 +27,7 @@ pub mod command;
 pub mod commands;
 pub mod daemon;
 pub mod deploy;
+pub mod grid;
 pub mod hook;
 pub mod launch;
 pub mod manifest;

@@ -28,6 +28,24 @@ pub const QUARANTINE_VARS: &[&str] = &[
     "GIT_QUARANTINE_PATH",
 ];
 
+/// git's "no object" id: the old value of a ref that does not exist yet.
+pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// The commit `refname` points at, if it exists.
+pub async fn ref_value(repo: &Path, refname: &str) -> Option<String> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["rev-parse", "--verify", "--quiet", refname])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Largest pushed tree Quarry unpacks (bytes of tar).
 pub const MAX_TREE_BYTES: usize = 2 * 1024 * 1024 * 1024;
 

@@ -322,6 +322,7 @@ impl Router {
         let Some(pid) = pid else {
             return Err("nginx is not running".into());
         };
+        let old_workers = accepting_workers(pid as i32);
         // SAFETY: plain signal to our own child process.
         if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
             return Err(format!(
@@ -330,7 +331,21 @@ impl Router {
             ));
         }
         self.wait_generation(generation, Duration::from_secs(15))
-            .await
+            .await?;
+        // New workers answer; old ones may still accept for a moment. They
+        // close their listeners as they retitle themselves "shutting down":
+        // wait for that, so no request after this returns sees the old config.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let still = accepting_workers(pid as i32);
+            if !old_workers.iter().any(|w| still.contains(w)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err("old nginx workers did not stop accepting within 15s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn wait_generation(&self, want: u64, limit: Duration) -> Result<(), String> {
@@ -413,6 +428,37 @@ impl Router {
             }
         }
     }
+}
+
+/// PIDs of `master`'s workers that still accept connections (their title is
+/// exactly "nginx: worker process"; a retiring one says "is shutting down").
+fn accepting_workers(master: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the parenthesised command name: state, ppid, …
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(master) {
+            continue;
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&cmdline);
+        if title.trim_end_matches(['\0', ' ']) == "nginx: worker process" {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -357,7 +357,9 @@ async fn git_service(
     out: &Output,
 ) -> u32 {
     let exists = daemon.store.app_exists(app);
-    if !key.may_manage(app) && !(service == GitService::ReceivePack && !exists && key.create) {
+    // A deployer allowed to create apps may push to a name that does not exist yet.
+    let may_create = service == GitService::ReceivePack && !exists && key.create;
+    if !(key.may_manage(app) || may_create) {
         out.err(format!(
             "quarry: permission denied: key {} may not push to or fetch app {app}\n",
             key.name
@@ -383,6 +385,12 @@ async fn git_service(
                 .await;
             return command::EXIT_FAILURE;
         }
+        if key.role != crate::store::Role::Admin {
+            let _ = daemon.store.grant(&key.name, app);
+        }
+        daemon
+            .store
+            .audit(Some(app), key, "apps:create", "by first push");
         info!(app, key = %key.name, "app created by first push");
     }
 

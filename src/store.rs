@@ -353,6 +353,80 @@ impl Store {
         write_atomic(&self.app_dir(app).join("domains"), text.as_bytes(), 0o644)
     }
 
+    // ----- audit ----------------------------------------------------------
+
+    /// Append one line to the audit log of `app` (`stacks/<app>/log/audit.log`)
+    /// or, for fleet-wide actions, `log/audit.log`. One JSON object per line,
+    /// written with a single append so lines never interleave.
+    pub fn audit(&self, app: Option<&str>, key: &KeyRecord, action: &str, detail: &str) {
+        let event = Event {
+            time: now_rfc3339(),
+            app: app.map(str::to_string),
+            key: key.name.clone(),
+            fingerprint: key.fingerprint.clone(),
+            action: action.to_string(),
+            detail: detail.chars().take(2000).collect(),
+        };
+        let path = match app {
+            Some(a) => self.app_dir(a).join("log").join("audit.log"),
+            None => self.root.join("log").join("audit.log"),
+        };
+        let mut line = serde_json::to_string(&event).unwrap_or_default();
+        line.push('\n');
+        let write = || -> io::Result<()> {
+            fs::create_dir_all(path.parent().expect("log dir"))?;
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Audit events, oldest first: one app's, or (for `None`) every app's and
+    /// the fleet's.
+    pub fn events(&self, app: Option<&str>) -> io::Result<Vec<Event>> {
+        let mut paths = Vec::new();
+        match app {
+            Some(a) => paths.push(self.app_dir(a).join("log").join("audit.log")),
+            None => {
+                paths.push(self.root.join("log").join("audit.log"));
+                for a in self.apps()? {
+                    paths.push(self.app_dir(&a).join("log").join("audit.log"));
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for path in paths {
+            let text = match fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            events.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Event>(l).ok()),
+            );
+        }
+        events.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(events)
+    }
+
+    /// Give a deployer's key one more app (it created it).
+    pub fn grant(&self, name: &str, app: &str) -> io::Result<()> {
+        if let Some(mut k) = read_json::<KeyRecord>(&self.key_path(name))?
+            && !k.apps.iter().any(|a| a == app)
+        {
+            k.apps.push(app.to_string());
+            write_json(&self.key_path(name), &k, 0o600)?;
+        }
+        Ok(())
+    }
+
     // ----- env ------------------------------------------------------------
 
     /// The app's config vars (`stacks/<app>/env/<KEY>`).
@@ -400,6 +474,18 @@ fn read_env_dir(dir: &Path) -> io::Result<BTreeMap<String, String>> {
         env.insert(key, fs::read_to_string(entry.path())?);
     }
     Ok(env)
+}
+
+/// One line of an audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    pub key: String,
+    pub fingerprint: String,
+    pub action: String,
+    pub detail: String,
 }
 
 /// `stacks/<app>/status`.

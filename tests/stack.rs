@@ -64,7 +64,7 @@ fn a_stack_deploys_scales_reconfigures_and_keeps_its_service() {
     assert!(log.contains("DEPLOY web v1 x2"), "{log}");
     let body = server.body(&app);
     assert_eq!(field(&body, "greeting"), "hello", "{body}");
-    assert_eq!(field(&body, "cache"), "cache:7000", "{body}");
+    assert_eq!(field(&body, "cache"), format!("cache.{app}:7000"), "{body}");
     let born = field(&body, "born");
     assert!(
         !born.is_empty(),

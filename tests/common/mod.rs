@@ -324,6 +324,31 @@ impl Server {
             .unwrap()
     }
 
+    /// Start `git push` without waiting; stderr is piped for [`wait_line`].
+    pub fn push_spawn(&self, key: &Key, repo: &Path, app: &str) -> Child {
+        Command::new("git")
+            .current_dir(repo)
+            .env("GIT_SSH_COMMAND", self.git_ssh(key))
+            .args(["push", &self.remote(app), "main"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `git clone` of the app's repo (an empty temp dir is a valid target).
+    pub fn clone_app(&self, app: &str) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("git")
+            .env("GIT_SSH_COMMAND", self.git_ssh(&self.admin))
+            .args(["clone", "-q", &self.remote(app)])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "clone: {}", stderr(&out));
+        Repo { dir }
+    }
+
     pub fn push(&self, repo: &Path, app: &str) -> Output {
         self.push_as(&self.admin, repo, app, "main")
     }
@@ -419,6 +444,23 @@ impl Drop for Server {
             let _ = Command::new("docker")
                 .args(["rm", "-f", "-v"])
                 .args(&ids)
+                .output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &format!("quarry-{}", self.instance)])
+            .output();
+        let volumes = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &filter])
+            .output()
+            .unwrap();
+        let volumes: Vec<String> = stdout(&volumes)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
                 .output();
         }
         let images = Command::new("docker")
@@ -552,4 +594,28 @@ fn copy_dir(src: &Path, dst: &Path) {
             fs::copy(entry.path(), &to).unwrap();
         }
     }
+}
+
+/// Read `child`'s stderr until a line contains `needle`; returns what was
+/// read. The rest of stderr goes on being collected by the returned handle.
+pub fn wait_line(child: &mut Child, needle: &str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "stream ended before {needle:?}:\n{seen}");
+        seen.push_str(&line);
+        if line.contains(needle) {
+            break;
+        }
+    }
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = reader.read_to_string(&mut s);
+        s
+    });
+    (seen, rest)
 }
