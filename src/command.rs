@@ -158,6 +158,14 @@ pub enum Cmd {
         app: Option<String>,
         json: bool,
     },
+    Volumes {
+        app: String,
+        json: bool,
+    },
+    VolumesRemove {
+        app: String,
+        service: String,
+    },
 }
 
 /// A refused line: the message and the exit code class.
@@ -287,6 +295,20 @@ pub const SPECS: &[Spec] = &[
         usage: "config:unset APP KEY…",
         summary: "remove config vars and roll out a new release",
         details: "",
+    },
+    Spec {
+        name: "volumes",
+        topic: "ps",
+        usage: "volumes APP [--json]",
+        summary: "the app's service volumes, and whether their service still exists",
+        details: "",
+    },
+    Spec {
+        name: "volumes:remove",
+        topic: "ps",
+        usage: "volumes:remove APP SERVICE",
+        summary: "delete the data of a service that is no longer in quarry.yml",
+        details: "Refused while the service is defined: remove it from quarry.yml and push first.",
     },
     Spec {
         name: "domains",
@@ -873,6 +895,23 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             validate::key_name(name).map_err(|e| ParseError::usage(e.to_string()))?;
             Cmd::KeysRemove {
                 name: name.to_string(),
+            }
+        }
+        "volumes" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Volumes {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "volumes:remove" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.exactly(2)?;
+            validate::process_name("service name", p[1])
+                .map_err(|e| ParseError::usage(e.to_string()))?;
+            Cmd::VolumesRemove {
+                app: app(p[0])?,
+                service: p[1].to_string(),
             }
         }
         "events" => {

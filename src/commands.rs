@@ -5,7 +5,7 @@
 //! catch-all arm. Read commands print a table, or stable JSON with `--json`.
 //! Errors are one line on stderr; the return value is the exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -115,9 +115,11 @@ async fn dispatch(
             domains_change(d, key, &app, domains, false, out).await
         }
         Cmd::Events { app, json } => events(d, key, app, json, out).await,
-        Cmd::Servers { .. } | Cmd::ServersInfo { .. } | Cmd::Grid { .. } => Err(fail(
-            "this command is not available in this version of Quarry yet",
-        )),
+        Cmd::Servers { json } => servers(d, key, None, json, out).await,
+        Cmd::ServersInfo { name, json } => servers(d, key, Some(name), json, out).await,
+        Cmd::Grid { json } => grid(d, key, json, out).await,
+        Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
+        Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
     }
 }
 
@@ -309,7 +311,7 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
         .await
         .map_err(fail)?
     {
-        launch::remove_volume(&d.docker, &volume)
+        launch::remove_volume(&d.docker, &volume.name)
             .await
             .map_err(fail)?;
     }
@@ -360,6 +362,18 @@ async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) ->
         &rows,
     ))
     .await;
+    let kept: Vec<VolumeView> = volume_views(d, app)
+        .await?
+        .into_iter()
+        .filter(|v| !v.in_use)
+        .collect();
+    for v in kept {
+        out.out(format!(
+            "volume {} kept: service {} is no longer in quarry.yml (delete its data with volumes:remove {app} {})\n",
+            v.name, v.service, v.service
+        ))
+        .await;
+    }
     Ok(())
 }
 
@@ -681,41 +695,68 @@ async fn logs(
     if !follow {
         return Ok(());
     }
-    // Follow every container live until the client goes away.
+    // Follow live until the client goes away. Containers come and go with
+    // redeploys, scaling and restarts: look for new ones every second.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut tasks = Vec::new();
-    for c in containers {
-        let docker = d.docker.clone();
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let options = bollard::query_parameters::LogsOptionsBuilder::default()
-                .stdout(true)
-                .stderr(true)
-                .follow(true)
-                .tail("0")
-                .build();
-            let mut stream = docker.logs(&c.id, Some(options));
-            while let Some(Ok(chunk)) = stream.next().await {
-                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
-                for line in text.lines() {
-                    if tx.send(format!("{}.{} {line}\n", c.node, c.index)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }));
-    }
-    drop(tx);
+    let mut followed: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // The first pass shows only what comes after the lines printed above.
+    let mut since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_secs() as i32);
+    let mut scan = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
-            line = rx.recv() => match line { Some(l) => out.out(l).await, None => break },
+            line = rx.recv() => if let Some(l) = line { out.out(l).await },
             _ = closed.wait() => break,
+            _ = scan.tick() => {
+                followed.retain(|_, task| !task.is_finished());
+                let Ok(mut now) = launch::list(&d.docker, &d.instance, Some(app)).await else { continue };
+                if let Some(n) = &node {
+                    now.retain(|c| &c.node == n);
+                }
+                for c in now.into_iter().filter(|c| c.state == "running") {
+                    if followed.contains_key(&c.id) {
+                        continue;
+                    }
+                    let task = tokio::spawn(follow_container(d.docker.clone(), c.clone(), since, tx.clone()));
+                    followed.insert(c.id, task);
+                }
+                // Later passes: containers new since the last pass show from their start
+                // (minus a second, so no line falls between two passes).
+                since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_secs() as i32 - 1);
+            }
         }
     }
-    for t in tasks {
-        t.abort();
+    for task in followed.values() {
+        task.abort();
     }
     Ok(())
+}
+
+/// Send a container's log lines from `since` (unix seconds) until it stops.
+async fn follow_container(
+    docker: bollard::Docker,
+    c: launch::Found,
+    since: i32,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .follow(true)
+        .since(since)
+        .build();
+    let mut stream = docker.logs(&c.id, Some(options));
+    while let Some(Ok(chunk)) = stream.next().await {
+        let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+        for line in text.lines() {
+            if tx.send(format!("{}.{} {line}\n", c.node, c.index)).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 async fn config(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
@@ -1174,6 +1215,9 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         ),
         Cmd::KeysAdd { name, role, .. } => (None, "keys:add", format!("{name} {role}")),
         Cmd::KeysRemove { name } => (None, "keys:remove", name.clone()),
+        Cmd::VolumesRemove { app, service } => {
+            (Some(app.clone()), "volumes:remove", service.clone())
+        }
         Cmd::Help { .. }
         | Cmd::CommandHelp { .. }
         | Cmd::Apps { .. }
@@ -1189,7 +1233,8 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::ServersInfo { .. }
         | Cmd::Grid { .. }
         | Cmd::Keys { .. }
-        | Cmd::Events { .. } => return None,
+        | Cmd::Events { .. }
+        | Cmd::Volumes { .. } => return None,
     })
 }
 
@@ -1237,6 +1282,254 @@ async fn events(d: &Daemon, key: &KeyRecord, app: Option<String>, json: bool, ou
             .collect();
         out.out(table(&["TIME", "APP", "KEY", "ACTION", "DETAIL"], &rows))
             .await;
+    }
+    Ok(())
+}
+
+// ----- servers and grid (one local server until the fleet lands) ---------------
+
+/// Memory a node container is counted with when quarry.yml sets none (MiB).
+const DEFAULT_SLICE_MIB: u64 = 256;
+
+#[derive(Serialize)]
+struct ServerView {
+    name: String,
+    docker: String,
+    address: String,
+    state: &'static str,
+    engine: Option<String>,
+    os: Option<String>,
+    cpus: Option<i64>,
+    memory_mib: Option<u64>,
+}
+
+async fn local_server(d: &Daemon) -> ServerView {
+    let info = d.docker.info().await.ok();
+    ServerView {
+        name: "local".into(),
+        docker: std::env::var("DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+        address: d.publish_address.clone(),
+        state: if info.is_some() { "running" } else { "unknown" },
+        engine: info.as_ref().and_then(|i| i.server_version.clone()),
+        os: info.as_ref().and_then(|i| i.operating_system.clone()),
+        cpus: info.as_ref().and_then(|i| i.ncpu),
+        memory_mib: info
+            .as_ref()
+            .and_then(|i| i.mem_total)
+            .map(|b| b as u64 / (1024 * 1024)),
+    }
+}
+
+async fn servers(
+    d: &Daemon,
+    key: &KeyRecord,
+    name: Option<String>,
+    json: bool,
+    out: &Output,
+) -> Res {
+    require_admin(key, "viewing servers")?;
+    let server = local_server(d).await;
+    if let Some(n) = &name
+        && *n != server.name
+    {
+        return Err(Fail(
+            format!("no server named {n}; this Quarry runs on one server, local"),
+            EXIT_NOT_FOUND,
+        ));
+    }
+    if json {
+        match name {
+            Some(_) => print_json(out, &server).await,
+            None => print_json(out, &[&server]).await,
+        }
+        return Ok(());
+    }
+    let mem = server.memory_mib.map_or("-".into(), |m| format!("{m} MiB"));
+    if name.is_some() {
+        out.out(format!(
+            "name:    {}\ndocker:  {}\naddress: {}\nstate:   {}\nengine:  {}\nos:      {}\ncpus:    {}\nmemory:  {mem}\n",
+            server.name,
+            server.docker,
+            server.address,
+            server.state,
+            server.engine.as_deref().unwrap_or("-"),
+            server.os.as_deref().unwrap_or("-"),
+            server.cpus.map_or("-".into(), |c| c.to_string()),
+        ))
+        .await;
+    } else {
+        let rows = vec![vec![
+            server.name.clone(),
+            server.state.to_string(),
+            server.address.clone(),
+            mem,
+            server.docker.clone(),
+        ]];
+        out.out(table(
+            &["SERVER", "STATE", "ADDRESS", "MEMORY", "DOCKER"],
+            &rows,
+        ))
+        .await;
+    }
+    Ok(())
+}
+
+/// The allocation of every node container (a slice) onto the servers
+/// (blocks), written to `grid/grid.json`.
+async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
+    require_admin(key, "viewing the grid")?;
+    use crate::grid::{Block, Grid, Options, SliceSpec};
+    let server = local_server(d).await;
+    let mut grid = Grid::new(Options::default());
+    grid.add_block(Block::new(
+        server.name.clone(),
+        server.memory_mib.unwrap_or(0).max(1),
+    ))
+    .map_err(|e| fail(e.to_string()))?;
+    let containers = launch::list(&d.docker, &d.instance, None)
+        .await
+        .map_err(fail)?;
+    let mut memory: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for app in d.store.apps().map_err(io)? {
+        if let Some(live) = d.store.live_release(&app).map_err(io)?
+            && let Ok(stack) = stack::from_release(&live)
+        {
+            let sizes = stack
+                .manifest
+                .nodes
+                .iter()
+                .map(|(n, node)| (n.clone(), node.memory.map_or(DEFAULT_SLICE_MIB, u64::from)))
+                .collect();
+            memory.insert(app, sizes);
+        }
+    }
+    let slices: Vec<SliceSpec> = containers
+        .iter()
+        .filter(|c| {
+            c.service.is_none()
+                && c.state == "running"
+                && c.name == format!("{}.{}.{}", c.app, c.node, c.index)
+        })
+        .map(|c| {
+            let size = memory
+                .get(&c.app)
+                .and_then(|m| m.get(&c.node))
+                .copied()
+                .unwrap_or(DEFAULT_SLICE_MIB);
+            SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), size)
+        })
+        .collect();
+    // What runs is a fact: place it one by one so a full server shows as such
+    // instead of failing the whole view.
+    for s in &slices {
+        if let Err(e) = grid.place(std::slice::from_ref(s)) {
+            out.err(format!("quarry: warning: {e}\n")).await;
+        }
+    }
+    store::write_json(&d.store.root().join("grid").join("grid.json"), &grid, 0o644).map_err(io)?;
+    if json {
+        print_json(out, &grid).await;
+    } else {
+        out.out(grid.table()).await;
+    }
+    Ok(())
+}
+
+// ----- volumes ------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct VolumeView {
+    name: String,
+    service: String,
+    /// Whether the live release still defines the service.
+    in_use: bool,
+}
+
+async fn volume_views(d: &Daemon, app: &str) -> Result<Vec<VolumeView>, Fail> {
+    let services: Vec<String> = match d.store.live_release(app).map_err(io)? {
+        Some(live) => stack::from_release(&live)
+            .map(|s| s.manifest.services.keys().cloned().collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(launch::volumes(&d.docker, &d.instance, Some(app))
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|v| VolumeView {
+            in_use: services.contains(&v.service),
+            name: v.name,
+            service: v.service,
+        })
+        .collect())
+}
+
+async fn volumes(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
+    require_app(d, key, app)?;
+    let views = volume_views(d, app).await?;
+    if json {
+        print_json(out, &views).await;
+    } else if views.is_empty() {
+        out.out(format!("{app} has no volumes\n")).await;
+    } else {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.service.clone(),
+                    if v.in_use {
+                        "in use".into()
+                    } else {
+                        "kept (service removed)".into()
+                    },
+                ]
+            })
+            .collect();
+        out.out(table(&["VOLUME", "SERVICE", "STATE"], &rows)).await;
+    }
+    Ok(())
+}
+
+async fn volumes_remove(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    service: &str,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let p = Progress::silent();
+    let _lock = d
+        .locks
+        .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
+        .await
+        .map_err(fail)?;
+    let views: Vec<VolumeView> = volume_views(d, app)
+        .await?
+        .into_iter()
+        .filter(|v| v.service == service)
+        .collect();
+    if views.is_empty() {
+        return Err(Fail(
+            format!("{app} has no volumes of a service {service}"),
+            EXIT_NOT_FOUND,
+        ));
+    }
+    if views.iter().any(|v| v.in_use) {
+        return Err(Fail(
+            format!(
+                "service {service} is still in {app}'s quarry.yml; remove it there and push before deleting its data"
+            ),
+            EXIT_CONFLICT,
+        ));
+    }
+    for v in &views {
+        launch::remove_volume(&d.docker, &v.name)
+            .await
+            .map_err(fail)?;
+        out.out(format!("removed volume {}\n", v.name)).await;
     }
     Ok(())
 }

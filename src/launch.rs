@@ -117,7 +117,7 @@ pub async fn start(
     labels.extend(spec.labels.clone());
     let mut binds = Vec::new();
     for (volume, path) in &spec.volumes {
-        ensure_volume(docker, instance, &spec.app, volume).await?;
+        ensure_volume(docker, instance, &spec.app, &spec.node, volume).await?;
         binds.push(format!("{volume}:{path}"));
     }
     let networking_config = spec
@@ -499,6 +499,7 @@ async fn ensure_volume(
     docker: &Docker,
     instance: &str,
     app: &str,
+    service: &str,
     name: &str,
 ) -> Result<(), String> {
     let request = bollard::models::VolumeCreateRequest {
@@ -506,6 +507,7 @@ async fn ensure_volume(
         labels: Some(HashMap::from([
             (LABEL_INSTANCE.to_string(), instance.to_string()),
             (LABEL_APP.to_string(), app.to_string()),
+            (LABEL_SERVICE.to_string(), service.to_string()),
         ])),
         ..Default::default()
     };
@@ -518,11 +520,19 @@ async fn ensure_volume(
 }
 
 /// Volumes of this instance (of one app when given).
+/// A named volume of a service.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub app: String,
+    pub service: String,
+}
+
 pub async fn volumes(
     docker: &Docker,
     instance: &str,
     app: Option<&str>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<VolumeInfo>, String> {
     let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
     if let Some(app) = app {
         labels.push(format!("{LABEL_APP}={app}"));
@@ -535,14 +545,18 @@ pub async fn volumes(
         .list_volumes(Some(options))
         .await
         .map_err(|e| docker_message(&e))?;
-    let mut names: Vec<String> = list
+    let mut out: Vec<VolumeInfo> = list
         .volumes
         .unwrap_or_default()
         .into_iter()
-        .map(|v| v.name)
+        .map(|v| VolumeInfo {
+            app: v.labels.get(LABEL_APP).cloned().unwrap_or_default(),
+            service: v.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+            name: v.name,
+        })
         .collect();
-    names.sort();
-    Ok(names)
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {

@@ -130,3 +130,178 @@ fn config_set_rolls_out_a_new_release_with_the_value() {
     let info = server.admin(&format!("releases:info {app} v4"));
     assert!(info.contains("rollback to v2"), "{info}");
 }
+
+#[test]
+fn app_lifecycle_commands() {
+    let server = Server::start();
+    let app = common::unique_app("life");
+
+    server.admin(&format!("apps:create {app}"));
+    let out = server.ssh(&server.admin, &format!("apps:create {app}"));
+    assert_eq!(out.status.code(), Some(5), "conflict: {}", stderr(&out));
+    let repo = Repo::fixture("hello");
+    server.push_ok(repo.path(), &app);
+
+    // ps:restart makes a new release with new containers.
+    let before = server.containers(Some(&app));
+    let out = server.ssh(&server.admin, &format!("ps:restart {app}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = server.containers(Some(&app));
+    assert_eq!(after.len(), 1);
+    assert_ne!(before[0].2, after[0].2, "a restart runs new containers");
+    assert_eq!(server.body(&app), "hello from v1\n");
+
+    // plan, config and domains in JSON.
+    let plan: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("plan {app} --json"))).unwrap();
+    assert_eq!(plan, serde_json::json!([]));
+    server.admin(&format!("config:set {app} A=1 B=two"));
+    let config: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("config {app} --json"))).unwrap();
+    assert_eq!(config, serde_json::json!({"A": "1", "B": "two"}));
+    let domains: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("domains {app} --json"))).unwrap();
+    assert_eq!(domains[0]["domain"], format!("{app}.localhost"));
+    assert_eq!(domains[0]["source"], "default");
+
+    // Servers and grid show the one local server and where containers sit.
+    let servers: serde_json::Value = serde_json::from_str(&server.admin("servers --json")).unwrap();
+    assert_eq!(servers[0]["name"], "local");
+    assert_eq!(servers[0]["state"], "running");
+    assert!(servers[0]["memory_mib"].as_u64().unwrap() > 0);
+    assert!(server.admin("servers:info local").contains("engine:"));
+    let grid = server.admin("grid");
+    assert!(grid.contains(&format!("{app}.web.1")), "{grid}");
+    assert!(server.data.join("grid/grid.json").exists());
+
+    // Events record what was done.
+    let events = server.admin("events");
+    assert!(
+        events.contains("config:set") && events.contains("ps:restart"),
+        "{events}"
+    );
+
+    // Destroy removes containers, route, repo.
+    server.admin(&format!("apps:destroy {app} {app}"));
+    assert!(server.containers(Some(&app)).is_empty());
+    assert_eq!(server.get(&format!("{app}.localhost"), "/").0, 404);
+    assert!(!server.data.join(format!("stacks/{app}")).exists());
+    let out = server.ssh(&server.admin, &format!("ps {app}"));
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn keys_commands() {
+    let server = Server::start();
+    let bob = common::new_key(server.dir.path(), "bob", "ed25519");
+    let out = server.ssh_with_input(
+        &server.admin,
+        "keys:add bob --role deployer --apps a,b",
+        &std::fs::read(&bob.public).unwrap(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same key twice, or a name twice: conflicts.
+    let out = server.ssh_with_input(
+        &server.admin,
+        "keys:add bob2 --role deployer",
+        &std::fs::read(&bob.public).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = server.ssh_with_input(
+        &server.admin,
+        "keys:add bob --role deployer",
+        b"ssh-ed25519 garbage",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let keys: serde_json::Value = serde_json::from_str(&server.admin("keys --json")).unwrap();
+    let bob_row = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "bob")
+        .unwrap();
+    assert_eq!(bob_row["role"], "deployer");
+    assert_eq!(bob_row["apps"], serde_json::json!(["a", "b"]));
+    assert!(
+        bob_row["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    // A deployer cannot list keys; the last admin cannot be removed.
+    assert_eq!(server.ssh(&bob, "keys").status.code(), Some(4));
+    assert_eq!(
+        server.ssh(&server.admin, "keys:remove admin").status.code(),
+        Some(5)
+    );
+
+    server.admin("keys:remove bob");
+    let out = server.ssh(&bob, "apps");
+    assert!(
+        !out.status.success() && stderr(&out).contains("Permission denied"),
+        "a removed key is refused at once"
+    );
+    assert_eq!(
+        server.ssh(&server.admin, "keys:remove bob").status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn logs_follow_across_a_redeploy_until_the_client_leaves() {
+    use std::io::BufRead;
+    let server = Server::start();
+    let app = common::unique_app("follow");
+    let repo = Repo::fixture("hello");
+    server.push_ok(repo.path(), &app);
+
+    let mut child = std::process::Command::new("ssh")
+        .args(server.git_ssh(&server.admin).split_whitespace().skip(1))
+        .args([
+            "-p",
+            &server.ssh_port.to_string(),
+            "git@127.0.0.1",
+            &format!("logs {app} -f"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // A request to the first container shows up live.
+    let wait_for_line = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?} within 20s"),
+            }
+        }
+    };
+    server.get(&format!("{app}.localhost"), "/first");
+    assert!(wait_for_line("/first").starts_with("web.1 "));
+    // After a redeploy, the new container's lines arrive on the same stream.
+    repo.write("www/index.html", "v2\n");
+    repo.commit("v2");
+    server.push_ok(repo.path(), &app);
+    server.get(&format!("{app}.localhost"), "/second");
+    assert!(wait_for_line("/second").starts_with("web.1 "));
+    // The client leaving ends the command.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -189,6 +189,44 @@ fn a_stack_deploys_scales_reconfigures_and_keeps_its_service() {
         "the volume survived the restart"
     );
 
+    // The memory limit is a hard container limit.
+    let mem = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}}",
+            &format!("{app}.web.1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout(&mem).trim(), (64 * 1024 * 1024).to_string());
+
+    // Removing the service stops it but keeps its data until asked.
+    let yml = std::fs::read_to_string(repo.path().join("quarry.yml")).unwrap();
+    let start = yml.find("services:").unwrap();
+    let end = yml.find("nodes:").unwrap();
+    repo.write("quarry.yml", &format!("{}{}", &yml[..start], &yml[end..]));
+    repo.commit("no more cache");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(log.contains(&format!("KILL {app}.cache")), "{log}");
+    assert!(
+        !server
+            .containers(Some(&app))
+            .iter()
+            .any(|c| c.0 == format!("{app}.cache"))
+    );
+    let ps = server.admin(&format!("ps {app}"));
+    assert!(
+        ps.contains(&format!("volume quarry-{app}-cache-1 kept")),
+        "{ps}"
+    );
+    let out = server.ssh(&server.admin, &format!("volumes:remove {app} web"));
+    assert!(!out.status.success());
+    server.admin(&format!("volumes:remove {app} cache"));
+    let volumes: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("volumes {app} --json"))).unwrap();
+    assert_eq!(volumes, serde_json::json!([]));
+
     // Stop and start.
     server.admin(&format!("ps:stop {app}"));
     let (status, _) = server.get(&format!("{app}.localhost"), "/");

@@ -1,0 +1,723 @@
+#!/usr/bin/env bash
+# Quarry's benchmark suite (`./run bench`; see bench/README.md).
+#
+# Real parts only, on 127.0.0.1: the release binary of Quarry with its own
+# data dir and nginx, a private OpenSSH sshd as the transport baseline, the
+# Docker engine, a private nginx for the router figure, criterion for the grid.
+# Every process this script starts is tracked by PID and stopped on exit;
+# every container and image it made (through Quarry or directly) is removed.
+#
+# Output: one markdown table on stdout, also target/bench/results.md and
+# target/bench/results.json; logs and push transcripts under target/bench/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/target/bench
+W=$OUT/work
+LOGS=$OUT/logs
+QUARRY=$ROOT/target/release/quarry
+export PATH="$PATH:/usr/sbin:/sbin"
+export LC_ALL=C
+mkdir -p "$OUT"
+
+# Sizes and counts (bounded on purpose).
+TRANSPORT_MB=50
+TRANSPORT_RUNS=3
+FIRST_DEPLOYS=3
+REDEPLOYS=5
+CP_RUNS=10
+CONCURRENT=10
+IDLE_APPS=100
+ROUTED_APPS=1000
+ROUTER_RUNS=5
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench: %s\n' "$*" >&2
+    exit 1
+}
+
+# ----- process bookkeeping -----------------------------------------------------
+
+PIDS=()        # every background process we started, in start order
+QPID=""        # quarry serve
+NGINX_PID=""   # the private nginx of the router figure
+SSHD_PID=""
+FLOOR_CONTAINERS=()
+FLOOR_IMAGES=()
+INSTANCE=""
+DATA=""
+SLEEP_FD=""
+
+track() { PIDS+=("$1"); }
+
+# Forget a process we have waited for (its PID may be reused later).
+untrack() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# Signal a process and its descendants (found by parent PID), children first.
+kill_tree() {
+    local pid=$1 sig=$2 child
+    for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+        kill_tree "$child" "$sig"
+    done
+    kill "-$sig" "$pid" 2>/dev/null || true
+}
+
+# Wait up to $2 seconds for PID $1 to exit; 0 when it did.
+wait_gone() {
+    local pid=$1 i
+    for ((i = 0; i < $2 * 20; i++)); do
+        alive "$pid" || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_quarry() {
+    [ -n "$QPID" ] && [ -n "$DATA" ] || return 0
+    if alive "$QPID"; then
+        kill -TERM "$QPID" 2>/dev/null || true
+        if ! wait_gone "$QPID" 30; then
+            log "quarry serve ($QPID) did not stop on SIGTERM within 30s; SIGKILL"
+            kill -KILL "$QPID" 2>/dev/null || true
+        fi
+    fi
+    wait "$QPID" 2>/dev/null || true
+    # Its nginx, if the daemon could not stop it (pid file, and only if the
+    # command line names our data dir).
+    local npid
+    npid=$(cat "$DATA/nginx/nginx.pid" 2>/dev/null || true)
+    if [ -n "$npid" ] && tr '\0' ' ' < "/proc/$npid/cmdline" 2>/dev/null | grep -qF "$DATA/nginx"; then
+        kill -QUIT "$npid" 2>/dev/null || true
+        wait_gone "$npid" 10 || kill -KILL "$npid" 2>/dev/null || true
+    fi
+    QPID=""
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +eu
+    local pid
+    # Pushes and other helpers first (newest first), then the servers.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
+        case "$pid" in "$QPID" | "$NGINX_PID" | "$SSHD_PID") continue ;; esac
+        if alive "$pid"; then kill_tree "$pid" TERM; fi
+    done
+    stop_quarry
+    if alive "$NGINX_PID"; then
+        kill -QUIT "$NGINX_PID"
+        wait_gone "$NGINX_PID" 10 || kill -KILL "$NGINX_PID"
+    fi
+    if alive "$SSHD_PID"; then
+        kill -TERM "$SSHD_PID"
+        wait_gone "$SSHD_PID" 10 || kill -KILL "$SSHD_PID"
+    fi
+    for pid in "${PIDS[@]}"; do
+        if alive "$pid"; then kill_tree "$pid" KILL; fi
+        wait "$pid" 2>/dev/null
+    done
+    # What Quarry started for us (by its instance label), and the floor's.
+    if [ -n "$INSTANCE" ] && command -v docker >/dev/null; then
+        local ids
+        ids=$(docker ps -aq --filter "label=quarry.instance=$INSTANCE" 2>/dev/null)
+        [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1
+        docker network rm "quarry-$INSTANCE" >/dev/null 2>&1
+        ids=$(docker images -q --filter "label=quarry.instance=$INSTANCE" 2>/dev/null | sort -u)
+        [ -z "$ids" ] || docker rmi -f $ids >/dev/null 2>&1
+    fi
+    [ ${#FLOOR_CONTAINERS[@]} -eq 0 ] || docker rm -f "${FLOOR_CONTAINERS[@]}" >/dev/null 2>&1
+    [ ${#FLOOR_IMAGES[@]} -eq 0 ] || docker rmi -f "${FLOOR_IMAGES[@]}" >/dev/null 2>&1
+    [ -z "$SLEEP_FD" ] || exec {SLEEP_FD}>&-
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ----- small helpers -----------------------------------------------------------
+
+# Microseconds since the epoch, without a fork.
+now_us() { NOW=${EPOCHREALTIME/./}; }
+
+# ms with three decimals from a microsecond difference.
+ms() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+
+# A sleep that does not fork (read with a timeout on a FIFO nobody writes).
+nap() { read -r -t "$1" -u "$SLEEP_FD" _ || true; }
+
+sample() { printf '%s\t%s\n' "$1" "$2" >> "$OUT/samples.tsv"; }
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:--}" "${5:-1}" >> "$OUT/rows.tsv"; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Field $1 (VmRSS, VmHWM) of the daemon, in KiB, into RSS.
+read_rss() {
+    local k v u
+    RSS=0
+    while read -r k v u; do
+        if [ "$k" = "$1:" ]; then
+            RSS=$v
+            return
+        fi
+    done < "/proc/$QPID/status"
+}
+kib_to_mib() { printf '%d.%03d' $(($1 / 1024)) $((($1 % 1024) * 1000 / 1024)); }
+
+SSH_OPTS=(-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=20)
+
+quarry_ssh() { timeout 60 ssh -i "$KEY" "${SSH_OPTS[@]}" -p "$QSSH" git@127.0.0.1 "$@"; }
+sshd_ssh() { timeout 60 ssh -i "$KEY" "${SSH_OPTS[@]}" -p "$SPORT" root@127.0.0.1 "$@"; }
+quarry_url() { echo "ssh://git@127.0.0.1:$QSSH/$1"; }
+sshd_url() { echo "ssh://root@127.0.0.1:$SPORT$1"; }
+
+# Copy stdin to stdout, each line prefixed by the ms since $1 (µs epoch).
+stamp() {
+    local t0=$1 line t
+    while IFS= read -r line; do
+        t=${EPOCHREALTIME/./}
+        printf '%7d ms  %s\n' $(((t - t0) / 1000)) "$line"
+    done
+}
+
+# git push in DIR to URL with REFSPEC, transcript (time-stamped) in OUT.log,
+# "rc start_us end_us" in OUT.end when it is over. Starts at $NOW (µs).
+push_to() {
+    local out=$1 dir=$2 url=$3 refspec=$4 t0=$NOW rc
+    set +e
+    (cd "$dir" && GIT_SSH_COMMAND="ssh -i $KEY ${SSH_OPTS[*]}" timeout 300 git push "$url" "$refspec") 2>&1 |
+        stamp "$t0" > "$out.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    local t1=${EPOCHREALTIME/./}
+    echo "$rc $t0 $t1" > "$out.end.tmp"
+    mv "$out.end.tmp" "$out.end"
+}
+
+# The same in the background; its PID in BG.
+push_bg() {
+    rm -f "$1.end"
+    push_to "$@" &
+    BG=$!
+    track "$BG"
+}
+
+# After push_to: rc and elapsed µs into PUSH_RC, PUSH_US.
+push_result() {
+    local rc t0 t1
+    read -r rc t0 t1 < "$1.end"
+    PUSH_RC=$rc
+    PUSH_US=$((t1 - t0))
+}
+
+# The tiny app: busybox httpd serving www/index.html with TOKEN in it.
+make_app_repo() {
+    local dir=$1 token=$2
+    rm -rf "$dir"
+    mkdir -p "$dir/www"
+    cat > "$dir/Dockerfile" <<'EOF'
+FROM quarry-base/busybox:latest
+COPY www /www
+CMD ["/bin/sh", "-c", "exec httpd -f -p \"$PORT\" -h /www"]
+EOF
+    printf '<h1>%s</h1>\n' "$token" > "$dir/www/index.html"
+    git -C "$dir" init -q -b main
+    git -C "$dir" add -A
+    git -C "$dir" -c user.name=bench -c user.email=bench@localhost commit -q -m "$token"
+}
+
+change_app_repo() {
+    printf '<h1>%s</h1>\n' "$2" > "$1/www/index.html"
+    git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -q -am "$2"
+}
+
+# ----- setup -------------------------------------------------------------------
+
+[ -n "${EPOCHREALTIME:-}" ] || die "bash 5 is needed (EPOCHREALTIME)"
+for tool in git ssh ssh-keygen curl docker nginx python3 pgrep timeout; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+
+# The baseline needs a real sshd. Installing it must not start a system one.
+ensure_sshd() {
+    [ -x /usr/sbin/sshd ] && return
+    [ "$(id -u)" -eq 0 ] || die "openssh-server is missing; run as root or install it"
+    log "installing openssh-server (for the OpenSSH baseline)"
+    local policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=/usr/sbin/policy-rc.d
+    fi
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends openssh-server > /dev/null
+    [ -z "$policy" ] || rm -f "$policy"
+}
+ensure_sshd
+
+log "building quarry (release)"
+cargo build --release --quiet
+log "building the grid benchmark"
+cargo bench --bench grid --no-run --quiet 2> "$OUT/grid-build.log" || {
+    cat "$OUT/grid-build.log" >&2
+    die "cargo bench --no-run failed"
+}
+
+BENCH_START=${EPOCHREALTIME/./}
+rm -rf "$W" "$LOGS"
+mkdir -p "$W" "$LOGS"
+rm -f "$OUT"/samples.tsv "$OUT"/rows.tsv "$OUT"/summary.tsv "$OUT"/meta.tsv "$OUT"/results.*
+mkfifo "$W/nap.fifo"
+exec {SLEEP_FD}<> "$W/nap.fifo"
+RUN_ID=$(date +%s)-$$
+
+{
+    printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf 'commit\t%s%s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        "$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
+    printf 'cpus\t%s\n' "$(nproc)"
+    printf 'kernel\t%s\n' "$(uname -r)"
+    printf 'docker\t%s\n' "$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+    printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's/.*\///')"
+    printf 'openssh\t%s\n' "$(ssh -V 2>&1)"
+    printf 'git\t%s\n' "$(git --version)"
+} > "$OUT/meta.tsv"
+
+KEY=$W/key
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$KEY"
+
+# Private OpenSSH sshd: own config, host key and authorized keys.
+SSHD_DIR=$W/sshd
+mkdir -p "$SSHD_DIR" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$SSHD_DIR/host_ed25519"
+cp "$KEY.pub" "$SSHD_DIR/authorized_keys"
+SPORT=$(free_port)
+cat > "$SSHD_DIR/sshd_config" <<EOF
+Port $SPORT
+ListenAddress 127.0.0.1
+HostKey $SSHD_DIR/host_ed25519
+PidFile $SSHD_DIR/sshd.pid
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+PermitRootLogin yes
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+UseDNS no
+EOF
+/usr/sbin/sshd -D -e -f "$SSHD_DIR/sshd_config" 2> "$LOGS/sshd.log" &
+SSHD_PID=$!
+track "$SSHD_PID"
+
+# Quarry, fresh data dir, one admin key.
+DATA=$W/data
+mkdir -p "$DATA"
+"$QUARRY" keys add bench --data "$DATA" --role admin < "$KEY.pub" > /dev/null
+QUARRY_LOG=$LOGS/quarry-serve.log
+"$QUARRY" serve --data "$DATA" --ssh 127.0.0.1:0 --http 127.0.0.1:0 > "$QUARRY_LOG" 2>&1 &
+QPID=$!
+track "$QPID"
+for ((i = 0; i < 600; i++)); do
+    [ -s "$DATA/serve.json" ] && break
+    alive "$QPID" || {
+        cat "$QUARRY_LOG" >&2
+        die "quarry serve exited"
+    }
+    sleep 0.1
+done
+[ -s "$DATA/serve.json" ] || die "quarry serve did not write serve.json within 60s"
+SERVE_JSON=$(cat "$DATA/serve.json")
+QSSH=$(sed -E 's/.*"ssh":"127\.0\.0\.1:([0-9]+)".*/\1/' <<< "$SERVE_JSON")
+QHTTP=$(sed -E 's/.*"http":"127\.0\.0\.1:([0-9]+)".*/\1/' <<< "$SERVE_JSON")
+INSTANCE=$(cat "$DATA/instance")
+[ "$(sed -E 's/.*"pid":([0-9]+).*/\1/' <<< "$SERVE_JSON")" = "$QPID" ] || die "serve.json names another pid"
+
+for ((i = 0; i < 100; i++)); do
+    sshd_ssh true 2> /dev/null && break
+    alive "$SSHD_PID" || {
+        cat "$LOGS/sshd.log" >&2
+        die "sshd exited"
+    }
+    sleep 0.1
+done
+sshd_ssh true || die "cannot log in to the private sshd (see $LOGS/sshd.log)"
+quarry_ssh apps > /dev/null || die "cannot run 'apps' on quarry"
+log "quarry: ssh :$QSSH http :$QHTTP (pid $QPID); sshd :$SPORT (pid $SSHD_PID)"
+
+# Table layout (the order of rows.tsv is the order of the table).
+row push.first.live "push-to-live, first deploy (git push → new body via nginx)" ms push.first.floor
+row push.first.floor "↳ floor: push over OpenSSH + docker build + docker run + first 200" ms
+row push.re.live "push-to-live, redeploy (changed index.html) — headline" ms push.re.floor
+row push.re.floor "↳ floor: push over OpenSSH + docker build + docker run + first 200" ms
+row push.first.return "git push returns, first deploy" ms
+row push.re.return "git push returns, redeploy (old container drained)" ms
+row transport.quarry "push transport: ${TRANSPORT_MB} MB, rejected branch (Quarry SSH)" ms transport.sshd
+row transport.sshd "↳ baseline: the same push to a bare repo via OpenSSH sshd" ms
+row cp.ps "control plane: ssh … ps APP" ms cp.true
+row cp.apps "control plane: ssh … apps ($((IDLE_APPS + FIRST_DEPLOYS)) apps)" ms cp.true
+row cp.true "↳ baseline: ssh … true via OpenSSH sshd" ms
+row conc.total "concurrency: $CONCURRENT first deploys at once, wall time (baseline: $CONCURRENT × single first-deploy push)" ms push.first.return "$CONCURRENT"
+row conc.single "↳ each of the $CONCURRENT pushes (launch → exit)" ms
+row grid.place "grid: place 100k slices on 10k servers (criterion median)" ms
+row grid.replace "grid: re-place after losing 10% of servers (criterion median)" ms
+row router.add "router: add 1 route with $ROUTED_APPS routed (write + nginx -t + HUP + answer)" ms
+row router.test "↳ of which nginx -t" ms
+row rss.idle "daemon RSS idle after start" MiB
+row rss.apps "daemon RSS with $IDLE_APPS apps created" MiB
+row rss.deploy "daemon peak RSS during a first deploy (VmRSS polled)" MiB
+row rss.hwm.deploy "daemon VmHWM after the deploys" MiB
+row rss.hwm.conc "daemon VmHWM after the $CONCURRENT concurrent deploys" MiB
+row rss.hwm.transport "daemon VmHWM after the ${TRANSPORT_MB} MB pushes" MiB
+
+# ----- 7a. footprint, idle and with 100 apps -----------------------------------
+
+log "footprint: idle, then $IDLE_APPS apps"
+sleep 1
+read_rss VmRSS
+sample rss.idle "$(kib_to_mib "$RSS")"
+for ((i = 1; i <= IDLE_APPS; i++)); do
+    quarry_ssh apps:create "$(printf 'idle-%03d' "$i")" > /dev/null 2>> "$LOGS/apps-create.log" ||
+        die "apps:create idle-$i failed: $(tail -1 "$LOGS/apps-create.log")"
+done
+sleep 1
+read_rss VmRSS
+sample rss.apps "$(kib_to_mib "$RSS")"
+
+# ----- 2. push-to-live ----------------------------------------------------------
+
+# Push REPO's main to APP and poll nginx until TOKEN is served. Samples
+# KEY.live (push start → body) and KEY.return (push start → push exits).
+# With POLL_RSS=1 the daemon's VmRSS is sampled too (peak in PEAK_RSS, KiB).
+live_push() {
+    local key=$1 dir=$2 app=$3 token=$4 out
+    out=$LOGS/$key-$app-$(git -C "$dir" rev-parse --short HEAD)
+    PEAK_RSS=0
+    now_us
+    local t0=$NOW live="" ended="" body
+    push_bg "$out" "$dir" "$(quarry_url "$app")" main
+    local pid=$BG deadline=$((t0 + 180000000))
+    while :; do
+        if [ -z "$live" ]; then
+            body=$(curl -s --max-time 2 -H "Host: $app.localhost" "http://127.0.0.1:$QHTTP/" || true)
+            if [[ $body == *"$token"* ]]; then live=${EPOCHREALTIME/./}; fi
+        fi
+        if [ "${POLL_RSS:-0}" = 1 ]; then
+            read_rss VmRSS
+            ((RSS > PEAK_RSS)) && PEAK_RSS=$RSS
+        fi
+        if [ -z "$ended" ] && [ -s "$out.end" ]; then
+            ended=${EPOCHREALTIME/./}
+            push_result "$out"
+            if [ "$PUSH_RC" != 0 ]; then
+                cat "$out.log" >&2
+                die "push of $app was rejected (transcript $out.log)"
+            fi
+            deadline=$((ended + 10000000)) # live must follow within 10s
+        fi
+        [ -n "$live" ] && [ -n "$ended" ] && break
+        now_us
+        ((NOW < deadline)) || die "$app did not serve '$token' in time (transcript $out.log)"
+        nap 0.025
+    done
+    wait "$pid" || true
+    untrack "$pid"
+    sample "$key.live" "$(ms $((live - t0)))"
+    sample "$key.return" "$(ms "$PUSH_US")"
+    LAST_LOG=$out.log
+}
+
+log "push-to-live: $FIRST_DEPLOYS first deploys, $REDEPLOYS redeploys"
+for ((i = 1; i <= FIRST_DEPLOYS; i++)); do
+    app=live-$i
+    make_app_repo "$W/$app" "first-$i-$RUN_ID"
+    if [ "$i" = 1 ]; then POLL_RSS=1; else POLL_RSS=0; fi
+    live_push push.first "$W/$app" "$app" "first-$i-$RUN_ID"
+    [ "$i" != 1 ] || sample rss.deploy "$(kib_to_mib "$PEAK_RSS")"
+done
+POLL_RSS=0
+for ((i = 1; i <= REDEPLOYS; i++)); do
+    change_app_repo "$W/live-1" "redeploy-$i-$RUN_ID"
+    live_push push.re "$W/live-1" live-1 "redeploy-$i-$RUN_ID"
+done
+read_rss VmHWM
+sample rss.hwm.deploy "$(kib_to_mib "$RSS")"
+
+# The floor: the same tree, by hand, with nothing but OpenSSH, git and Docker.
+floor_deploy() {
+    local key=$1 dir=$2 bare=$3 token=$4 n=$5 out=$LOGS/$1-$5
+    now_us
+    local t0=$NOW
+    push_to "$out" "$dir" "$(sshd_url "$bare")" main
+    push_result "$out"
+    [ "$PUSH_RC" = 0 ] || die "floor push failed: $(cat "$out.log")"
+    local image=quarry-bench-floor:$RUN_ID-$n
+    FLOOR_IMAGES+=("$image")
+    git --git-dir="$bare" archive main |
+        DOCKER_BUILDKIT=0 docker build -q -t "$image" - > "$out.build" 2>&1 ||
+        die "floor build failed: $(cat "$out.build")"
+    local cid
+    cid=$(docker run -d --label "quarry-bench.run=$RUN_ID" -e PORT=5000 -p 127.0.0.1::5000 "$image")
+    FLOOR_CONTAINERS+=("$cid")
+    FLOOR_LAST=$cid
+    local port
+    port=$(docker port "$cid" 5000/tcp | head -1 | sed 's/.*://')
+    local deadline=$((t0 + 120000000)) body
+    while :; do
+        body=$(curl -sf --max-time 2 "http://127.0.0.1:$port/" || true)
+        [[ $body == *"$token"* ]] && break
+        now_us
+        ((NOW < deadline)) || die "floor container $cid did not serve '$token'"
+        nap 0.025
+    done
+    now_us
+    sample "$key" "$(ms $((NOW - t0)))"
+}
+
+log "floor: the same deploys over OpenSSH + docker"
+for ((i = 1; i <= FIRST_DEPLOYS; i++)); do
+    bare=$W/floor-$i.git
+    git init -q --bare "$bare"
+    make_app_repo "$W/floor-$i" "floor-first-$i-$RUN_ID"
+    floor_deploy push.first.floor "$W/floor-$i" "$bare" "floor-first-$i-$RUN_ID" "first-$i"
+    [ "$i" != 1 ] || FLOOR_PREV=$FLOOR_LAST
+done
+for ((i = 1; i <= REDEPLOYS; i++)); do
+    change_app_repo "$W/floor-1" "floor-re-$i-$RUN_ID"
+    floor_deploy push.re.floor "$W/floor-1" "$W/floor-1.git" "floor-re-$i-$RUN_ID" "re-$i"
+    # The previous container goes, outside the clock (Quarry retires after the switch too).
+    docker rm -f "$FLOOR_PREV" > /dev/null
+    FLOOR_PREV=$FLOOR_LAST
+done
+
+# ----- 3. control plane ---------------------------------------------------------
+
+log "control plane: $CP_RUNS × ps, apps, ssh true"
+timed() { # KEY command…
+    local key=$1
+    shift
+    now_us
+    local t0=$NOW
+    "$@" > /dev/null 2>> "$LOGS/control.log" || die "$* failed: $(tail -1 "$LOGS/control.log")"
+    now_us
+    sample "$key" "$(ms $((NOW - t0)))"
+}
+for ((i = 1; i <= CP_RUNS; i++)); do
+    timed cp.ps quarry_ssh ps live-1
+    timed cp.apps quarry_ssh apps
+    timed cp.true sshd_ssh true
+done
+
+# ----- 6. concurrency -----------------------------------------------------------
+
+log "concurrency: $CONCURRENT first deploys at once"
+for ((i = 1; i <= CONCURRENT; i++)); do
+    make_app_repo "$W/conc-$i" "conc-$i-$RUN_ID"
+done
+now_us
+CONC_T0=$NOW
+CONC_PIDS=()
+for ((i = 1; i <= CONCURRENT; i++)); do
+    now_us
+    push_bg "$LOGS/conc-$i" "$W/conc-$i" "$(quarry_url "conc-$i")" main
+    CONC_PIDS+=("$BG")
+done
+for pid in "${CONC_PIDS[@]}"; do
+    wait "$pid" || true
+    untrack "$pid"
+done
+now_us
+sample conc.total "$(ms $((NOW - CONC_T0)))"
+for ((i = 1; i <= CONCURRENT; i++)); do
+    push_result "$LOGS/conc-$i"
+    [ "$PUSH_RC" = 0 ] || die "concurrent push conc-$i was rejected: $(cat "$LOGS/conc-$i.log")"
+    sample conc.single "$(ms "$PUSH_US")"
+    body=$(curl -s --max-time 5 -H "Host: conc-$i.localhost" "http://127.0.0.1:$QHTTP/" || true)
+    [[ $body == *"conc-$i-$RUN_ID"* ]] || die "conc-$i does not serve its body after its push: $body"
+done
+
+read_rss VmHWM
+sample rss.hwm.conc "$(kib_to_mib "$RSS")"
+
+# ----- 1. push transport --------------------------------------------------------
+
+log "push transport: $TRANSPORT_MB MB × $TRANSPORT_RUNS, Quarry and OpenSSH"
+BIG=$W/big
+mkdir -p "$BIG"
+git -C "$BIG" init -q -b main
+head -c "${TRANSPORT_MB}M" /dev/urandom > "$BIG/blob.bin"
+git -C "$BIG" add blob.bin
+git -C "$BIG" -c user.name=bench -c user.email=bench@localhost commit -q -m big
+for ((i = 1; i <= TRANSPORT_RUNS; i++)); do
+    now_us
+    push_to "$LOGS/transport-quarry-$i" "$BIG" "$(quarry_url "tx-$i")" HEAD:refs/heads/bench
+    push_result "$LOGS/transport-quarry-$i"
+    [ "$PUSH_RC" != 0 ] && grep -q 'only main or master deploy' "$LOGS/transport-quarry-$i.log" ||
+        die "the push to a branch other than main was not refused as expected: $(cat "$LOGS/transport-quarry-$i.log")"
+    sample transport.quarry "$(ms "$PUSH_US")"
+
+    git init -q --bare "$W/tx-$i.git"
+    now_us
+    push_to "$LOGS/transport-sshd-$i" "$BIG" "$(sshd_url "$W/tx-$i.git")" HEAD:refs/heads/bench
+    push_result "$LOGS/transport-sshd-$i"
+    [ "$PUSH_RC" = 0 ] || die "push to sshd failed: $(cat "$LOGS/transport-sshd-$i.log")"
+    sample transport.sshd "$(ms "$PUSH_US")"
+done
+read_rss VmHWM
+sample rss.hwm.transport "$(kib_to_mib "$RSS")"
+
+stop_quarry
+
+# ----- 5. router ----------------------------------------------------------------
+
+log "router: private nginx with $ROUTED_APPS routed apps"
+R=$W/router
+mkdir -p "$R/sites" "$R/tmp"
+RPORT=$(free_port)
+LISTEN=127.0.0.1:$RPORT
+# render_main of src/route.rs, for this directory and port.
+cat > "$R/nginx.conf" <<EOF
+# Written by quarry serve at every start; edits are overwritten.
+worker_processes auto;
+pid $R/nginx.pid;
+error_log $R/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log $R/access.log;
+    client_body_temp_path $R/tmp/body;
+    proxy_temp_path $R/tmp/proxy;
+    fastcgi_temp_path $R/tmp/fastcgi;
+    uwsgi_temp_path $R/tmp/uwsgi;
+    scgi_temp_path $R/tmp/scgi;
+    server_names_hash_bucket_size 128;
+    server_names_hash_max_size 65536;
+    client_max_body_size 100m;
+    server_tokens off;
+    map \$http_upgrade \$quarry_connection { default upgrade; '' ''; }
+    server {
+        listen $LISTEN default_server;
+        server_name _;
+        include $R/generation.conf;
+        location / { default_type text/plain; return 404 "quarry: no app is routed at this host\\n"; }
+    }
+    include $R/sites/*.conf;
+}
+EOF
+printf 'location = /.quarry/generation { default_type text/plain; return 200 "1\\n"; }\n' > "$R/generation.conf"
+
+# render_app of src/route.rs: one web node, one container (a closed port:
+# nginx answers 502 from the app's own server block).
+render_app() {
+    local app=$1 upstream=$2
+    cat <<EOF
+# Routes of app $app, written by quarry; edits are overwritten.
+upstream quarry-$app-web {
+    server $upstream max_fails=1 fail_timeout=2s;
+    keepalive 16;
+}
+server {
+    listen $LISTEN;
+    server_name $app.localhost;
+    location / {
+        proxy_pass http://quarry-$app-web;
+        proxy_http_version 1.1;
+        proxy_set_header Host \$host;
+        proxy_set_header Upgrade \$http_upgrade;
+        proxy_set_header Connection \$quarry_connection;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_set_header X-Forwarded-Host \$host;
+        proxy_next_upstream error timeout http_502 http_503;
+        proxy_connect_timeout 5s;
+    }
+}
+EOF
+}
+DEAD_PORT=$(free_port)
+for ((i = 1; i <= ROUTED_APPS; i++)); do
+    app=$(printf 'app-%04d' "$i")
+    render_app "$app" "127.0.0.1:$((DEAD_PORT))" > "$R/sites/$app.conf"
+done
+nginx -t -q -p "$R" -c "$R/nginx.conf" -e "$R/error.log" || die "the router config does not test"
+nginx -p "$R" -c "$R/nginx.conf" -e "$R/error.log" 2> "$LOGS/router-nginx.log" &
+NGINX_PID=$!
+track "$NGINX_PID"
+
+status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: $1" "http://$LISTEN/" || true; }
+wait_status() { # HOST predicate-status… (until the status is one of them, 30s)
+    local host=$1 code deadline
+    shift
+    now_us
+    deadline=$((NOW + 30000000))
+    while :; do
+        code=$(status_of "$host")
+        for want in "$@"; do [ "$code" = "$want" ] && return 0; done
+        now_us
+        ((NOW < deadline)) || die "router: $host answered $code, wanted $*"
+        nap 0.005
+    done
+}
+wait_status app-0001.localhost 502
+for ((i = 1; i <= ROUTER_RUNS; i++)); do
+    app=new-$i
+    site=$R/sites/$app.conf
+    now_us
+    t0=$NOW
+    # write_atomic: temp file, fsync, rename, fsync of the directory.
+    render_app "$app" "127.0.0.1:$DEAD_PORT" > "$R/sites/.tmp-$app"
+    sync "$R/sites/.tmp-$app"
+    mv "$R/sites/.tmp-$app" "$site"
+    sync "$R/sites"
+    now_us
+    t1=$NOW
+    nginx -t -q -p "$R" -c "$R/nginx.conf" -e "$R/error.log" || die "nginx -t failed"
+    now_us
+    sample router.test "$(ms $((NOW - t1)))"
+    kill -HUP "$NGINX_PID"
+    wait_status "$app.localhost" 200 502
+    now_us
+    sample router.add "$(ms $((NOW - t0)))"
+    # Back to 1,000 routes, outside the clock.
+    rm -f "$site"
+    kill -HUP "$NGINX_PID"
+    wait_status "$app.localhost" 404
+done
+
+# ----- 4. grid ------------------------------------------------------------------
+
+log "grid: cargo bench --bench grid"
+cargo bench --bench grid --quiet > "$LOGS/grid.log" 2>&1 || {
+    tail -20 "$LOGS/grid.log" >&2
+    die "cargo bench --bench grid failed"
+}
+grid_line() { # BENCH-name key
+    local line
+    line=$(grep "^BENCH $1 " "$LOGS/grid.log" | tail -1)
+    [ -n "$line" ] || die "no 'BENCH $1' line in $LOGS/grid.log"
+    local median iters
+    median=$(sed -E 's/.*median_ms=([0-9.]+).*/\1/' <<< "$line")
+    iters=$(sed -E 's/.*iterations=([0-9]+).*/\1/' <<< "$line")
+    printf '%s\t%s\t%s\n' "$2" "$iters" "$median" >> "$OUT/summary.tsv"
+}
+grid_line place_100k_slices_on_10k_servers grid.place
+grid_line replace_after_losing_10pct_of_servers grid.replace
+
+# ----- report -------------------------------------------------------------------
+
+now_us
+printf 'elapsed_s\t%d\n' $(((NOW - BENCH_START) / 1000000)) >> "$OUT/meta.tsv"
+python3 "$ROOT/bench/stats.py" render "$OUT"
+log "results: $OUT/results.md, $OUT/results.json; transcripts and logs: $LOGS"
