@@ -136,6 +136,30 @@ pub struct AppLock {
 }
 
 impl AppLocks {
+    /// Take the lock of `app` only if nobody holds it (background work).
+    pub fn try_acquire(&self, store: &Store, app: &str) -> Option<AppLock> {
+        let mutex = self
+            .inner
+            .lock()
+            .expect("locks")
+            .entry(app.to_string())
+            .or_default()
+            .clone();
+        let guard = mutex.try_lock_owned().ok()?;
+        let path = store.app_dir(app).join("deploy.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        file.try_lock().ok()?;
+        Some(AppLock {
+            _guard: guard,
+            _file: file,
+        })
+    }
+
     /// Take the lock of `app`, telling the user when it has to wait; give up
     /// after `limit`.
     pub async fn acquire(

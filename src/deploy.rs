@@ -403,10 +403,16 @@ impl Execution<'_> {
     ) -> Result<(), String> {
         let d = self.d;
         let network = launch::ensure_network(&d.docker, &d.instance).await?;
+        // The release command runs once, when a new release rolls out — not
+        // when an already-live release is restored or rescaled.
         let deploys = instructions
             .iter()
             .any(|i| matches!(i, Instruction::Deploy { .. }));
-        if deploys && let Some(cmd) = &self.stack.manifest.release {
+        let new_release = self.release.status == ReleaseStatus::Deploying;
+        if deploys
+            && new_release
+            && let Some(cmd) = &self.stack.manifest.release
+        {
             self.release_command(cmd, &network).await?;
         }
         let mut route = false;

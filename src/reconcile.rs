@@ -6,8 +6,19 @@
 //! a live app whose containers are gone is booted again from its live
 //! release; every live app's route is rewritten from the containers found,
 //! since their addresses may have changed while Quarry was down.
+//!
+//! Always ([`run_forever`]): every few seconds, and at once when the engine
+//! reports a container of ours died, each live app is checked: node or
+//! service containers that stopped (a crash the engine gave up on, a
+//! `docker kill`) are removed and the live release is applied again, which
+//! boots replacements and reroutes nginx. Failures back off per app.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
 
 use tracing::{info, warn};
 
@@ -90,4 +101,147 @@ async fn run(d: &Daemon) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How often every app is checked even without engine events.
+const SWEEP: Duration = Duration::from_secs(3);
+
+/// The reconciler loop; ends when `shutdown` changes.
+pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
+    let wake = Arc::new(Notify::new());
+    let events = tokio::spawn(watch_events(d.clone(), wake.clone()));
+    let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP) => {},
+            _ = wake.notified() => {},
+            _ = shutdown.changed() => break,
+        }
+        if let Err(e) = sweep(&d, &mut backoff).await {
+            warn!("reconcile: {e}");
+        }
+    }
+    events.abort();
+}
+
+/// Wake the loop when a container of this instance dies.
+async fn watch_events(d: Arc<Daemon>, wake: Arc<Notify>) {
+    loop {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["die".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={}", launch::LABEL_INSTANCE, d.instance)],
+            ),
+        ]);
+        let options = bollard::query_parameters::EventsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut stream = d.docker.events(Some(options));
+        while let Some(Ok(_)) = stream.next().await {
+            wake.notify_one();
+        }
+        // The engine went away or restarted: try again shortly.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Result<(), String> {
+    let found = launch::list(&d.docker, &d.instance, None).await?;
+    for app in d.store.apps().map_err(|e| e.to_string())? {
+        if d.store.status(&app) != crate::store::AppStatus::Live {
+            continue;
+        }
+        if backoff
+            .get(&app)
+            .is_some_and(|(_, until)| Instant::now() < *until)
+        {
+            continue;
+        }
+        let dead: Vec<&launch::Found> = found
+            .iter()
+            .filter(|c| {
+                c.app == app
+                    && c.state != "running"
+                    && c.state != "restarting"
+                    && c.state != "created"
+            })
+            .collect();
+        let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        // Only act when something is off; a deploy in progress owns the app.
+        let running = found
+            .iter()
+            .filter(|c| c.app == app && c.state == "running")
+            .count();
+        let wanted = wanted_containers(d, &app, &live);
+        if dead.is_empty() && running >= wanted {
+            continue;
+        }
+        let Some(_lock) = d.locks.try_acquire(&d.store, &app) else {
+            continue;
+        };
+        for c in &dead {
+            info!(container = %c.name, state = %c.state, "replacing a stopped container");
+            d.store.audit_system(
+                &app,
+                "heal",
+                &format!("{} was {} ({}); replacing it", c.name, c.state, c.status),
+            );
+            let _ = launch::remove(&d.docker, &c.id, 0).await;
+        }
+        let result = match stack::from_release(&live) {
+            Ok(stack) => crate::deploy::apply(d, &app, &live, &stack, &Progress::silent()).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                if backoff.remove(&app).is_some() || !dead.is_empty() {
+                    d.store.audit_system(
+                        &app,
+                        "heal",
+                        &format!("v{} is running again", live.number),
+                    );
+                }
+            }
+            Err(e) => {
+                let (tries, _) = backoff.get(&app).copied().unwrap_or((0, Instant::now()));
+                let wait = Duration::from_secs((2u64 << tries.min(7)).min(300));
+                warn!(
+                    app,
+                    "cannot restore v{}: {e}; trying again in {}s",
+                    live.number,
+                    wait.as_secs()
+                );
+                d.store.audit_system(
+                    &app,
+                    "heal",
+                    &format!(
+                        "restoring v{} failed: {e}; next try in {}s",
+                        live.number,
+                        wait.as_secs()
+                    ),
+                );
+                backoff.insert(app.clone(), (tries + 1, Instant::now() + wait));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many containers (nodes and services) the live release should run.
+fn wanted_containers(d: &Daemon, app: &str, live: &crate::store::Release) -> usize {
+    let Ok(stack) = stack::from_release(live) else {
+        return 0;
+    };
+    let formation = d.store.formation(app).unwrap_or_default();
+    let nodes: usize = stack
+        .manifest
+        .nodes
+        .iter()
+        .map(|(name, n)| formation.get(name).copied().unwrap_or(n.scale) as usize)
+        .sum();
+    nodes + stack.manifest.services.len()
 }

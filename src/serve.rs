@@ -108,6 +108,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         hook_listener,
         stop_rx.clone(),
     ));
+    let reconciler = tokio::spawn(crate::reconcile::run_forever(
+        daemon.clone(),
+        stop_rx.clone(),
+    ));
     let supervise = {
         let daemon = daemon.clone();
         let mut stop = stop_rx.clone();
@@ -139,6 +143,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let _ = ssh_task.await;
     hook_task.abort();
     supervise.abort();
+    let _ = reconciler.await;
     daemon.router.stop().await;
     let _ = std::fs::remove_file(daemon.store.root().join("serve.json"));
     let _ = std::fs::remove_file(&socket);

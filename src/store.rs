@@ -359,11 +359,27 @@ impl Store {
     /// or, for fleet-wide actions, `log/audit.log`. One JSON object per line,
     /// written with a single append so lines never interleave.
     pub fn audit(&self, app: Option<&str>, key: &KeyRecord, action: &str, detail: &str) {
+        self.audit_as(app, &key.name, &key.fingerprint, action, detail);
+    }
+
+    /// What Quarry did by itself (the reconciler): recorded as key `quarry`.
+    pub fn audit_system(&self, app: &str, action: &str, detail: &str) {
+        self.audit_as(Some(app), "quarry", "-", action, detail);
+    }
+
+    fn audit_as(
+        &self,
+        app: Option<&str>,
+        key: &str,
+        fingerprint: &str,
+        action: &str,
+        detail: &str,
+    ) {
         let event = Event {
             time: now_rfc3339(),
             app: app.map(str::to_string),
-            key: key.name.clone(),
-            fingerprint: key.fingerprint.clone(),
+            key: key.to_string(),
+            fingerprint: fingerprint.to_string(),
             action: action.to_string(),
             detail: detail.chars().take(2000).collect(),
         };
