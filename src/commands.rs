@@ -598,6 +598,14 @@ async fn rollback(
                 target.number
             ));
         }
+        if d.docker.inspect_image(&target.image).await.is_err() {
+            return Err(format!(
+                "the image of v{} ({}) was pruned (quarry.yml releases.keep); push commit {} again instead",
+                target.number,
+                target.image,
+                &target.commit[..7.min(target.commit.len())]
+            ));
+        }
         rerelease(
             d,
             key,

@@ -120,6 +120,13 @@ async fn push_locked(
     .await;
 
     finish(d, app, &mut release, result, p)?;
+    let keep = stack::from_release(&release).map_or(5, |s| s.manifest.releases.keep);
+    let pruned = prune_images(d, app, keep as usize).await;
+    if pruned > 0 {
+        p.detail(format!(
+            "pruned {pruned} old image(s); keeping the last {keep} releases"
+        ));
+    }
     if let Err(e) = receive::set_head(&repo, refname).await {
         tracing::warn!(app, "cannot point HEAD at {refname}: {e}");
     }
@@ -194,6 +201,72 @@ pub fn finish(
             Err(reason)
         }
     }
+}
+
+/// Remove the images of all but the last `keep` successful releases (never
+/// the live one's) and the app's dangling build layers. Returns how many
+/// release images went. Failures only cost disk, so they are logged, not raised.
+pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
+    let Ok(releases) = d.store.releases(app) else {
+        return 0;
+    };
+    let mut kept: BTreeSet<&str> = releases
+        .iter()
+        .rev()
+        .filter(|r| matches!(r.status, ReleaseStatus::Live | ReleaseStatus::Superseded))
+        .take(keep.max(1))
+        .map(|r| r.image.as_str())
+        .collect();
+    kept.extend(
+        releases
+            .iter()
+            .filter(|r| r.status == ReleaseStatus::Live)
+            .map(|r| r.image.as_str()),
+    );
+    let doomed: BTreeSet<&str> = releases
+        .iter()
+        .map(|r| r.image.as_str())
+        .filter(|i| !kept.contains(i))
+        .collect();
+    let mut removed = 0;
+    for image in doomed {
+        match d
+            .docker
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_) => removed += 1,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => tracing::warn!(app, image, "cannot prune: {}", launch::docker_message(&e)),
+        }
+    }
+    let filters = HashMap::from([
+        ("dangling".to_string(), vec!["true".to_string()]),
+        (
+            "label".to_string(),
+            vec![
+                format!("{}={app}", launch::LABEL_APP),
+                format!("{}={}", launch::LABEL_INSTANCE, d.instance),
+            ],
+        ),
+    ]);
+    let options = bollard::query_parameters::PruneImagesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    if let Err(e) = d.docker.prune_images(Some(options)).await {
+        tracing::warn!(
+            app,
+            "cannot prune build layers: {}",
+            launch::docker_message(&e)
+        );
+    }
+    removed
 }
 
 // ----- desired and current state -------------------------------------------
@@ -669,25 +742,16 @@ impl Execution<'_> {
         });
         let label = format!("{node}.{index}");
         if web {
-            let check = def.healthcheck.clone().unwrap_or_default();
+            let check = launch::ReadyCheck::from_manifest(def.healthcheck.as_ref());
             let host = self.desired.nodes[node]
                 .domains
                 .iter()
                 .next()
                 .cloned()
                 .unwrap_or_else(|| d.default_domain(self.app));
-            let path = check.path.clone().unwrap_or_else(|| "/".into());
-            let strict = check.path.is_some();
-            let addr = launch::wait_http_ready(
-                &d.docker,
-                &id,
-                &host,
-                &path,
-                strict,
-                Duration::from_secs(check.timeout.into()),
-            )
-            .await
-            .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
+            let addr = launch::wait_ready(&d.docker, &id, &host, &check)
+                .await
+                .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
             self.p.detail(format!("{label} answers on {addr}"));
             if let Some(s) = self.started.last_mut() {
                 s.address = Some(addr);

@@ -233,15 +233,53 @@ pub struct NotReady {
     pub logs: Vec<String>,
 }
 
-/// Wait until the web container `id` answers HTTP at its address (2xx/3xx
-/// when `strict`, else any non-5xx), or fail when it exits or `deadline` passes.
-pub async fn wait_http_ready(
+/// How a new web container proves it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCheck {
+    /// `Some(path)`: GET it with the app's first domain as Host. `None`: TCP connect.
+    pub path: Option<String>,
+    /// A configured check wants 2xx/3xx; the default accepts any non-5xx.
+    pub strict: bool,
+    pub interval: Duration,
+    /// Give up after this many failed probes (`None`: only the deadline counts).
+    pub attempts: Option<u32>,
+    pub deadline: Duration,
+}
+
+impl ReadyCheck {
+    /// From quarry.yml's `healthcheck`; without one: GET / accepting any
+    /// non-5xx within 60 s, probed often so a fast app is live fast.
+    pub fn from_manifest(check: Option<&crate::manifest::HealthCheck>) -> ReadyCheck {
+        match check {
+            None => ReadyCheck {
+                path: Some("/".into()),
+                strict: false,
+                interval: Duration::from_millis(200),
+                attempts: None,
+                deadline: Duration::from_secs(60),
+            },
+            Some(c) => ReadyCheck {
+                path: if c.tcp {
+                    None
+                } else {
+                    Some(c.path.clone().unwrap_or_else(|| "/".into()))
+                },
+                strict: true,
+                interval: Duration::from_secs(c.interval.max(1).into()),
+                attempts: c.attempts,
+                deadline: Duration::from_secs(c.timeout.into()),
+            },
+        }
+    }
+}
+
+/// Wait until the web container `id` passes `check` at its published
+/// address, or fail when it exits, runs out of attempts or the deadline passes.
+pub async fn wait_ready(
     docker: &Docker,
     id: &str,
     host_header: &str,
-    path: &str,
-    strict: bool,
-    deadline: Duration,
+    check: &ReadyCheck,
 ) -> Result<SocketAddr, NotReady> {
     let started = Instant::now();
     let mut last = String::from("no answer yet");
@@ -262,27 +300,60 @@ pub async fn wait_http_ready(
         }
         if let Ok(Some(addr)) = address(docker, id).await {
             attempts += 1;
-            match probe_http(addr, host_header, path, Duration::from_secs(2)).await {
-                // A configured check wants success; the default any non-5xx.
-                Ok(code) if (strict && (200..400).contains(&code)) || (!strict && code < 500) => {
-                    return Ok(addr);
+            let plural = if attempts == 1 { "attempt" } else { "attempts" };
+            match &check.path {
+                Some(path) => match probe_http(addr, host_header, path, Duration::from_secs(2))
+                    .await
+                {
+                    Ok(code)
+                        if (check.strict && (200..400).contains(&code))
+                            || (!check.strict && code < 500) =>
+                    {
+                        return Ok(addr);
+                    }
+                    Ok(code) => {
+                        last = format!("GET {path} on {addr} → {code} after {attempts} {plural}")
+                    }
+                    Err(e) => {
+                        last = format!("GET {path} on {addr} → {e} after {attempts} {plural}")
+                    }
+                },
+                None => {
+                    match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+                        .await
+                    {
+                        Ok(Ok(_)) => return Ok(addr),
+                        Ok(Err(e)) => {
+                            last = format!(
+                                "TCP connect to {addr} → {} after {attempts} {plural}",
+                                e.kind()
+                            )
+                        }
+                        Err(_) => {
+                            last = format!(
+                                "TCP connect to {addr} → no answer after {attempts} {plural}"
+                            )
+                        }
+                    }
                 }
-                Ok(code) => {
-                    last = format!("GET {path} on {addr} → {code} after {attempts} attempts")
-                }
-                Err(e) => last = format!("GET {path} on {addr} → {e} after {attempts} attempts"),
+            }
+            if check.attempts.is_some_and(|max| attempts >= max) {
+                return Err(NotReady {
+                    reason: format!("health check failed: {last}"),
+                    logs: tail_logs(docker, id, 20).await,
+                });
             }
         }
-        if started.elapsed() >= deadline {
+        if started.elapsed() >= check.deadline {
             return Err(NotReady {
                 reason: format!(
-                    "the container did not answer HTTP within {}s ({last}); does it listen on $PORT?",
-                    deadline.as_secs()
+                    "health check failed within {}s: {last}; does the app listen on $PORT?",
+                    check.deadline.as_secs()
                 ),
                 logs: tail_logs(docker, id, 20).await,
             });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(check.interval).await;
     }
 }
 

@@ -305,3 +305,42 @@ fn logs_follow_across_a_redeploy_until_the_client_leaves() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn rollback_defaults_to_the_previous_release_and_old_images_are_pruned() {
+    let server = Server::start();
+    let app = common::unique_app("prune");
+    let repo = Repo::fixture("hello");
+    repo.write("quarry.yml", "releases: { keep: 2 }\nnodes:\n  web: {}\n");
+    for n in 1..=4 {
+        repo.write("www/index.html", &format!("body {n}\n"));
+        repo.commit(&format!("v{n}"));
+        server.push_ok(repo.path(), &app);
+    }
+    let image_exists = |n: u32| {
+        std::process::Command::new("docker")
+            .args(["image", "inspect", &format!("quarry/{app}:v{n}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert_eq!(
+        (1..=4).map(image_exists).collect::<Vec<_>>(),
+        vec![false, false, true, true]
+    );
+
+    let out = server.ssh(&server.admin, &format!("rollback {app}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.body(&app), "body 3\n");
+    let info = server.admin(&format!("releases:info {app} v5"));
+    assert!(
+        info.contains("rollback to v3") && info.contains("status:      live"),
+        "{info}"
+    );
+
+    let out = server.ssh(&server.admin, &format!("rollback {app} v1"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("was pruned"), "{}", stderr(&out));
+    assert_eq!(server.body(&app), "body 3\n");
+}

@@ -122,6 +122,19 @@ fn failed_pushes_are_rejected_and_the_old_release_keeps_serving() {
         "quarry-test-nonexistent/base",
     );
     assert_rejected_and_still_serving(&server, &repo, &app, "no-dockerfile", "no Dockerfile");
+    assert_rejected_and_still_serving(
+        &server,
+        &repo,
+        &app,
+        "unhealthy",
+        "health check failed: GET /health on 127.0.0.1:",
+    );
+    let out = server.push(repo.path(), &app);
+    assert!(
+        stderr(&out).contains("→ 404 after 3 attempts"),
+        "{}",
+        stderr(&out)
+    );
 
     // The failures are on the books, with their reasons.
     let json = server.admin(&format!("releases {app} --json"));
