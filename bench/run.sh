@@ -339,11 +339,12 @@ for ((i = 0; i < 600; i++)); do
     sleep 0.1
 done
 [ -s "$DATA/serve.json" ] || die "quarry serve did not write serve.json within 60s"
-SERVE_JSON=$(cat "$DATA/serve.json")
-QSSH=$(sed -E 's/.*"ssh":"127\.0\.0\.1:([0-9]+)".*/\1/' <<< "$SERVE_JSON")
-QHTTP=$(sed -E 's/.*"http":"127\.0\.0\.1:([0-9]+)".*/\1/' <<< "$SERVE_JSON")
+read -r SERVE_PID QSSH QHTTP < <(python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(j["pid"], j["ssh"].rsplit(":", 1)[1], j["http"].rsplit(":", 1)[1])' "$DATA/serve.json")
 INSTANCE=$(cat "$DATA/instance")
-[ "$(sed -E 's/.*"pid":([0-9]+).*/\1/' <<< "$SERVE_JSON")" = "$QPID" ] || die "serve.json names another pid"
+[ "$SERVE_PID" = "$QPID" ] || die "serve.json names pid $SERVE_PID, not $QPID"
 
 for ((i = 0; i < 100; i++)); do
     sshd_ssh true 2> /dev/null && break

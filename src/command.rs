@@ -139,6 +139,13 @@ pub enum Cmd {
         name: String,
         json: bool,
     },
+    ServersAdd(NewServer),
+    ServersDrain {
+        name: String,
+    },
+    ServersRemove {
+        name: String,
+    },
     Grid {
         json: bool,
     },
@@ -166,6 +173,18 @@ pub enum Cmd {
         app: String,
         service: String,
     },
+}
+
+/// `servers:add` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewServer {
+    pub name: String,
+    /// `unix:///path.sock` or `tcp://host:port`.
+    pub docker: String,
+    pub address: std::net::IpAddr,
+    /// MiB for the grid.
+    pub memory: u64,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A refused line: the message and the exit code class.
@@ -374,6 +393,27 @@ pub const SPECS: &[Spec] = &[
         details: "",
     },
     Spec {
+        name: "servers:add",
+        topic: "servers",
+        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port --address IP --memory MiB [--label k=v …]",
+        summary: "add a server (a Docker engine) to the grid (admin)",
+        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills.",
+    },
+    Spec {
+        name: "servers:drain",
+        topic: "servers",
+        usage: "servers:drain NAME",
+        summary: "move every container off a server, with no downtime (admin)",
+        details: "The server takes no new containers afterwards; remove it with servers:remove.",
+    },
+    Spec {
+        name: "servers:remove",
+        topic: "servers",
+        usage: "servers:remove NAME",
+        summary: "forget a server that holds no containers (admin)",
+        details: "Drain it first with servers:drain.",
+    },
+    Spec {
         name: "grid",
         topic: "servers",
         usage: "grid [--json]",
@@ -498,6 +538,8 @@ struct Args<'a> {
     positionals: Vec<&'a str>,
     flags: Vec<&'a str>,
     options: BTreeMap<&'a str, &'a str>,
+    /// Every occurrence of every option, in order (for repeatable ones).
+    all: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Args<'a> {
@@ -513,6 +555,7 @@ impl<'a> Args<'a> {
             positionals: Vec::new(),
             flags: Vec::new(),
             options: BTreeMap::new(),
+            all: Vec::new(),
         };
         let mut it = words.iter();
         while let Some(w) = it.next() {
@@ -532,6 +575,7 @@ impl<'a> Args<'a> {
                         })?,
                     };
                     args.options.insert(name, value);
+                    args.all.push((name, value));
                 } else {
                     return Err(ParseError::usage(format!(
                         "{command}: unknown option {w}; usage: {}",
@@ -590,6 +634,12 @@ fn node(s: &str) -> Result<String, ParseError> {
 
 fn env_key(s: &str) -> Result<String, ParseError> {
     validate::env_key(s).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(s.to_string())
+}
+
+fn server_name(s: &str) -> Result<String, ParseError> {
+    validate::key_name(s)
+        .map_err(|e| ParseError::usage(e.to_string().replace("key name", "server name")))?;
     Ok(s.to_string())
 }
 
@@ -844,6 +894,79 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             Cmd::ServersInfo {
                 name: name.to_string(),
                 json: a.flag("--json"),
+            }
+        }
+        "servers:add" => {
+            let a = Args::split(
+                command,
+                words,
+                &[],
+                &["--docker", "--address", "--memory", "--label"],
+            )?;
+            let name = server_name(a.exactly(1)?[0])?;
+            let docker = a
+                .options
+                .get("--docker")
+                .copied()
+                .ok_or_else(|| a.usage_error("--docker is required"))?;
+            if !(docker.starts_with("unix:///") || docker.starts_with("tcp://"))
+                || docker.len() > 512
+                || docker.chars().any(char::is_whitespace)
+            {
+                return Err(a.usage_error(&format!(
+                    "--docker takes unix:///path.sock or tcp://host:port, found {docker:?}"
+                )));
+            }
+            let address = a
+                .options
+                .get("--address")
+                .ok_or_else(|| a.usage_error("--address is required"))?
+                .parse()
+                .map_err(|_| a.usage_error("--address takes an IP address such as 10.0.0.5"))?;
+            let memory = a
+                .options
+                .get("--memory")
+                .ok_or_else(|| a.usage_error("--memory is required"))?
+                .parse::<u64>()
+                .ok()
+                .filter(|m| (64..=16 * 1024 * 1024).contains(m))
+                .ok_or_else(|| a.usage_error("--memory takes MiB, from 64 to 16777216"))?;
+            let mut labels = BTreeMap::new();
+            for (opt, value) in &a.all {
+                if *opt != "--label" {
+                    continue;
+                }
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    a.usage_error(&format!("--label takes key=value, found {value:?}"))
+                })?;
+                let ok = |s: &str| {
+                    !s.is_empty()
+                        && s.len() <= 63
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                };
+                if !ok(k) || !ok(v) {
+                    return Err(a.usage_error(&format!(
+                        "--label {value:?}: use letters, digits, '-', '_' and '.'"
+                    )));
+                }
+                labels.insert(k.to_string(), v.to_string());
+            }
+            Cmd::ServersAdd(NewServer {
+                name,
+                docker: docker.to_string(),
+                address,
+                memory,
+                labels,
+            })
+        }
+        "servers:drain" | "servers:remove" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let name = server_name(a.exactly(1)?[0])?;
+            if command == "servers:drain" {
+                Cmd::ServersDrain { name }
+            } else {
+                Cmd::ServersRemove { name }
             }
         }
         "grid" => {

@@ -5,7 +5,7 @@
 //! catch-all arm. Read commands print a table, or stable JSON with `--json`.
 //! Errors are one line on stderr; the return value is the exit code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -117,6 +117,9 @@ async fn dispatch(
         Cmd::Events { app, json } => events(d, key, app, json, out).await,
         Cmd::Servers { json } => servers(d, key, None, json, out).await,
         Cmd::ServersInfo { name, json } => servers(d, key, Some(name), json, out).await,
+        Cmd::ServersAdd(new) => servers_add(d, key, new, out).await,
+        Cmd::ServersDrain { name } => servers_drain(d, key, &name, out).await,
+        Cmd::ServersRemove { name } => servers_remove(d, key, &name, out).await,
         Cmd::Grid { json } => grid(d, key, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
@@ -291,11 +294,11 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
         .await
         .map_err(fail)?;
     d.router.remove_app(app).await.map_err(fail)?;
-    let containers = launch::list(&d.docker, &d.instance, Some(app))
-        .await
-        .map_err(fail)?;
+    let containers = d.containers(Some(app)).await.map_err(fail)?;
     for c in &containers {
-        launch::remove(&d.docker, &c.id, 5).await.map_err(fail)?;
+        launch::remove(&d.docker_on(&c.server), &c.id, 5)
+            .await
+            .map_err(fail)?;
     }
     for r in d.store.releases(app).map_err(io)? {
         let _ = d
@@ -334,9 +337,7 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
 
 async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
     require_app(d, key, app)?;
-    let found = launch::list(&d.docker, &d.instance, Some(app))
-        .await
-        .map_err(fail)?;
+    let found = d.containers(Some(app)).await.map_err(fail)?;
     if json {
         print_json(out, &found).await;
         return Ok(());
@@ -350,6 +351,7 @@ async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) ->
         .map(|c| {
             vec![
                 c.name.clone(),
+                c.server.clone(),
                 c.state.clone(),
                 format!("v{}", c.release),
                 c.address.map_or("-".into(), |a| a.to_string()),
@@ -358,7 +360,14 @@ async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) ->
         })
         .collect();
     out.out(table(
-        &["CONTAINER", "STATE", "RELEASE", "ADDRESS", "STATUS"],
+        &[
+            "CONTAINER",
+            "SERVER",
+            "STATE",
+            "RELEASE",
+            "ADDRESS",
+            "STATUS",
+        ],
         &rows,
     ))
     .await;
@@ -671,9 +680,7 @@ async fn logs(
     mut closed: Closed,
 ) -> Res {
     require_app(d, key, app)?;
-    let mut containers = launch::list(&d.docker, &d.instance, Some(app))
-        .await
-        .map_err(fail)?;
+    let mut containers = d.containers(Some(app)).await.map_err(fail)?;
     if let Some(n) = &node {
         containers.retain(|c| &c.node == n);
     }
@@ -686,7 +693,8 @@ async fn logs(
             .timestamps(true)
             .tail(&lines.to_string())
             .build();
-        let mut stream = d.docker.logs(&c.id, Some(options));
+        let docker = d.docker_on(&c.server);
+        let mut stream = docker.logs(&c.id, Some(options));
         while let Some(Ok(chunk)) = stream.next().await {
             let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
             for line in text.lines() {
@@ -718,7 +726,7 @@ async fn logs(
             _ = closed.wait() => break,
             _ = scan.tick() => {
                 followed.retain(|_, task| !task.is_finished());
-                let Ok(mut now) = launch::list(&d.docker, &d.instance, Some(app)).await else { continue };
+                let Ok(mut now) = d.containers(Some(app)).await else { continue };
                 if let Some(n) = &node {
                     now.retain(|c| &c.node == n);
                 }
@@ -726,7 +734,7 @@ async fn logs(
                     if followed.contains_key(&c.id) {
                         continue;
                     }
-                    let task = tokio::spawn(follow_container(d.docker.clone(), c.clone(), since, tx.clone()));
+                    let task = tokio::spawn(follow_container(d.docker_on(&c.server), c.clone(), since, tx.clone()));
                     followed.insert(c.id, task);
                 }
                 // Later passes: containers new since the last pass show from their start
@@ -1223,6 +1231,9 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         ),
         Cmd::KeysAdd { name, role, .. } => (None, "keys:add", format!("{name} {role}")),
         Cmd::KeysRemove { name } => (None, "keys:remove", name.clone()),
+        Cmd::ServersAdd(new) => (None, "servers:add", format!("{} {}", new.name, new.docker)),
+        Cmd::ServersDrain { name } => (None, "servers:drain", name.clone()),
+        Cmd::ServersRemove { name } => (None, "servers:remove", name.clone()),
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
         }
@@ -1294,10 +1305,7 @@ async fn events(d: &Daemon, key: &KeyRecord, app: Option<String>, json: bool, ou
     Ok(())
 }
 
-// ----- servers and grid (one local server until the fleet lands) ---------------
-
-/// Memory a node container is counted with when quarry.yml sets none (MiB).
-const DEFAULT_SLICE_MIB: u64 = 256;
+// ----- servers and grid -----------------------------------------------------------
 
 #[derive(Serialize)]
 struct ServerView {
@@ -1305,28 +1313,33 @@ struct ServerView {
     docker: String,
     address: String,
     state: &'static str,
+    memory_mib: u64,
+    labels: BTreeMap<String, String>,
     engine: Option<String>,
     os: Option<String>,
     cpus: Option<i64>,
-    memory_mib: Option<u64>,
+    /// Containers of this Quarry on it now.
+    containers: usize,
 }
 
-async fn local_server(d: &Daemon) -> ServerView {
-    let info = d.docker.info().await.ok();
-    ServerView {
-        name: "local".into(),
-        docker: std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-        address: d.publish_address.clone(),
-        state: if info.is_some() { "running" } else { "unknown" },
-        engine: info.as_ref().and_then(|i| i.server_version.clone()),
-        os: info.as_ref().and_then(|i| i.operating_system.clone()),
-        cpus: info.as_ref().and_then(|i| i.ncpu),
-        memory_mib: info
-            .as_ref()
-            .and_then(|i| i.mem_total)
-            .map(|b| b as u64 / (1024 * 1024)),
-    }
+async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
+    let containers = d.containers(None).await.map_err(fail)?;
+    Ok(d.fleet
+        .list()
+        .into_iter()
+        .map(|s| ServerView {
+            containers: containers.iter().filter(|c| c.server == s.name).count(),
+            state: s.state.as_str(),
+            engine: s.facts.engine,
+            os: s.facts.os,
+            cpus: s.facts.cpus,
+            memory_mib: s.memory,
+            labels: s.labels,
+            name: s.name,
+            docker: s.docker,
+            address: s.address,
+        })
+        .collect())
 }
 
 async fn servers(
@@ -1337,45 +1350,58 @@ async fn servers(
     out: &Output,
 ) -> Res {
     require_admin(key, "viewing servers")?;
-    let server = local_server(d).await;
-    if let Some(n) = &name
-        && *n != server.name
-    {
-        return Err(Fail(
-            format!("no server named {n}; this Quarry runs on one server, local"),
-            EXIT_NOT_FOUND,
-        ));
-    }
-    if json {
-        match name {
-            Some(_) => print_json(out, &server).await,
-            None => print_json(out, &[&server]).await,
+    let mut views = server_views(d).await?;
+    if let Some(n) = &name {
+        views.retain(|v| &v.name == n);
+        let Some(v) = views.first() else {
+            return Err(Fail(format!("no server named {n}"), EXIT_NOT_FOUND));
+        };
+        if json {
+            print_json(out, v).await;
+        } else {
+            let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.out(format!(
+                "name:       {}\ndocker:     {}\naddress:    {}\nstate:      {}\nmemory:     {} MiB\nlabels:     {}\nengine:     {}\nos:         {}\ncpus:       {}\ncontainers: {}\n",
+                v.name,
+                v.docker,
+                v.address,
+                v.state,
+                v.memory_mib,
+                if labels.is_empty() { "-".into() } else { labels.join(", ") },
+                v.engine.as_deref().unwrap_or("-"),
+                v.os.as_deref().unwrap_or("-"),
+                v.cpus.map_or("-".into(), |c| c.to_string()),
+                v.containers,
+            ))
+            .await;
         }
         return Ok(());
     }
-    let mem = server.memory_mib.map_or("-".into(), |m| format!("{m} MiB"));
-    if name.is_some() {
-        out.out(format!(
-            "name:    {}\ndocker:  {}\naddress: {}\nstate:   {}\nengine:  {}\nos:      {}\ncpus:    {}\nmemory:  {mem}\n",
-            server.name,
-            server.docker,
-            server.address,
-            server.state,
-            server.engine.as_deref().unwrap_or("-"),
-            server.os.as_deref().unwrap_or("-"),
-            server.cpus.map_or("-".into(), |c| c.to_string()),
-        ))
-        .await;
+    if json {
+        print_json(out, &views).await;
     } else {
-        let rows = vec![vec![
-            server.name.clone(),
-            server.state.to_string(),
-            server.address.clone(),
-            mem,
-            server.docker.clone(),
-        ]];
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.state.to_string(),
+                    v.address.clone(),
+                    format!("{} MiB", v.memory_mib),
+                    v.containers.to_string(),
+                    v.docker.clone(),
+                ]
+            })
+            .collect();
         out.out(table(
-            &["SERVER", "STATE", "ADDRESS", "MEMORY", "DOCKER"],
+            &[
+                "SERVER",
+                "STATE",
+                "ADDRESS",
+                "MEMORY",
+                "CONTAINERS",
+                "DOCKER",
+            ],
             &rows,
         ))
         .await;
@@ -1383,21 +1409,146 @@ async fn servers(
     Ok(())
 }
 
+async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: &Output) -> Res {
+    let command::NewServer {
+        name,
+        docker: endpoint,
+        address,
+        memory,
+        labels,
+    } = new;
+    require_admin(key, "adding servers")?;
+    for s in d.fleet.list() {
+        if s.name == name {
+            return Err(Fail(
+                format!("a server named {name} exists already"),
+                EXIT_CONFLICT,
+            ));
+        }
+        if s.docker == endpoint {
+            return Err(Fail(
+                format!("{endpoint} is server {} already", s.name),
+                EXIT_CONFLICT,
+            ));
+        }
+    }
+    let docker = crate::fleet::connect(&endpoint).await.map_err(fail)?;
+    let facts = crate::fleet::facts(&docker).await.map_err(fail)?;
+    let server = crate::fleet::Server {
+        name: name.clone(),
+        docker: endpoint,
+        address: address.to_string(),
+        memory,
+        labels,
+        state: crate::fleet::ServerState::Running,
+        facts: facts.clone(),
+        added: store::now_rfc3339(),
+    };
+    d.fleet.insert(&d.store, server, docker).map_err(fail)?;
+    out.out(format!(
+        "added server {name}: Docker {} on {}, {} CPUs, {} MiB for the grid\n",
+        facts.engine.as_deref().unwrap_or("?"),
+        facts.os.as_deref().unwrap_or("?"),
+        facts.cpus.unwrap_or(0),
+        memory
+    ))
+    .await;
+    Ok(())
+}
+
+/// Move every container off `name` (new ones boot elsewhere, routes switch,
+/// then the old ones stop), app by app.
+async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
+    require_admin(key, "draining servers")?;
+    if d.fleet.get(name).is_none() {
+        return Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND));
+    }
+    d.fleet
+        .set_state(&d.store, name, crate::fleet::ServerState::Draining)
+        .map_err(fail)?;
+    let on_it: BTreeSet<String> = d
+        .containers(None)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|c| c.server == name)
+        .map(|c| c.app)
+        .collect();
+    for app in on_it {
+        let result = with_progress(out, |p| async move {
+            let _lock = d
+                .locks
+                .acquire(&d.store, &app, &p, deploy::LOCK_WAIT)
+                .await?;
+            let live = d
+                .store
+                .live_release(&app)
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("{app} has no live release"))?;
+            let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
+            p.step(format!("Moving {app} off {name}"));
+            deploy::apply(d, &app, &live, &stack, &p).await
+        })
+        .await;
+        result.map_err(|e| {
+            fail(format!(
+                "draining {name}: {e}; the server stays draining, run servers:drain again"
+            ))
+        })?;
+    }
+    out.out(format!(
+        "{name} is drained: it holds no containers and takes no new ones\n"
+    ))
+    .await;
+    Ok(())
+}
+
+async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
+    require_admin(key, "removing servers")?;
+    if d.fleet.get(name).is_none() {
+        return Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND));
+    }
+    let held = d
+        .containers(None)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|c| c.server == name)
+        .count();
+    if held > 0 {
+        return Err(Fail(
+            format!(
+                "{name} still holds {held} container(s); move them first with servers:drain {name}"
+            ),
+            EXIT_CONFLICT,
+        ));
+    }
+    d.fleet
+        .remove(&d.store, name)
+        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    out.out(format!("removed server {name}\n")).await;
+    Ok(())
+}
+
 /// The allocation of every node container (a slice) onto the servers
 /// (blocks), written to `grid/grid.json`.
 async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
     require_admin(key, "viewing the grid")?;
-    use crate::grid::{Block, Grid, Options, SliceSpec};
-    let server = local_server(d).await;
+    use crate::grid::{Block, BlockState, Grid, Options, SliceSpec};
     let mut grid = Grid::new(Options::default());
-    grid.add_block(Block::new(
-        server.name.clone(),
-        server.memory_mib.unwrap_or(0).max(1),
-    ))
-    .map_err(|e| fail(e.to_string()))?;
-    let containers = launch::list(&d.docker, &d.instance, None)
-        .await
-        .map_err(fail)?;
+    for s in d.fleet.list() {
+        let mut block = Block::new(s.name.clone(), s.memory.max(1));
+        block.labels = s.labels.clone();
+        grid.add_block(block).map_err(|e| fail(e.to_string()))?;
+        let state = match s.state {
+            crate::fleet::ServerState::Running => BlockState::Running,
+            crate::fleet::ServerState::Draining => BlockState::Draining,
+            crate::fleet::ServerState::Unknown => BlockState::Unknown,
+        };
+        grid.set_state(&s.name, state)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let containers = d.containers(None).await.map_err(fail)?;
     let mut memory: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
     for app in d.store.apps().map_err(io)? {
         if let Some(live) = d.store.live_release(&app).map_err(io)?
@@ -1407,31 +1558,30 @@ async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
                 .manifest
                 .nodes
                 .iter()
-                .map(|(n, node)| (n.clone(), node.memory.map_or(DEFAULT_SLICE_MIB, u64::from)))
+                .map(|(n, node)| {
+                    (
+                        n.clone(),
+                        node.memory.map_or(deploy::DEFAULT_SLICE_MIB, u64::from),
+                    )
+                })
                 .collect();
             memory.insert(app, sizes);
         }
     }
-    let slices: Vec<SliceSpec> = containers
-        .iter()
-        .filter(|c| {
-            c.service.is_none()
-                && c.state == "running"
-                && c.name == format!("{}.{}.{}", c.app, c.node, c.index)
-        })
-        .map(|c| {
-            let size = memory
-                .get(&c.app)
-                .and_then(|m| m.get(&c.node))
-                .copied()
-                .unwrap_or(DEFAULT_SLICE_MIB);
-            SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), size)
-        })
-        .collect();
-    // What runs is a fact: place it one by one so a full server shows as such
-    // instead of failing the whole view.
-    for s in &slices {
-        if let Err(e) = grid.place(std::slice::from_ref(s)) {
+    // What runs is a fact: record each container where it is, so a full
+    // server shows as full instead of failing the view.
+    for c in containers.iter().filter(|c| {
+        c.service.is_none()
+            && c.state == "running"
+            && c.name == format!("{}.{}.{}", c.app, c.node, c.index)
+    }) {
+        let size = memory
+            .get(&c.app)
+            .and_then(|m| m.get(&c.node))
+            .copied()
+            .unwrap_or(deploy::DEFAULT_SLICE_MIB);
+        let slice = SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), size);
+        if let Err(e) = grid.record(slice, &c.server) {
             out.err(format!("quarry: warning: {e}\n")).await;
         }
     }

@@ -34,12 +34,52 @@ pub struct Daemon {
     pub publish_address: String,
     pub pushes: Pushes,
     pub locks: AppLocks,
+    /// The servers containers run on (`local` included).
+    pub fleet: crate::fleet::Fleet,
 }
 
 impl Daemon {
     /// The Unix socket the pre-receive hook connects to.
     pub fn hook_socket(&self) -> PathBuf {
         self.store.root().join("quarry.sock")
+    }
+
+    /// The engine of `server` (the local one when it is unknown).
+    pub fn docker_on(&self, server: &str) -> Docker {
+        self.fleet
+            .get(server)
+            .map_or_else(|| self.docker.clone(), |(_, d)| d)
+    }
+
+    /// Containers of this instance on every server that answers (of one app
+    /// when given), each tagged with its server. Servers in state unknown are
+    /// skipped: their containers count as gone.
+    pub async fn containers(&self, app: Option<&str>) -> Result<Vec<crate::launch::Found>, String> {
+        let mut all = Vec::new();
+        for (server, docker) in self.fleet.all() {
+            if server.state == crate::fleet::ServerState::Unknown {
+                continue;
+            }
+            let mut found = crate::launch::list(&docker, &self.instance, app)
+                .await
+                .map_err(|e| format!("server {}: {e}", server.name))?;
+            for c in &mut found {
+                c.server = server.name.clone();
+            }
+            all.extend(found);
+        }
+        all.sort_by(|a, b| {
+            (&a.app, &a.node, a.index, a.release, &a.server)
+                .cmp(&(&b.app, &b.node, b.index, b.release, &b.server))
+        });
+        Ok(all)
+    }
+
+    /// Whether `server` takes new containers and keeps its own.
+    pub fn server_running(&self, server: &str) -> bool {
+        self.fleet
+            .get(server)
+            .is_some_and(|(s, _)| s.state == crate::fleet::ServerState::Running)
     }
 
     /// `<app>.<root domain>`.

@@ -269,6 +269,20 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
     removed
 }
 
+/// Memory a node container takes on the grid when quarry.yml sets none (MiB).
+pub const DEFAULT_SLICE_MIB: u64 = 256;
+
+/// The grid size of a running container: its node's memory in the live release.
+fn slice_size(d: &Daemon, c: &Found) -> u64 {
+    d.store
+        .live_release(&c.app)
+        .ok()
+        .flatten()
+        .and_then(|r| stack::from_release(&r).ok())
+        .and_then(|s| s.manifest.nodes.get(&c.node).and_then(|n| n.memory))
+        .map_or(DEFAULT_SLICE_MIB, u64::from)
+}
+
 // ----- desired and current state -------------------------------------------
 
 /// Nodes with their effective scale (`ps:scale` over quarry.yml) and domains.
@@ -339,7 +353,7 @@ pub fn main_web_node(stack: &Stack) -> Option<String> {
 
 /// What runs now, asked of the engine; plus the domains last routed.
 pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), String> {
-    let found = launch::list(&d.docker, &d.instance, Some(app)).await?;
+    let found = d.containers(Some(app)).await?;
     let routed: BTreeMap<String, BTreeSet<String>> =
         store::read_json(&d.store.app_dir(app).join("routed.json"))
             .map_err(|e| e.to_string())?
@@ -356,8 +370,9 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
             );
             continue;
         }
-        // A container of another attempt (named `.vN`) is not the app's state.
-        if c.name != format!("{app}.{}.{}", c.node, c.index) {
+        // A container of another attempt (named `.vN`) is not the app's
+        // state, nor is one on a server being drained: it is to be replaced.
+        if c.name != format!("{app}.{}.{}", c.node, c.index) || !d.server_running(&c.server) {
             continue;
         }
         let node = current
@@ -403,6 +418,7 @@ pub async fn reroute(
         p: &p,
         started: Vec::new(),
         retire: Vec::new(),
+        grid: None,
     };
     run.switch_route(&found).await
 }
@@ -433,6 +449,7 @@ pub async fn apply(
         p,
         started: Vec::new(),
         retire: Vec::new(),
+        grid: None,
     };
     match run.execute(&instructions, &found).await {
         Ok(()) => Ok(()),
@@ -440,7 +457,7 @@ pub async fn apply(
             let jobs = run
                 .started
                 .iter()
-                .map(|s| launch::remove(&d.docker, &s.id, 0));
+                .map(|s| launch::remove(&s.docker, &s.id, 0));
             futures_util::future::join_all(jobs).await;
             Err(e)
         }
@@ -451,7 +468,11 @@ pub async fn apply(
 struct Started {
     id: String,
     node: String,
-    /// The name it takes once the old one is gone.
+    /// The engine of the server it runs on.
+    docker: bollard::Docker,
+    /// The name it was created with, and the one it takes once the old
+    /// container is gone (the same for a scale-up).
+    booted_as: String,
     final_name: String,
     address: Option<std::net::SocketAddr>,
 }
@@ -466,6 +487,9 @@ struct Execution<'a> {
     started: Vec<Started>,
     /// Old containers to stop once the route no longer points at them.
     retire: Vec<Found>,
+    /// Where containers are, built on first need and kept current as this
+    /// execution places new ones.
+    grid: Option<crate::grid::Grid>,
 }
 
 impl Execution<'_> {
@@ -526,8 +550,20 @@ impl Execution<'_> {
                             &c.node == node
                                 && c.service.is_none()
                                 && c.name == format!("{}.{node}.{}", self.app, c.index)
+                                && d.server_running(&c.server)
                         })
                         .collect();
+                    // Containers on a draining server are replaced elsewhere.
+                    self.retire.extend(
+                        found
+                            .iter()
+                            .filter(|c| {
+                                &c.node == node
+                                    && c.service.is_none()
+                                    && !d.server_running(&c.server)
+                            })
+                            .cloned(),
+                    );
                     let have: BTreeSet<u32> = live.iter().map(|c| c.index).collect();
                     for index in 1..=*to {
                         if !have.contains(&index) {
@@ -546,7 +582,7 @@ impl Execution<'_> {
                             self.p.step(format!(
                                 "Stopping service container {container} (its volumes are kept)"
                             ));
-                            launch::remove(&d.docker, &c.id, 10).await?;
+                            launch::remove(&d.docker_on(&c.server), &c.id, 10).await?;
                         } else {
                             self.retire.push(c.clone());
                         }
@@ -705,6 +741,63 @@ impl Execution<'_> {
             .map(|_| ())
     }
 
+    /// Pick the server for a new container of `node` (best fit, replicas
+    /// spread, label constraints), through the grid.
+    async fn place(
+        &mut self,
+        node: &str,
+        name: &str,
+        def: &Node,
+    ) -> Result<(crate::fleet::Server, bollard::Docker), String> {
+        use crate::grid::{Block, BlockState, Grid, Options, SliceSpec};
+        let d = self.d;
+        let servers = d.fleet.all();
+        if self.grid.is_none() {
+            let mut grid = Grid::new(Options::default());
+            for (s, _) in &servers {
+                let mut block = Block::new(s.name.clone(), s.memory.max(1));
+                block.labels = s.labels.clone();
+                grid.add_block(block).map_err(|e| e.to_string())?;
+                let state = match s.state {
+                    crate::fleet::ServerState::Running => BlockState::Running,
+                    crate::fleet::ServerState::Draining => BlockState::Draining,
+                    crate::fleet::ServerState::Unknown => BlockState::Unknown,
+                };
+                grid.set_state(&s.name, state).map_err(|e| e.to_string())?;
+            }
+            // What runs now occupies its servers, whatever its app.
+            for c in d.containers(None).await? {
+                if c.state != "running" || !d.server_running(&c.server) {
+                    continue;
+                }
+                let size = slice_size(d, &c);
+                let slice = SliceSpec::new(
+                    format!("{}@{}", c.name, c.server),
+                    format!("{}.{}", c.app, c.node),
+                    size,
+                );
+                // What already runs is recorded where it is; an overfull
+                // server simply takes nothing new.
+                let _ = grid.record(slice, &c.server);
+            }
+            self.grid = Some(grid);
+        }
+        let grid = self.grid.as_mut().expect("built above");
+        let size = def.memory.map_or(DEFAULT_SLICE_MIB, u64::from);
+        let mut slice = SliceSpec::new(format!("{name}@new"), format!("{}.{node}", self.app), size);
+        slice.labels = def.placement.labels.clone();
+        let placed = grid
+            .place(std::slice::from_ref(&slice))
+            .map_err(|e| format!("cannot place {}.{node}: {e}", self.app))?;
+        let server = placed
+            .first()
+            .map(|p| p.block.to_string())
+            .ok_or("the grid placed nothing")?;
+        d.fleet
+            .get(&server)
+            .ok_or_else(|| format!("server {server} vanished"))
+    }
+
     /// Start one container of `node` and wait until it is ready.
     async fn boot(
         &mut self,
@@ -716,7 +809,7 @@ impl Execution<'_> {
         let d = self.d;
         let def = &self.stack.manifest.nodes[node];
         let web = def.kind == NodeKind::Web;
-        let spec = ContainerSpec {
+        let mut spec = ContainerSpec {
             name: name.to_string(),
             image: self.release.image.clone(),
             app: self.app.to_string(),
@@ -733,10 +826,24 @@ impl Execution<'_> {
             labels: BTreeMap::new(),
             restart: true,
         };
-        let id = launch::start(&d.docker, &d.instance, &spec).await?;
+        let (server, docker) = self.place(node, name, def).await?;
+        if server.name != crate::fleet::LOCAL {
+            let network = launch::ensure_network(&docker, &d.instance).await?;
+            spec.network = Some(network);
+            if crate::fleet::ensure_image(&d.docker, &docker, &self.release.image).await? {
+                self.p.detail(format!(
+                    "copied {} to server {}",
+                    self.release.image, server.name
+                ));
+            }
+        }
+        spec.publish_on = web.then(|| server.address.clone());
+        let id = launch::start(&docker, &d.instance, &spec).await?;
         self.started.push(Started {
             id: id.clone(),
             node: node.to_string(),
+            docker: docker.clone(),
+            booted_as: name.to_string(),
             final_name: format!("{}.{node}.{index}", self.app),
             address: None,
         });
@@ -749,7 +856,7 @@ impl Execution<'_> {
                 .next()
                 .cloned()
                 .unwrap_or_else(|| d.default_domain(self.app));
-            let addr = launch::wait_ready(&d.docker, &id, &host, &check)
+            let addr = launch::wait_ready(&docker, &id, &host, &check)
                 .await
                 .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
             self.p.detail(format!("{label} answers on {addr}"));
@@ -757,7 +864,7 @@ impl Execution<'_> {
                 s.address = Some(addr);
             }
         } else {
-            launch::wait_stays_up(&d.docker, &id, Duration::from_secs(2))
+            launch::wait_stays_up(&docker, &id, Duration::from_secs(2))
                 .await
                 .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;
             self.p.detail(format!("{label} is running"));
@@ -827,22 +934,18 @@ impl Execution<'_> {
             self.p
                 .step(format!("Stopping {} old container(s)", self.retire.len()));
             let grace = self.stack.manifest.deploy.drain as i32;
-            let jobs = self
-                .retire
-                .iter()
-                .map(|c| launch::remove(&d.docker, &c.id, grace));
+            let jobs = self.retire.iter().map(|c| async move {
+                launch::remove(&d.docker_on(&c.server), &c.id, grace).await
+            });
             for r in futures_util::future::join_all(jobs).await {
                 if let Err(e) = r {
                     self.p.warn(e);
                 }
             }
         }
-        for s in &self.started {
-            if let Err(e) = launch::rename(&d.docker, &s.id, &s.final_name).await {
-                // Already named so (scale-up) is fine; anything else is worth a word.
-                if !e.contains("already") {
-                    self.p.warn(e);
-                }
+        for s in self.started.iter().filter(|s| s.booted_as != s.final_name) {
+            if let Err(e) = launch::rename(&s.docker, &s.id, &s.final_name).await {
+                self.p.warn(e);
             }
         }
     }

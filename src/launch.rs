@@ -84,6 +84,8 @@ pub struct Found {
     /// For service containers: the service and its definition's hash.
     pub service: Option<String>,
     pub spec: Option<String>,
+    /// The server (fleet member) it runs on.
+    pub server: String,
 }
 
 /// Start a container; returns its id.
@@ -519,6 +521,7 @@ pub async fn list(
             address,
             service: labels.get(LABEL_SERVICE).cloned(),
             spec: labels.get(LABEL_SPEC).cloned(),
+            server: crate::fleet::LOCAL.to_string(),
         });
     }
     out.sort_by(|a, b| {

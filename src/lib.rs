@@ -15,6 +15,7 @@
 //! - [`build`]: Dockerfile → image, through the Docker API.
 //! - [`deploy`]: the pipeline itself, and rollouts of a release.
 //! - [`launch`]: the only code that starts and stops containers.
+//! - [`fleet`]: the servers (Docker engines) and moving images between them.
 //! - [`route`]: nginx config rendering and the supervised nginx.
 //! - [`reconcile`]: makes the engine match the db.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
@@ -27,6 +28,7 @@ pub mod command;
 pub mod commands;
 pub mod daemon;
 pub mod deploy;
+pub mod fleet;
 pub mod grid;
 pub mod hook;
 pub mod launch;

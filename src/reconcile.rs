@@ -55,7 +55,7 @@ async fn run(d: &Daemon) -> Result<(), String> {
         }
     }
 
-    let found = launch::list(&d.docker, &d.instance, None).await?;
+    let found = d.containers(None).await?;
     for c in &found {
         // Services outlive releases; node containers belong to the live one.
         let keep = live
@@ -63,7 +63,7 @@ async fn run(d: &Daemon) -> Result<(), String> {
             .is_some_and(|r| c.service.is_some() || r.number == c.release);
         if !keep {
             info!(container = %c.name, "removing orphan container");
-            let _ = launch::remove(&d.docker, &c.id, 0).await;
+            let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
         }
     }
 
@@ -148,7 +148,7 @@ async fn watch_events(d: Arc<Daemon>, wake: Arc<Notify>) {
 }
 
 async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Result<(), String> {
-    let found = launch::list(&d.docker, &d.instance, None).await?;
+    let found = d.containers(None).await?;
     for app in d.store.apps().map_err(|e| e.to_string())? {
         if d.store.status(&app) != crate::store::AppStatus::Live {
             continue;
@@ -190,7 +190,7 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
                 "heal",
                 &format!("{} was {} ({}); replacing it", c.name, c.state, c.status),
             );
-            let _ = launch::remove(&d.docker, &c.id, 0).await;
+            let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
         }
         let result = match stack::from_release(&live) {
             Ok(stack) => crate::deploy::apply(d, &app, &live, &stack, &Progress::silent()).await,

@@ -82,6 +82,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         crate::receive::install_hooks(&store.repo_dir(&app))?;
     }
 
+    let facts = crate::fleet::facts(&docker)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let local = crate::fleet::Server {
+        name: crate::fleet::LOCAL.into(),
+        docker: std::env::var("DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+        address: http.ip().to_string(),
+        memory: facts.memory_mib.unwrap_or(1024),
+        labels: Default::default(),
+        state: crate::fleet::ServerState::Running,
+        facts,
+        added: crate::store::now_rfc3339(),
+    };
+    let fleet = crate::fleet::Fleet::load(&store, local, docker.clone()).await;
     let daemon = Arc::new(Daemon {
         store,
         docker,
@@ -93,6 +108,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         publish_address: http.ip().to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
+        fleet,
     });
 
     crate::reconcile::at_start(&daemon).await;

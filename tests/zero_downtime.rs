@@ -26,13 +26,22 @@ fn redeploys_and_a_rollback_under_load_fail_no_request() {
     // new connection; bounded by the stop flag and a hard 5-minute cap.
     let clients: Vec<_> = (0..2)
         .map(|_| {
-            let (stop, ok, failed, failures, host) = (stop.clone(), ok.clone(), failed.clone(), failures.clone(), host.clone());
+            let (stop, ok, failed, failures, host) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                failures.clone(),
+                host.clone(),
+            );
             std::thread::spawn(move || {
                 let started = Instant::now();
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(300) {
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(300)
+                {
                     let t = Instant::now();
                     match http_get(("127.0.0.1", port), &host, "/") {
-                        Ok((200, body)) if body.starts_with("hello") || body.starts_with("release") => {
+                        Ok((200, body))
+                            if body.starts_with("hello") || body.starts_with("release") =>
+                        {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
                         other => {
@@ -64,5 +73,10 @@ fn redeploys_and_a_rollback_under_load_fail_no_request() {
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("requests during 5 redeploys and a rollback: {ok} ok, {failed} failed");
     assert!(ok > 200, "the load ran: {ok} requests");
-    assert_eq!(failed, 0, "failed requests: {:?}", &failures.lock().unwrap()[..failed.min(10) as usize]);
+    assert_eq!(
+        failed,
+        0,
+        "failed requests: {:?}",
+        &failures.lock().unwrap()[..failed.min(10) as usize]
+    );
 }

@@ -231,6 +231,32 @@ impl Grid {
             .collect())
     }
 
+    /// Record a slice where it already is (a container found running on a
+    /// server), without choosing: refused if the id is placed already or the
+    /// block would be overcommitted, so the grid never holds more than fits.
+    pub fn record(&mut self, spec: SliceSpec, block: &str) -> Result<(), GridError> {
+        if spec.size == 0 {
+            return Err(GridError::ZeroSize {
+                what: "slice",
+                id: spec.id,
+            });
+        }
+        if self.slices.contains_key(spec.id.as_str()) {
+            return Err(GridError::DuplicateSlice { slice: spec.id });
+        }
+        let slot = self.slot(block)?;
+        if slot.used + spec.size > slot.block.size {
+            return Err(GridError::Overcommitted {
+                block: block.to_owned(),
+                used: slot.used + spec.size,
+                size: slot.block.size,
+            });
+        }
+        let id = slot.id.clone();
+        self.assign(spec, id);
+        Ok(())
+    }
+
     /// Free slices. Ids that are not placed are skipped; returns where the
     /// freed ones were.
     pub fn release<I>(&mut self, ids: I) -> Vec<Placement>

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;

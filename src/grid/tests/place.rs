@@ -215,3 +215,31 @@ fn only_running_blocks_take_slices() {
     ));
     check(&g);
 }
+
+#[test]
+fn record_puts_a_slice_where_it_is_and_never_overcommits() {
+    let mut grid = Grid::new(Options::default());
+    grid.add_block(Block::new("a", 1000)).unwrap();
+    grid.add_block(Block::new("b", 1000)).unwrap();
+    grid.record(SliceSpec::new("x.web.1", "x.web", 600), "b")
+        .unwrap();
+    assert_eq!(grid.location("x.web.1"), Some("b"));
+    let err = grid
+        .record(SliceSpec::new("x.web.2", "x.web", 600), "b")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "block b would hold 1200 MiB of slices but has 1000 MiB"
+    );
+    assert!(
+        grid.record(SliceSpec::new("x.web.1", "x.web", 10), "a")
+            .is_err(),
+        "an id is recorded once"
+    );
+    assert!(grid.record(SliceSpec::new("y", "y", 10), "nosuch").is_err());
+    // The next placement of the group spreads away from the recorded one.
+    let placed = grid
+        .place(&[SliceSpec::new("x.web.3", "x.web", 100)])
+        .unwrap();
+    assert_eq!(placed[0].block, "a");
+}

@@ -1,0 +1,253 @@
+//! The fleet: the servers Quarry places containers on, each a Docker engine
+//! reached over its API (a local socket or TCP), with an address its
+//! published ports live on and a size in MiB for the grid.
+//!
+//! The server `quarry serve` runs beside is `local` and always present. Other
+//! servers are added with `servers:add` and kept in `servers/<name>/
+//! settings.json`. This module holds the engine connections and moves images
+//! between engines (save on the HQ, load on the server: no registry needed).
+//! May touch: the `servers/` dir, Docker engines.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::launch::docker_message;
+use crate::store::{Store, read_json, write_json};
+
+/// The name of the server Quarry itself runs on.
+pub const LOCAL: &str = "local";
+
+/// A server's state, from the seed design's machine states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    /// Answers; takes new containers.
+    Running,
+    /// Answers; its containers are being moved away, it takes no new ones.
+    Draining,
+    /// Did not answer the last ping.
+    Unknown,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Running => "running",
+            ServerState::Draining => "draining",
+            ServerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// What Quarry learned from the engine when the server was added.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Facts {
+    pub engine: Option<String>,
+    pub os: Option<String>,
+    pub cpus: Option<i64>,
+    pub memory_mib: Option<u64>,
+}
+
+/// `servers/<name>/settings.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    /// `unix:///path.sock` or `tcp://host:port`.
+    pub docker: String,
+    /// The address containers publish their ports on; nginx proxies to it.
+    pub address: String,
+    /// Size on the grid (MiB).
+    pub memory: u64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub state: ServerState,
+    #[serde(default)]
+    pub facts: Facts,
+    pub added: String,
+}
+
+/// Connect to an engine and negotiate the API version.
+pub async fn connect(endpoint: &str) -> Result<Docker, String> {
+    let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+    } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+        Docker::connect_with_http(endpoint, 120, bollard::API_DEFAULT_VERSION)
+    } else {
+        return Err(format!(
+            "unsupported Docker endpoint {endpoint:?}: use unix:///path/docker.sock or tcp://host:port"
+        ));
+    };
+    let docker =
+        docker.map_err(|e| format!("the Docker engine at {endpoint} does not answer: {e}"))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("the Docker engine at {endpoint} does not answer: {e}"))
+}
+
+/// Engine version, CPUs, memory, OS.
+pub async fn facts(docker: &Docker) -> Result<Facts, String> {
+    let info = docker.info().await.map_err(|e| docker_message(&e))?;
+    Ok(Facts {
+        engine: info.server_version,
+        os: info.operating_system,
+        cpus: info.ncpu,
+        memory_mib: info.mem_total.map(|b| b as u64 / (1024 * 1024)),
+    })
+}
+
+/// The servers and their engine connections.
+pub struct Fleet {
+    servers: RwLock<BTreeMap<String, (Server, Docker)>>,
+}
+
+impl Fleet {
+    /// The local server plus every server in `servers/`. A server whose engine
+    /// does not answer is kept, marked unknown.
+    pub async fn load(store: &Store, local: Server, local_docker: Docker) -> Fleet {
+        let mut servers = BTreeMap::new();
+        servers.insert(local.name.clone(), (local, local_docker));
+        if let Ok(entries) = std::fs::read_dir(store.root().join("servers")) {
+            for e in entries.flatten() {
+                let path = e.path().join("settings.json");
+                let Ok(Some(mut server)) = read_json::<Server>(&path) else {
+                    continue;
+                };
+                if server.name == LOCAL {
+                    continue;
+                }
+                let docker = match connect(&server.docker).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(server = %server.name, "{e}");
+                        server.state = ServerState::Unknown;
+                        // A client that fails on use; the state says why.
+                        match Docker::connect_with_http(
+                            "tcp://127.0.0.1:9",
+                            5,
+                            bollard::API_DEFAULT_VERSION,
+                        ) {
+                            Ok(d) => d,
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                servers.insert(server.name.clone(), (server, docker));
+            }
+        }
+        Fleet {
+            servers: RwLock::new(servers),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Server> {
+        self.servers
+            .read()
+            .expect("fleet")
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<(Server, Docker)> {
+        self.servers.read().expect("fleet").get(name).cloned()
+    }
+
+    /// Every server with its engine.
+    pub fn all(&self) -> Vec<(Server, Docker)> {
+        self.servers
+            .read()
+            .expect("fleet")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Register a server (its settings are written first).
+    pub fn insert(&self, store: &Store, server: Server, docker: Docker) -> Result<(), String> {
+        if server.name != LOCAL {
+            write_json(&settings_path(store, &server.name), &server, 0o644)
+                .map_err(|e| e.to_string())?;
+        }
+        self.servers
+            .write()
+            .expect("fleet")
+            .insert(server.name.clone(), (server, docker));
+        Ok(())
+    }
+
+    pub fn set_state(&self, store: &Store, name: &str, state: ServerState) -> Result<(), String> {
+        let mut servers = self.servers.write().expect("fleet");
+        let Some((server, _)) = servers.get_mut(name) else {
+            return Err(format!("no server named {name}"));
+        };
+        server.state = state;
+        if name != LOCAL {
+            write_json(&settings_path(store, name), server, 0o644).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, store: &Store, name: &str) -> Result<(), String> {
+        if name == LOCAL {
+            return Err("the local server cannot be removed".into());
+        }
+        let dir = store.root().join("servers").join(name);
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        self.servers.write().expect("fleet").remove(name);
+        Ok(())
+    }
+}
+
+fn settings_path(store: &Store, name: &str) -> std::path::PathBuf {
+    store
+        .root()
+        .join("servers")
+        .join(name)
+        .join("settings.json")
+}
+
+/// Make sure `image` is on `target`: if not, stream it from `source` (docker
+/// save → docker load through the two APIs). Returns whether it was copied.
+pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Result<bool, String> {
+    if target.inspect_image(image).await.is_ok() {
+        return Ok(false);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let exporter = {
+        let source = source.clone();
+        let image = image.to_string();
+        tokio::spawn(async move {
+            let mut stream = source.export_image(&image);
+            while let Some(chunk) = stream.next().await {
+                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        })
+    };
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+        .quiet(true)
+        .build();
+    let mut load = target.import_image_stream(options, body, None);
+    while let Some(r) = load.next().await {
+        if let Err(e) = r {
+            exporter.abort();
+            return Err(format!("cannot copy image {image}: {}", docker_message(&e)));
+        }
+    }
+    let _ = exporter.await;
+    if target.inspect_image(image).await.is_err() {
+        return Err(format!("image {image} did not arrive on the server"));
+    }
+    Ok(true)
+}

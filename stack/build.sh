@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# stack/build.sh — build Quarry's buildpack stack image from Debian's mirror.
+#
+#   stack/build.sh [--force] [NAME]      (default NAME: quarry-stack/bookworm:latest)
+#
+# debootstrap a minimal Debian bookworm (--variant=minbase) from the mirror this
+# machine's apt uses, install what the built-in buildpacks need at build and run
+# time (python3, python3-venv, python3-pip, nodejs, npm, ca-certificates), add
+# the user `app` (uid 1000, home /app) and /usr/local/bin/quarry-entrypoint
+# (sources /app/.profile.d/*.sh, then execs its arguments), drop apt's caches,
+# then `docker import` the tree. No registry is needed. Runs as root. The host's
+# own CAs (/usr/local/share/ca-certificates/*.crt) are trusted in the image too.
+# If NAME already exists it says so and exits 0, unless --force.
+set -euo pipefail
+
+FORCE=0
+NAME=quarry-stack/bookworm:latest
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "build.sh: unknown flag $arg" >&2; exit 2 ;;
+    *) NAME=$arg ;;
+  esac
+done
+
+step() { echo "-----> $*"; }
+indent() { sed -u 's/^/       /'; }
+drop() { grep -v -E "$1" || true; }   # filter noise; an empty result is no error
+
+[ "$(id -u)" = 0 ] || { echo "build.sh: must run as root (debootstrap, chroot)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "build.sh: the Docker engine does not answer (docker info)" >&2; exit 1; }
+
+if [ "$FORCE" = 0 ] && docker image inspect "$NAME" >/dev/null 2>&1; then
+  step "Stack image $NAME already exists (use --force to rebuild)"
+  exit 0
+fi
+
+START=$(date +%s)
+
+# The mirror apt uses here: the first URI serving suite "bookworm", and the one
+# serving "bookworm-security" (deb822 .sources files or one-line .list files).
+apt_uri_for() { # SUITE
+  local suite=$1 f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    case "$f" in
+      *.sources)
+        awk -v s="$suite" '
+          /^[ \t]*$/ { if (u != "" && ok) { print u; exit } u = ""; ok = 0; next }
+          /^URIs:/    { u = $2 }
+          /^Suites:/  { for (i = 2; i <= NF; i++) if ($i == s) ok = 1 }
+          END         { if (u != "" && ok) print u }' "$f" ;;
+      *)
+        awk -v s="$suite" '
+          $1 == "deb" { i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                        if ($(i+1) == s) { print $i; exit } }' "$f" ;;
+    esac
+  done | head -n1
+}
+MIRROR=$(apt_uri_for bookworm); MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY=$(apt_uri_for bookworm-security); SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
+
+if ! command -v debootstrap >/dev/null; then
+  step "Installing debootstrap"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } 2>&1 \
+    | drop '^(Selecting previously|Preparing to unpack|Unpacking|Setting up|\(Reading database|debconf: delaying)' | indent
+fi
+
+WORK=$(mktemp -d /tmp/quarry-stack.XXXXXX)
+ROOT=$WORK/rootfs
+cleanup() {
+  mountpoint -q "$ROOT/proc" 2>/dev/null && umount -l "$ROOT/proc"
+  rm -rf --one-file-system "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "debootstrap --variant=minbase bookworm from $MIRROR"
+debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" 2>&1 | drop '^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) ' | indent
+
+step "Configuring apt (bookworm, bookworm-updates, bookworm-security; no docs, no man pages)"
+cat >"$ROOT/etc/apt/sources.list" <<SOURCES
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECURITY bookworm-security main
+SOURCES
+cat >"$ROOT/etc/dpkg/dpkg.cfg.d/quarry-nodoc" <<'NODOC'
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+NODOC
+cat >"$ROOT/etc/apt/apt.conf.d/quarry-minimal" <<'APTCONF'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Acquire::Languages "none";
+APTCONF
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mount -t proc proc "$ROOT/proc"
+
+# A host behind a TLS-inspecting proxy trusts a local CA: so must builds (pip, npm).
+# ca-certificates' postinst adds these to /etc/ssl/certs/ca-certificates.crt.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+  step "Trusting the host's local CA certificates: $(cd /usr/local/share/ca-certificates && echo *.crt)"
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+fi
+
+step "Installing python3 python3-venv python3-pip nodejs npm ca-certificates"
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 \
+  /bin/sh -c 'apt-get update -qq && apt-get upgrade -y -qq && apt-get install -y -qq python3 python3-venv python3-pip nodejs npm ca-certificates && echo "$(dpkg-query -f . -W | wc -c) packages installed"' \
+  2>&1 | drop '^(Get:|Selecting previously|Preparing to unpack|Unpacking|Setting up|Processing triggers|\(Reading database|debconf: delaying|E: Can not write log|update-alternatives: )' | indent
+
+step "Adding user app (uid 1000, home /app) and /usr/local/bin/quarry-entrypoint"
+chroot "$ROOT" useradd --uid 1000 --user-group --home-dir /app --create-home --shell /bin/bash app
+cat >"$ROOT/usr/local/bin/quarry-entrypoint" <<'ENTRY'
+#!/bin/sh
+# quarry-entrypoint — what a Heroku dyno does before a process: source every
+# /app/.profile.d/*.sh a buildpack left (PATH for .venv, node_modules/.bin, …),
+# then run the command given as arguments.
+for f in /app/.profile.d/*.sh; do
+  [ -r "$f" ] && . "$f"
+done
+exec "$@"
+ENTRY
+chmod 755 "$ROOT/usr/local/bin/quarry-entrypoint"
+
+step "Cleaning apt caches"
+umount "$ROOT/proc"
+chroot "$ROOT" apt-get clean
+rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/debconf/*-old \
+       "$ROOT"/var/log/* "$ROOT"/tmp/* "$ROOT"/root/.cache "$ROOT/usr/sbin/policy-rc.d"
+: >"$ROOT/etc/resolv.conf"
+versions=$(chroot "$ROOT" /bin/sh -c 'printf "python %s, node %s, npm %s" "$(python3 -c "import platform; print(platform.python_version())")" "$(node --version)" "$(npm --version 2>/dev/null)"')
+rm -rf "$ROOT/root/.npm" "$ROOT/tmp/"*
+echo "       $versions"
+
+step "docker import → $NAME"
+old=$(docker image inspect -f '{{.Id}}' "$NAME" 2>/dev/null || true)
+tar --numeric-owner -C "$ROOT" -c . | docker import --change 'ENV LANG=C.UTF-8' -m "quarry stack: debian bookworm minbase, $versions" - "$NAME" | indent
+new=$(docker image inspect -f '{{.Id}}' "$NAME")
+if [ -n "$old" ] && [ "$old" != "$new" ]; then
+  docker rmi "$old" >/dev/null 2>&1 || echo "       (the previous image ${old#sha256:} is still in use; left in place)"
+fi
+
+SIZE=$(docker image inspect -f '{{.Size}}' "$NAME")
+step "Stack image $NAME ready: $((SIZE / 1000000)) MB, built in $(( $(date +%s) - START ))s"

@@ -1,0 +1,150 @@
+//! Extra Docker engines on one machine, each a "server" of the fleet: its
+//! own socket, data root, exec root, pidfile, bridge and address pool, and
+//! `--ip 127.0.0.N` so that what it publishes lives on its own loopback
+//! address. Stopping one is a host failure. Stopped by PID on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::wait_for;
+
+pub struct Host {
+    pub n: u8,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Host {
+    /// The engine for 127.0.0.`n` (2..=9).
+    pub fn start(n: u8) -> Host {
+        assert!((2..=9).contains(&n));
+        let dir = PathBuf::from(format!("/tmp/quarry-test-host-{n}"));
+        let bridge = format!("qtbr{n}");
+        // Leftovers of an earlier run that was killed: only an engine whose
+        // command line names this directory is ours to stop.
+        if let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+        {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            wait_for(
+                "a stale test engine to stop",
+                Duration::from_secs(30),
+                || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
+            );
+        }
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for args in [
+            vec!["link", "add", bridge.as_str(), "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("172.29.{n}.1/24"),
+                "dev",
+                bridge.as_str(),
+            ],
+            vec!["link", "set", bridge.as_str(), "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("-H")
+            .arg(format!("unix://{}/docker.sock", dir.display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .args(["--bridge", &bridge, "--ip", &format!("127.0.0.{n}")])
+            .args(["--iptables=false", "--ip-masq=false"])
+            .args([
+                "--default-address-pool",
+                &format!("base=172.29.{}.0/20,size=24", 16 * n as u32),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd is not installed (apt-get install docker.io)");
+        let host = Host {
+            n,
+            dir,
+            child: Some(child),
+        };
+        wait_for(
+            &format!("test engine {n} to answer"),
+            Duration::from_secs(60),
+            || {
+                Command::new("docker")
+                    .args(["-H", &host.endpoint(), "info"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success()
+                    .then_some(())
+            },
+        );
+        host
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.{}", self.n)
+    }
+
+    /// `docker -H <this engine> args…`.
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(["-H", &self.endpoint()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Its containers go with it.
+            let ids = self.docker(&["ps", "-aq"]);
+            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["-H", &self.endpoint(), "rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            for _ in 0..300 {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("qtbr{}", self.n)])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,149 @@
+//! The fleet, end to end: three extra Docker engines as servers, a web node
+//! spread over them, nginx balancing across servers, and a drain with no
+//! failed request.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::hosts::Host;
+use common::{Repo, Server, http_get, stderr};
+
+fn servers_of(server: &Server, app: &str) -> Vec<String> {
+    let ps: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("ps {app} --json"))).unwrap();
+    let mut v: Vec<String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["server"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn hosts_answering(server: &Server, app: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..200 {
+        seen.insert(server.body(app).trim().to_string());
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_node_spreads_over_servers_and_a_drain_moves_it_without_a_failed_request() {
+    let server = Server::start();
+    let hosts: Vec<Host> = std::thread::scope(|s| {
+        let handles: Vec<_> = (2..=4).map(|n| s.spawn(move || Host::start(n))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for h in &hosts {
+        let out = server.admin(&format!(
+            "servers:add h{} --docker {} --address {} --memory 512 --label zone=z{}",
+            h.n,
+            h.endpoint(),
+            h.address(),
+            h.n
+        ));
+        assert!(out.contains(&format!("added server h{}", h.n)), "{out}");
+    }
+    // Refused: a duplicate, an engine that does not answer.
+    let out = server.ssh(
+        &server.admin,
+        &format!(
+            "servers:add h2 --docker {} --address 127.0.0.2 --memory 512",
+            hosts[0].endpoint()
+        ),
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = server.ssh(
+        &server.admin,
+        "servers:add ghost --docker unix:///nonexistent.sock --address 127.0.0.9 --memory 512",
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("does not answer"),
+        "{}",
+        stderr(&out)
+    );
+    // The HQ takes no app containers in this test: only the three hosts do.
+    server.admin("servers:drain local");
+
+    let app = common::unique_app("spread");
+    let repo = Repo::fixture("hostname-echo");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(
+        log.contains("copied quarry/"),
+        "the image travelled to the servers without a registry:\n{log}"
+    );
+    assert_eq!(
+        servers_of(&server, &app),
+        vec!["h2", "h3", "h4"],
+        "one replica per server"
+    );
+    let answering = hosts_answering(&server, &app);
+    assert_eq!(
+        answering.len(),
+        3,
+        "nginx reaches every server: {answering:?}"
+    );
+    let info = server.admin("servers:info h3");
+    assert!(
+        info.contains("containers: 1") && info.contains("zone=z3"),
+        "{info}"
+    );
+    assert!(server.admin("grid").contains("h3"));
+
+    // Drain h3 under a bounded load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let (port, host) = (server.http_port, format!("{app}.localhost"));
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed)
+                && started.elapsed() < std::time::Duration::from_secs(120)
+            {
+                match http_get(("127.0.0.1", port), &host, "/") {
+                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let out = server.ssh(&server.admin, "servers:drain h3");
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("drain of h3 under load: {ok} requests ok, {failed} failed");
+    assert!(ok > 20, "the load ran: {ok}");
+    assert_eq!(failed, 0, "no request failed during the drain");
+    let after = servers_of(&server, &app);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(!after.contains(&"h3".to_string()), "{after:?}");
+    let left = hosts[1].docker(&["ps", "-aq"]);
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "h3 holds nothing"
+    );
+
+    // A server with containers cannot be removed; a drained one can.
+    let out = server.ssh(&server.admin, "servers:remove h2");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    server.admin("servers:remove h3");
+    let servers: serde_json::Value = serde_json::from_str(&server.admin("servers --json")).unwrap();
+    let names: Vec<&str> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["h2", "h4", "local"]);
+}
