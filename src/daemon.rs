@@ -52,17 +52,23 @@ impl Daemon {
     }
 
     /// Containers of this instance on every server that answers (of one app
-    /// when given), each tagged with its server. Servers in state unknown are
-    /// skipped: their containers count as gone.
+    /// when given), each tagged with its server. Servers in state unknown, or
+    /// that do not answer, are skipped: their containers count as gone.
     pub async fn containers(&self, app: Option<&str>) -> Result<Vec<crate::launch::Found>, String> {
         let mut all = Vec::new();
         for (server, docker) in self.fleet.all() {
             if server.state == crate::fleet::ServerState::Unknown {
                 continue;
             }
-            let mut found = crate::launch::list(&docker, &self.instance, app)
-                .await
-                .map_err(|e| format!("server {}: {e}", server.name))?;
+            // A server that does not answer counts like an unknown one: its
+            // containers are gone until it does. The pinger marks it soon.
+            let mut found = match crate::launch::list(&docker, &self.instance, app).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(server = %server.name, "cannot list containers: {e}");
+                    continue;
+                }
+            };
             for c in &mut found {
                 c.server = server.name.clone();
             }

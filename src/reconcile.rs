@@ -110,6 +110,7 @@ const SWEEP: Duration = Duration::from_secs(3);
 pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
     let wake = Arc::new(Notify::new());
     let events = tokio::spawn(watch_events(d.clone(), wake.clone()));
+    let servers = tokio::spawn(watch_servers(d.clone(), wake.clone()));
     let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
     loop {
         tokio::select! {
@@ -122,6 +123,82 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
         }
     }
     events.abort();
+    servers.abort();
+}
+
+/// How often every server is pinged, and how many misses make it unknown.
+const PING_EVERY: Duration = Duration::from_secs(2);
+const MISSES_TO_UNKNOWN: u32 = 2;
+
+/// Keep each server's state current: one that misses pings becomes unknown
+/// (its containers then count as gone and are re-placed by the sweep); one
+/// that answers again has its stale containers removed — they were replaced
+/// meanwhile — and takes containers again.
+async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
+    let mut misses: HashMap<String, u32> = HashMap::new();
+    loop {
+        tokio::time::sleep(PING_EVERY).await;
+        for (server, docker) in d.fleet.all() {
+            if server.name == crate::fleet::LOCAL {
+                continue;
+            }
+            let alive = tokio::time::timeout(Duration::from_secs(2), docker.ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            let state = server.state;
+            if alive {
+                misses.remove(&server.name);
+                if state == crate::fleet::ServerState::Unknown {
+                    let stale = crate::launch::list(&docker, &d.instance, None)
+                        .await
+                        .unwrap_or_default();
+                    for c in &stale {
+                        let _ = crate::launch::remove(&docker, &c.id, 0).await;
+                    }
+                    info!(server = %server.name, stale = stale.len(), "server answers again");
+                    if let Err(e) = d.fleet.set_state(
+                        &d.store,
+                        &server.name,
+                        crate::fleet::ServerState::Running,
+                    ) {
+                        warn!("{e}");
+                    }
+                    for app in stale
+                        .iter()
+                        .map(|c| c.app.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                    {
+                        if d.store.app_exists(app) {
+                            d.store.audit_system(
+                                app,
+                                "server",
+                                &format!(
+                                    "{} answers again; its {} stale container(s) were removed",
+                                    server.name,
+                                    stale.len()
+                                ),
+                            );
+                        }
+                    }
+                    wake.notify_one();
+                }
+            } else {
+                let n = misses.entry(server.name.clone()).or_insert(0);
+                *n += 1;
+                if *n >= MISSES_TO_UNKNOWN && state != crate::fleet::ServerState::Unknown {
+                    warn!(server = %server.name, "server does not answer; re-placing its containers");
+                    if let Err(e) = d.fleet.set_state(
+                        &d.store,
+                        &server.name,
+                        crate::fleet::ServerState::Unknown,
+                    ) {
+                        warn!("{e}");
+                    }
+                    wake.notify_one();
+                }
+            }
+        }
+    }
 }
 
 /// Wake the loop when a container of this instance dies.
@@ -198,13 +275,17 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
         };
         match result {
             Ok(()) => {
-                if backoff.remove(&app).is_some() || !dead.is_empty() {
-                    d.store.audit_system(
-                        &app,
-                        "heal",
-                        &format!("v{} is running again", live.number),
-                    );
-                }
+                backoff.remove(&app);
+                let missing = wanted.saturating_sub(running);
+                d.store.audit_system(
+                    &app,
+                    "heal",
+                    &format!(
+                        "v{} is running again ({} container(s) replaced)",
+                        live.number,
+                        missing.max(dead.len())
+                    ),
+                );
             }
             Err(e) => {
                 let (tries, _) = backoff.get(&app).copied().unwrap_or((0, Instant::now()));

@@ -26,15 +26,19 @@ docker info >/dev/null 2>&1 || { echo "test-buildpacks.sh: the Docker engine doe
 "$HERE/build.sh" "$STACK"
 
 TMP=$(mktemp -d /tmp/quarry-bptest.XXXXXX)
-CONTAINERS=() IMAGES=()
+CONTAINERS=() IMAGES=() NETWORK=
 cleanup() {
   local c i
   for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   for i in "${IMAGES[@]}"; do docker rmi -f "$i" >/dev/null 2>&1 || true; done
+  [ -z "$NETWORK" ] || docker network rm "$NETWORK" >/dev/null 2>&1 || true
   rm -rf --one-file-system "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Our own bridge network, as Quarry puts its containers on quarry-<instance>
+# (and the engine's default bridge is then not needed).
+docker network create "$TAG" >/dev/null; NETWORK=$TAG
 
 step() { echo "-----> $*"; }
 fail() { echo " !     FAILED: $*" >&2; exit 1; }
@@ -121,12 +125,12 @@ detect() { # SRC → prints the buildpack name that applies first
   return 1
 }
 
-compile() { # BP BUILD CACHE ENV LOG [extra docker run flags…]
-  local bp=$1 build=$2 cache=$3 env=$4 log=$5; shift 5
+compile() { # BP BUILD CACHE ENV LOG NETWORK
+  local bp=$1 build=$2 cache=$3 env=$4 log=$5 net=$6
   local name=$TAG-compile-$RANDOM
   CONTAINERS+=("$name")
   chown -R 1000:1000 "$build" "$cache" "$env"
-  docker run --rm --name "$name" --user 1000:1000 "$@" \
+  docker run --rm --name "$name" --user 1000:1000 --network "$net" \
     -v "$build:/tmp/build" -v "$cache:/tmp/cache" -v "$env:/tmp/env:ro" \
     -v "$BUILDPACKS/$bp:/buildpack:ro" \
     "$STACK" /buildpack/bin/compile /tmp/build /tmp/cache /tmp/env 2>&1 | tee "$log"
@@ -149,13 +153,15 @@ WORKDIR /app
 ENTRYPOINT ["/usr/local/bin/quarry-entrypoint"]
 DOCKERFILE
   IMAGES+=("$2")
-  DOCKER_BUILDKIT=0 docker build --force-rm -q -t "$2" "$1" >/dev/null
+  # The Docker API's /build (what Quarry calls) is the classic builder: so here too.
+  DOCKER_BUILDKIT=0 docker build --force-rm -q -t "$2" "$1" >"$1/build.log" 2>&1 \
+    || { sed 's/^/       | /' "$1/build.log"; fail "docker build of $2"; }
 }
 
 serve_and_check() { # IMAGE CMD PATH BODY
   local name=$TAG-web-$RANDOM addr body t0
   CONTAINERS+=("$name")
-  docker run -d --name "$name" -e PORT=5000 -p 127.0.0.1::5000 "$1" /bin/sh -c "$2" >/dev/null
+  docker run -d --name "$name" --network "$NETWORK" -e PORT=5000 -p 127.0.0.1::5000 "$1" /bin/sh -c "$2" >/dev/null
   addr=$(docker port "$name" 5000/tcp | head -n1)
   t0=$(date +%s)
   while :; do
@@ -191,11 +197,8 @@ for app in $APPS; do
     mkdir -p "$ctx"; cp -a "$dir/src" "$ctx/build"   # each push starts from a fresh checkout
     step "$app: compile #$round$([ $round = 2 ] && echo ' (same cache, --network none)')"
     t0=$(now)
-    if [ $round = 1 ]; then
-      compile "$bp" "$ctx/build" "$dir/cache" "$dir/env" "$ctx/compile.log"
-    else
-      compile "$bp" "$ctx/build" "$dir/cache" "$dir/env" "$ctx/compile.log" --network none
-    fi
+    net=$NETWORK; [ $round = 1 ] || net=none   # round 2: a download could only fail
+    compile "$bp" "$ctx/build" "$dir/cache" "$dir/env" "$ctx/compile.log" "$net"
     times+=("$(secs "$t0" "$(now)")")
     echo "       compile #$round took ${times[-1]}s"
 
@@ -216,7 +219,7 @@ for app in $APPS; do
     echo "       image $image built in $(secs "$t0" "$(now)")s; web: $cmd"
     serve_and_check "$image" "$cmd" "$PATH_" "$BODY"
     if [ "$bp" = python ] && [ $round = 1 ]; then      # .profile.d reached the process
-      found=$(docker run --rm --name "$TAG-which-$RANDOM" "$image" /bin/sh -c 'command -v python')
+      found=$(docker run --rm --name "$TAG-which-$RANDOM" --network none "$image" /bin/sh -c 'command -v python')
       [ "$found" = /app/.venv/bin/python ] || fail "$app: python on PATH is '$found'"
       echo "       PATH from .profile.d: python is $found"
     fi

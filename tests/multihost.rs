@@ -38,7 +38,7 @@ fn hosts_answering(server: &Server, app: &str) -> BTreeSet<String> {
 #[test]
 fn a_node_spreads_over_servers_and_a_drain_moves_it_without_a_failed_request() {
     let server = Server::start();
-    let hosts: Vec<Host> = std::thread::scope(|s| {
+    let mut hosts: Vec<Host> = std::thread::scope(|s| {
         let handles: Vec<_> = (2..=4).map(|n| s.spawn(move || Host::start(n))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -146,4 +146,42 @@ fn a_node_spreads_over_servers_and_a_drain_moves_it_without_a_failed_request() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["h2", "h4", "local"]);
+
+    // Lose h4: its container is re-placed on what is left, and the app
+    // serves all three replicas again.
+    hosts[2].stop_engine();
+    let lost = std::time::Instant::now();
+    common::wait_for(
+        "the app to be whole again without h4",
+        std::time::Duration::from_secs(60),
+        || {
+            let on = servers_of(&server, &app);
+            (on == vec!["h2", "h2", "h2"] && hosts_answering(&server, &app).len() == 3)
+                .then_some(())
+        },
+    );
+    eprintln!("recovered from the loss of h4 in {:?}", lost.elapsed());
+    let h4: serde_json::Value =
+        serde_json::from_str(&server.admin("servers:info h4 --json")).unwrap();
+    assert_eq!(h4["state"], "unknown");
+    // When h4 comes back, the containers it held are stale and go.
+    hosts[2].start_engine();
+    common::wait_for(
+        "h4 to be running and empty",
+        std::time::Duration::from_secs(60),
+        || {
+            let info: serde_json::Value =
+                serde_json::from_str(&server.admin("servers:info h4 --json")).unwrap();
+            let empty = String::from_utf8_lossy(&hosts[2].docker(&["ps", "-aq"]).stdout)
+                .trim()
+                .is_empty();
+            (info["state"] == "running" && empty).then_some(())
+        },
+    );
+    assert_eq!(servers_of(&server, &app), vec!["h2", "h2", "h2"]);
+    let events = server.admin(&format!("events {app}"));
+    assert!(
+        events.contains("heal") && events.contains("answers again"),
+        "{events}"
+    );
 }

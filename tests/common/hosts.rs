@@ -56,17 +56,38 @@ impl Host {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let mut host = Host {
+            n,
+            dir,
+            child: None,
+        };
+        host.start_engine();
+        host
+    }
+
+    /// Start (or start again) this host's dockerd and wait until it answers.
+    pub fn start_engine(&mut self) {
+        let n = self.n;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .unwrap();
         let child = Command::new("dockerd")
             .arg("-H")
-            .arg(format!("unix://{}/docker.sock", dir.display()))
+            .arg(self.endpoint())
             .arg("--data-root")
-            .arg(dir.join("data"))
+            .arg(self.dir.join("data"))
             .arg("--exec-root")
-            .arg(dir.join("exec"))
+            .arg(self.dir.join("exec"))
             .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .args(["--bridge", &bridge, "--ip", &format!("127.0.0.{n}")])
+            .arg(self.dir.join("docker.pid"))
+            .args([
+                "--bridge",
+                &format!("qtbr{n}"),
+                "--ip",
+                &format!("127.0.0.{n}"),
+            ])
             .args(["--iptables=false", "--ip-masq=false"])
             .args([
                 "--default-address-pool",
@@ -77,17 +98,13 @@ impl Host {
             .stderr(log)
             .spawn()
             .expect("dockerd is not installed (apt-get install docker.io)");
-        let host = Host {
-            n,
-            dir,
-            child: Some(child),
-        };
+        self.child = Some(child);
         wait_for(
             &format!("test engine {n} to answer"),
             Duration::from_secs(60),
             || {
                 Command::new("docker")
-                    .args(["-H", &host.endpoint(), "info"])
+                    .args(["-H", &self.endpoint(), "info"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -96,7 +113,21 @@ impl Host {
                     .then_some(())
             },
         );
-        host
+    }
+
+    /// Stop this host's dockerd (a host failure); its containers stop with it.
+    pub fn stop_engine(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            for _ in 0..300 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn endpoint(&self) -> String {
