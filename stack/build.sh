@@ -113,7 +113,7 @@ fi
 step "Installing python3 python3-venv python3-pip nodejs npm ca-certificates"
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 \
   /bin/sh -c 'apt-get update -qq && apt-get upgrade -y -qq && apt-get install -y -qq python3 python3-venv python3-pip nodejs npm ca-certificates && echo "$(dpkg-query -f . -W | wc -c) packages installed"' \
-  2>&1 | drop '^(Get:|Selecting previously|Preparing to unpack|Unpacking|Setting up|Processing triggers|\(Reading database|debconf: delaying|E: Can not write log|update-alternatives: )' | indent
+  2>&1 | drop '^(Get:|Selecting previously|Preparing to unpack|Unpacking|Setting up|Processing triggers|\(Reading database|debconf: delaying|E: Can not write log|update-alternatives: |$|Current default time zone|Local time is now|Universal Time is now|Run .dpkg-reconfigure tzdata)' | indent
 
 step "Adding user app (uid 1000, home /app) and /usr/local/bin/quarry-entrypoint"
 chroot "$ROOT" useradd --uid 1000 --user-group --home-dir /app --create-home --shell /bin/bash app
@@ -141,7 +141,13 @@ echo "       $versions"
 
 step "docker import → $NAME"
 old=$(docker image inspect -f '{{.Id}}' "$NAME" 2>/dev/null || true)
-tar --numeric-owner -C "$ROOT" -c . | docker import --change 'ENV LANG=C.UTF-8' -m "quarry stack: debian bookworm minbase, $versions" - "$NAME" | indent
+import_rootfs() { tar --numeric-owner -C "$ROOT" -c . | docker import --change 'ENV LANG=C.UTF-8' -m "quarry stack: debian bookworm minbase, $versions" - "$NAME"; }
+for try in 1 2 3; do            # an engine that restarts mid-import breaks the pipe: wait, retry
+  if import_rootfs 2>&1 | indent; then break; fi
+  [ "$try" = 3 ] && { echo "build.sh: docker import failed" >&2; exit 1; }
+  echo "       import failed; waiting for the engine to answer, then retrying"
+  for _ in $(seq 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
+done
 new=$(docker image inspect -f '{{.Id}}' "$NAME")
 if [ -n "$old" ] && [ "$old" != "$new" ]; then
   docker rmi "$old" >/dev/null 2>&1 || echo "       (the previous image ${old#sha256:} is still in use; left in place)"

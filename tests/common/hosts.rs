@@ -115,6 +115,16 @@ impl Host {
         );
     }
 
+    /// Start the engine again on an empty data root: a server that was lost
+    /// and comes back rebuilt. (dockerd 20.10 started with `--bridge` deletes
+    /// the machine's docker0 when it restarts on its old data root, so these
+    /// host-namespace test engines never do that.)
+    pub fn start_engine_fresh(&mut self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        let _ = std::fs::remove_dir_all(self.dir.join("exec"));
+        self.start_engine();
+    }
+
     /// Stop this host's dockerd (a host failure); its containers stop with it.
     pub fn stop_engine(&mut self) {
         if let Some(mut child) = self.child.take() {
