@@ -173,8 +173,13 @@ read_rss() {
 }
 kib_to_mib() { printf '%d.%03d' $(($1 / 1024)) $((($1 % 1024) * 1000 / 1024)); }
 
+# The same client settings everywhere. The key exchange is pinned to what
+# Quarry (russh) negotiates, curve25519-sha256, so that OpenSSH's default
+# post-quantum hybrid (sntrup761x25519, slower) does not tilt the baseline;
+# both ends then use chacha20-poly1305.
 SSH_OPTS=(-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=20)
+    -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=20
+    -o KexAlgorithms=curve25519-sha256)
 
 quarry_ssh() { timeout 60 ssh -i "$KEY" "${SSH_OPTS[@]}" -p "$QSSH" git@127.0.0.1 "$@"; }
 sshd_ssh() { timeout 60 ssh -i "$KEY" "${SSH_OPTS[@]}" -p "$SPORT" root@127.0.0.1 "$@"; }
@@ -269,9 +274,19 @@ ensure_sshd
 log "building quarry (release)"
 cargo build --release --quiet
 log "building the grid benchmark"
-cargo bench --bench grid --no-run --quiet 2> "$OUT/grid-build.log" || {
+# Built here, run later as cargo runs it (`<bench binary> --bench`): a plain
+# `cargo bench` at measuring time could wait minutes for the target dir lock
+# while someone else builds in this checkout.
+GRID_BIN=$(cargo bench --bench grid --no-run --quiet --message-format=json 2> "$OUT/grid-build.log" |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grid" and m.get("executable"):
+        print(m["executable"])') || true
+[ -n "$GRID_BIN" ] && [ -x "$GRID_BIN" ] || {
     cat "$OUT/grid-build.log" >&2
-    die "cargo bench --no-run failed"
+    die "cargo bench --bench grid --no-run did not produce the bench binary"
 }
 
 BENCH_START=${EPOCHREALTIME/./}
@@ -317,6 +332,10 @@ UsePAM no
 StrictModes no
 PrintMotd no
 UseDNS no
+# sshd runs commands through root's login shell; bash sources ~/.bashrc when
+# started by sshd at SHLVL < 2 (pyenv init there costs ~0.5 s a command).
+# The baseline measures sshd, not a dotfile.
+SetEnv SHLVL=1
 EOF
 /usr/sbin/sshd -D -e -f "$SSHD_DIR/sshd_config" 2> "$LOGS/sshd.log" &
 SSHD_PID=$!
@@ -357,6 +376,11 @@ done
 sshd_ssh true || die "cannot log in to the private sshd (see $LOGS/sshd.log)"
 quarry_ssh apps > /dev/null || die "cannot run 'apps' on quarry"
 log "quarry: ssh :$QSSH http :$QHTTP (pid $QPID); sshd :$SPORT (pid $SSHD_PID)"
+negotiated() {
+    "$@" 2>&1 | sed -nE 's/.*kex: algorithm: (.*)/\1/p; s/.*server->client cipher: ([^ ]*).*/\1/p' | paste -sd' '
+}
+printf 'ssh_quarry\t%s\n' "$(negotiated timeout 60 ssh -v -i "$KEY" "${SSH_OPTS[@]}" -o LogLevel=DEBUG1 -p "$QSSH" git@127.0.0.1 apps)" >> "$OUT/meta.tsv"
+printf 'ssh_sshd\t%s\n' "$(negotiated timeout 60 ssh -v -i "$KEY" "${SSH_OPTS[@]}" -o LogLevel=DEBUG1 -p "$SPORT" root@127.0.0.1 true)" >> "$OUT/meta.tsv"
 
 # Table layout (the order of rows.tsv is the order of the table).
 row push.first.live "push-to-live, first deploy (git push → new body via nginx)" ms push.first.floor
@@ -367,6 +391,7 @@ row push.first.return "git push returns, first deploy" ms
 row push.re.return "git push returns, redeploy (old container drained)" ms
 row transport.quarry "push transport: ${TRANSPORT_MB} MB, rejected branch (Quarry SSH)" ms transport.sshd
 row transport.sshd "↳ baseline: the same push to a bare repo via OpenSSH sshd" ms
+row transport.local "↳ the same push to a local bare repo (git alone, no SSH)" ms
 row cp.ps "control plane: ssh … ps APP" ms cp.true
 row cp.apps "control plane: ssh … apps ($((IDLE_APPS + FIRST_DEPLOYS)) apps)" ms cp.true
 row cp.true "↳ baseline: ssh … true via OpenSSH sshd" ms
@@ -464,11 +489,15 @@ floor_deploy() {
     push_to "$out" "$dir" "$(sshd_url "$bare")" main
     push_result "$out"
     [ "$PUSH_RC" = 0 ] || die "floor push failed: $(cat "$out.log")"
+    now_us
+    local t_push=$NOW
     local image=quarry-bench-floor:$RUN_ID-$n
     FLOOR_IMAGES+=("$image")
     git --git-dir="$bare" archive main |
         DOCKER_BUILDKIT=0 docker build -q -t "$image" - > "$out.build" 2>&1 ||
         die "floor build failed: $(cat "$out.build")"
+    now_us
+    local t_build=$NOW
     local cid
     cid=$(docker run -d --label "quarry-bench.run=$RUN_ID" -e PORT=5000 -p 127.0.0.1::5000 "$image")
     FLOOR_CONTAINERS+=("$cid")
@@ -485,6 +514,8 @@ floor_deploy() {
     done
     now_us
     sample "$key" "$(ms $((NOW - t0)))"
+    printf '%s %s: push %d ms, build %d ms, run + first 200 %d ms\n' "$key" "$n" \
+        $(((t_push - t0) / 1000)) $(((t_build - t_push) / 1000)) $(((NOW - t_build) / 1000)) >> "$LOGS/floor-phases.log"
 }
 
 log "floor: the same deploys over OpenSSH + docker"
@@ -575,6 +606,13 @@ for ((i = 1; i <= TRANSPORT_RUNS; i++)); do
     push_result "$LOGS/transport-sshd-$i"
     [ "$PUSH_RC" = 0 ] || die "push to sshd failed: $(cat "$LOGS/transport-sshd-$i.log")"
     sample transport.sshd "$(ms "$PUSH_US")"
+
+    git init -q --bare "$W/local-$i.git"
+    now_us
+    push_to "$LOGS/transport-local-$i" "$BIG" "$W/local-$i.git" HEAD:refs/heads/bench
+    push_result "$LOGS/transport-local-$i"
+    [ "$PUSH_RC" = 0 ] || die "local push failed: $(cat "$LOGS/transport-local-$i.log")"
+    sample transport.local "$(ms "$PUSH_US")"
 done
 read_rss VmHWM
 sample rss.hwm.transport "$(kib_to_mib "$RSS")"
@@ -699,8 +737,8 @@ done
 
 # ----- 4. grid ------------------------------------------------------------------
 
-log "grid: cargo bench --bench grid"
-cargo bench --bench grid --quiet > "$LOGS/grid.log" 2>&1 || {
+log "grid: cargo bench --bench grid ($GRID_BIN --bench)"
+timeout 300 "$GRID_BIN" --bench > "$LOGS/grid.log" 2>&1 || {
     tail -20 "$LOGS/grid.log" >&2
     die "cargo bench --bench grid failed"
 }

@@ -638,10 +638,9 @@ async fn ps_restart(
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
-    if node.is_some() {
-        return Err(fail(
-            "restarting a single node is not available yet; restart the whole app with ps:restart APP",
-        ));
+    if let Some(node) = node {
+        // One node: fresh containers of the same release, rolled like a deploy.
+        return change_and_apply_restarting(d, app, out, &node).await;
     }
     let result = with_progress(out, |p| async move {
         let _lock = d
@@ -1690,4 +1689,32 @@ async fn volumes_remove(
         out.out(format!("removed volume {}\n", v.name)).await;
     }
     Ok(())
+}
+
+/// Replace every container of `node` with a fresh one of the live release.
+async fn change_and_apply_restarting(d: &Daemon, app: &str, out: &Output, node: &str) -> Res {
+    let result = with_progress(out, |p| async move {
+        let _lock = d
+            .locks
+            .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
+            .await?;
+        let live = d
+            .store
+            .live_release(app)
+            .map_err(|e| e.to_string())?
+            .ok_or(format!("{app} has no live release to restart"))?;
+        let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
+        if !stack.manifest.nodes.contains_key(node) {
+            let known: Vec<&str> = stack.manifest.nodes.keys().map(String::as_str).collect();
+            return Err(format!(
+                "{app} has no node {node}; its nodes are {}",
+                known.join(", ")
+            ));
+        }
+        deploy::apply_restarting(d, app, &live, &stack, Some(node), &p).await?;
+        p.step(format!("Restarted {node}"));
+        Ok(())
+    })
+    .await;
+    result.map_err(fail)
 }

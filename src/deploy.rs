@@ -433,9 +433,45 @@ pub async fn apply(
     stack: &Stack,
     p: &Progress,
 ) -> Result<(), String> {
+    apply_restarting(d, app, release, stack, None, p).await
+}
+
+/// [`apply`], and also replace every container of `restart` (a rolling
+/// restart of one node under the same release).
+pub async fn apply_restarting(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    stack: &Stack,
+    restart: Option<&str>,
+    p: &Progress,
+) -> Result<(), String> {
     let desired = desired(d, app, release, stack)?;
     let (current, found) = current(d, app).await?;
-    let instructions = plan::plan(&desired, &current);
+    let mut instructions = plan::plan(&desired, &current);
+    if let Some(node) = restart {
+        let scale = desired.nodes.get(node).map_or(0, |n| n.scale);
+        let planned = instructions
+            .iter()
+            .any(|i| matches!(i, Instruction::Deploy { node: n, .. } if n == node));
+        if scale > 0 && !planned {
+            // Boot before routes and kills, like any deploy.
+            let at = instructions
+                .iter()
+                .position(|i| matches!(i, Instruction::Route { .. } | Instruction::Kill { .. }))
+                .unwrap_or(instructions.len());
+            instructions.retain(|i| !matches!(i, Instruction::Scale { node: n, .. } if n == node));
+            let at = at.min(instructions.len());
+            instructions.insert(
+                at,
+                Instruction::Deploy {
+                    node: node.to_string(),
+                    release: release.number,
+                    scale,
+                },
+            );
+        }
+    }
     let plan_path = d.store.app_dir(app).join("build").join("plan.json");
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
     p.step("Plan");

@@ -150,6 +150,33 @@ fn app_lifecycle_commands() {
     assert_eq!(after.len(), 1);
     assert_ne!(before[0].2, after[0].2, "a restart runs new containers");
     assert_eq!(server.body(&app), "hello from v1\n");
+    // One node: fresh containers, same release.
+    let id = |server: &Server| {
+        common::stdout(
+            &std::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.Id}}", &format!("{app}.web.1")])
+                .output()
+                .unwrap(),
+        )
+        .trim()
+        .to_string()
+    };
+    let (id_before, release_before) = (id(&server), server.containers(Some(&app))[0].2.clone());
+    let out = server.ssh(&server.admin, &format!("ps:restart {app} web"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(id(&server), id_before);
+    assert_eq!(
+        server.containers(Some(&app))[0].2,
+        release_before,
+        "same release"
+    );
+    assert_eq!(server.body(&app), "hello from v1\n");
+    let out = server.ssh(&server.admin, &format!("ps:restart {app} nosuch"));
+    assert!(
+        !out.status.success() && stderr(&out).contains("has no node nosuch"),
+        "{}",
+        stderr(&out)
+    );
 
     // plan, config and domains in JSON.
     let plan: serde_json::Value =
