@@ -151,7 +151,7 @@ fn app_lifecycle_commands() {
     assert_ne!(before[0].2, after[0].2, "a restart runs new containers");
     assert_eq!(server.body(&app), "hello from v1\n");
     // One node: fresh containers, same release.
-    let id = |server: &Server| {
+    let id = || {
         common::stdout(
             &std::process::Command::new("docker")
                 .args(["inspect", "-f", "{{.Id}}", &format!("{app}.web.1")])
@@ -161,10 +161,10 @@ fn app_lifecycle_commands() {
         .trim()
         .to_string()
     };
-    let (id_before, release_before) = (id(&server), server.containers(Some(&app))[0].2.clone());
+    let (id_before, release_before) = (id(), server.containers(Some(&app))[0].2.clone());
     let out = server.ssh(&server.admin, &format!("ps:restart {app} web"));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_ne!(id(&server), id_before);
+    assert_ne!(id(), id_before);
     assert_eq!(
         server.containers(Some(&app))[0].2,
         release_before,
