@@ -419,6 +419,7 @@ pub async fn reroute(
         started: Vec::new(),
         retire: Vec::new(),
         grid: None,
+        routed: false,
     };
     run.switch_route(&found).await
 }
@@ -486,14 +487,23 @@ pub async fn apply_restarting(
         started: Vec::new(),
         retire: Vec::new(),
         grid: None,
+        routed: false,
     };
     match run.execute(&instructions, &found).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            let jobs = run
-                .started
-                .iter()
-                .map(|s| launch::remove(&s.docker, &s.id, 0));
+            let started = std::mem::take(&mut run.started);
+            if run.routed {
+                // Batches already switched: give the route back to the old
+                // containers, which kept running, before removing the new.
+                run.retire.clear();
+                run.p
+                    .warn("rolling back: routing to the previous containers again");
+                if let Err(back) = run.switch_route(&found).await {
+                    run.p.warn(format!("cannot route back: {back}"));
+                }
+            }
+            let jobs = started.iter().map(|s| launch::remove(&s.docker, &s.id, 0));
             futures_util::future::join_all(jobs).await;
             Err(e)
         }
@@ -526,6 +536,9 @@ struct Execution<'a> {
     /// Where containers are, built on first need and kept current as this
     /// execution places new ones.
     grid: Option<crate::grid::Grid>,
+    /// Whether nginx was switched before the end (batched rollouts): a
+    /// failure then routes back to the old containers.
+    routed: bool,
 }
 
 impl Execution<'_> {
@@ -564,18 +577,8 @@ impl Execution<'_> {
                     release,
                     scale,
                 } => {
-                    self.p
-                        .step(format!("Starting {node} x{scale} (v{release})"));
-                    for index in 1..=*scale {
-                        let temp = format!("{}.{node}.{index}.v{release}", self.app);
-                        self.boot(node, index, &temp, &network).await?;
-                    }
-                    self.retire.extend(
-                        found
-                            .iter()
-                            .filter(|c| &c.node == node && c.service.is_none())
-                            .cloned(),
-                    );
+                    self.deploy_node(node, *release, *scale, &network, found)
+                        .await?;
                     route = true;
                 }
                 Instruction::Scale { node, from, to } => {
@@ -775,6 +778,67 @@ impl Execution<'_> {
         build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p)
             .await
             .map(|_| ())
+    }
+
+    /// Roll `node` over to `release`: all at once, or `deploy.batch`
+    /// containers at a time. Each batch boots beside the old containers and
+    /// takes over their share of the route; the old ones keep running until
+    /// the whole node is done, so a failing batch routes back to them.
+    async fn deploy_node(
+        &mut self,
+        node: &str,
+        release: u32,
+        scale: u32,
+        network: &str,
+        found: &[Found],
+    ) -> Result<(), String> {
+        let web = self.stack.manifest.nodes[node].kind == NodeKind::Web;
+        let batch = self
+            .stack
+            .manifest
+            .deploy
+            .batch
+            .unwrap_or(scale)
+            .clamp(1, scale.max(1));
+        let batches = scale.div_ceil(batch);
+        let old: Vec<Found> = found
+            .iter()
+            .filter(|c| c.node == node && c.service.is_none())
+            .cloned()
+            .collect();
+        for (n, first) in (1..=scale).step_by(batch as usize).enumerate() {
+            let last = (first + batch - 1).min(scale);
+            if batches > 1 {
+                self.p.step(format!(
+                    "Starting {node} {first}-{last} of {scale} (v{release}, batch {}/{batches})",
+                    n + 1
+                ));
+            } else {
+                self.p
+                    .step(format!("Starting {node} x{scale} (v{release})"));
+            }
+            for index in first..=last {
+                let temp = format!("{}.{node}.{index}.v{release}", self.app);
+                self.boot(node, index, &temp, network).await?;
+            }
+            self.retire.extend(
+                old.iter()
+                    .filter(|c| (first..=last).contains(&c.index))
+                    .cloned(),
+            );
+            // Every batch but the last switches now; the last one switches
+            // with the rest of the plan.
+            if web && n + 1 < batches as usize {
+                self.switch_route(found).await?;
+                self.routed = true;
+            }
+        }
+        for c in old {
+            if !self.retire.iter().any(|r| r.id == c.id) {
+                self.retire.push(c);
+            }
+        }
+        Ok(())
     }
 
     /// Pick the server for a new container of `node` (best fit, replicas
