@@ -377,7 +377,7 @@ sshd_ssh true || die "cannot log in to the private sshd (see $LOGS/sshd.log)"
 quarry_ssh apps > /dev/null || die "cannot run 'apps' on quarry"
 log "quarry: ssh :$QSSH http :$QHTTP (pid $QPID); sshd :$SPORT (pid $SSHD_PID)"
 negotiated() {
-    "$@" 2>&1 | sed -nE 's/.*kex: algorithm: (.*)/\1/p; s/.*server->client cipher: ([^ ]*).*/\1/p' | paste -sd' '
+    "$@" 2>&1 | tr -d '\r' | sed -nE 's/.*kex: algorithm: (.*)/\1/p; s/.*server->client cipher: ([^ ]*).*/\1/p' | paste -sd' '
 }
 printf 'ssh_quarry\t%s\n' "$(negotiated timeout 60 ssh -v -i "$KEY" "${SSH_OPTS[@]}" -o LogLevel=DEBUG1 -p "$QSSH" git@127.0.0.1 apps)" >> "$OUT/meta.tsv"
 printf 'ssh_sshd\t%s\n' "$(negotiated timeout 60 ssh -v -i "$KEY" "${SSH_OPTS[@]}" -o LogLevel=DEBUG1 -p "$SPORT" root@127.0.0.1 true)" >> "$OUT/meta.tsv"
@@ -465,22 +465,6 @@ live_push() {
     LAST_LOG=$out.log
 }
 
-log "push-to-live: $FIRST_DEPLOYS first deploys, $REDEPLOYS redeploys"
-for ((i = 1; i <= FIRST_DEPLOYS; i++)); do
-    app=live-$i
-    make_app_repo "$W/$app" "first-$i-$RUN_ID"
-    if [ "$i" = 1 ]; then POLL_RSS=1; else POLL_RSS=0; fi
-    live_push push.first "$W/$app" "$app" "first-$i-$RUN_ID"
-    [ "$i" != 1 ] || sample rss.deploy "$(kib_to_mib "$PEAK_RSS")"
-done
-POLL_RSS=0
-for ((i = 1; i <= REDEPLOYS; i++)); do
-    change_app_repo "$W/live-1" "redeploy-$i-$RUN_ID"
-    live_push push.re "$W/live-1" live-1 "redeploy-$i-$RUN_ID"
-done
-read_rss VmHWM
-sample rss.hwm.deploy "$(kib_to_mib "$RSS")"
-
 # The floor: the same tree, by hand, with nothing but OpenSSH, git and Docker.
 floor_deploy() {
     local key=$1 dir=$2 bare=$3 token=$4 n=$5 out=$LOGS/$1-$5
@@ -518,21 +502,35 @@ floor_deploy() {
         $(((t_push - t0) / 1000)) $(((t_build - t_push) / 1000)) $(((NOW - t_build) / 1000)) >> "$LOGS/floor-phases.log"
 }
 
-log "floor: the same deploys over OpenSSH + docker"
+# Quarry and its floor take turns, so that both see the same load on a
+# shared machine.
+log "push-to-live: $FIRST_DEPLOYS first deploys, $REDEPLOYS redeploys; each beside its floor"
 for ((i = 1; i <= FIRST_DEPLOYS; i++)); do
+    app=live-$i
+    make_app_repo "$W/$app" "first-$i-$RUN_ID"
+    if [ "$i" = 1 ]; then POLL_RSS=1; else POLL_RSS=0; fi
+    live_push push.first "$W/$app" "$app" "first-$i-$RUN_ID"
+    [ "$i" != 1 ] || sample rss.deploy "$(kib_to_mib "$PEAK_RSS")"
+
     bare=$W/floor-$i.git
     git init -q --bare "$bare"
     make_app_repo "$W/floor-$i" "floor-first-$i-$RUN_ID"
     floor_deploy push.first.floor "$W/floor-$i" "$bare" "floor-first-$i-$RUN_ID" "first-$i"
     [ "$i" != 1 ] || FLOOR_PREV=$FLOOR_LAST
 done
+POLL_RSS=0
 for ((i = 1; i <= REDEPLOYS; i++)); do
+    change_app_repo "$W/live-1" "redeploy-$i-$RUN_ID"
+    live_push push.re "$W/live-1" live-1 "redeploy-$i-$RUN_ID"
+
     change_app_repo "$W/floor-1" "floor-re-$i-$RUN_ID"
     floor_deploy push.re.floor "$W/floor-1" "$W/floor-1.git" "floor-re-$i-$RUN_ID" "re-$i"
     # The previous container goes, outside the clock (Quarry retires after the switch too).
     docker rm -f "$FLOOR_PREV" > /dev/null
     FLOOR_PREV=$FLOOR_LAST
 done
+read_rss VmHWM
+sample rss.hwm.deploy "$(kib_to_mib "$RSS")"
 
 # ----- 3. control plane ---------------------------------------------------------
 

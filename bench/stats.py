@@ -21,9 +21,11 @@ def read_tsv(path):
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    with open(path, newline="") as f:
+        text = f.read()
+    for line in text.split("\n"):
         if line.strip():
-            rows.append(line.split("\t"))
+            rows.append(line.rstrip("\r").split("\t"))
     return rows
 
 

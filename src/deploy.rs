@@ -927,6 +927,19 @@ impl Execution<'_> {
             restart: true,
         };
         let (server, docker) = self.place(node, name, def).await?;
+        // The name this container will take must be ours to take.
+        let final_name = format!("{}.{node}.{index}", self.app);
+        match launch::owner(&docker, &final_name).await {
+            launch::NameOwner::Free => {}
+            launch::NameOwner::Us(instance) if instance == d.instance => {}
+            _ => {
+                return Err(format!(
+                    "on server {}: {}",
+                    server.name,
+                    launch::foreign_name(&final_name)
+                ));
+            }
+        }
         if server.name != crate::fleet::LOCAL {
             let network = launch::ensure_network(&docker, &d.instance).await?;
             spec.network = Some(network);

@@ -174,8 +174,13 @@ pub async fn start(
         }),
         ..Default::default()
     };
-    // A leftover from an interrupted attempt holds the name: clear it.
-    let _ = remove(docker, &spec.name, 0).await;
+    // A leftover of ours from an interrupted attempt holds the name: clear
+    // it. A container of anyone else is never touched.
+    match owner(docker, &spec.name).await {
+        NameOwner::Free => {}
+        NameOwner::Us(inst) if inst == instance => remove(docker, &spec.name, 0).await?,
+        _ => return Err(foreign_name(&spec.name)),
+    }
     let options = CreateContainerOptionsBuilder::default()
         .name(&spec.name)
         .build();
@@ -459,6 +464,40 @@ pub async fn remove(docker: &Docker, id_or_name: &str, grace: i32) -> Result<(),
             docker_message(&e)
         )),
     }
+}
+
+/// Who holds a container name on an engine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameOwner {
+    Free,
+    /// A Quarry container, with its instance label.
+    Us(String),
+    /// A container Quarry did not make.
+    Foreign,
+}
+
+pub async fn owner(docker: &Docker, name: &str) -> NameOwner {
+    match docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(info) => match info
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(LABEL_INSTANCE).cloned())
+        {
+            Some(instance) => NameOwner::Us(instance),
+            None => NameOwner::Foreign,
+        },
+        Err(_) => NameOwner::Free,
+    }
+}
+
+/// The refusal when a name Quarry needs is taken by someone else.
+pub fn foreign_name(name: &str) -> String {
+    format!(
+        "a container named {name} exists on the engine and Quarry did not create it (or another Quarry did); rename or remove it, or use another app name"
+    )
 }
 
 /// Give a container its steady-state name.

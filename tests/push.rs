@@ -300,3 +300,48 @@ fn daemon_restart_keeps_apps_served_and_shutdown_stops_nginx() {
     server.push_ok(repo.path(), &app);
     assert_eq!(server.body(&app), "after restart\n");
 }
+
+#[test]
+fn a_container_quarry_does_not_own_is_never_touched() {
+    let server = Server::start();
+    let app = common::unique_app("foreign");
+    let name = format!("{app}.web.1");
+    let run = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            common::BASE_IMAGE,
+            "sleep",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let id = stdout(&run).trim().to_string();
+
+    let repo = Repo::fixture("hello");
+    let out = server.push(repo.path(), &app);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Quarry did not create it"),
+        "{}",
+        stderr(&out)
+    );
+    let still = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}} {{.State.Running}}", &name])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&still).trim(),
+        format!("{id} true"),
+        "the foreign container is untouched"
+    );
+
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &id])
+        .output();
+    server.push_ok(repo.path(), &app);
+    assert_eq!(server.body(&app), "hello from v1\n");
+}

@@ -75,13 +75,18 @@ fn a_stack_deploys_scales_reconfigures_and_keeps_its_service() {
         .into_iter()
         .map(|c| c.0)
         .collect();
-    for want in ["cache", "web.1", "web.2", "worker.1"] {
+    assert_eq!(
+        field(&body, "pong"),
+        "pong",
+        "a service built from the repo answers: {body}"
+    );
+    for want in ["cache", "echo", "web.1", "web.2", "worker.1"] {
         assert!(
             names.contains(&format!("{app}.{want}")),
             "{want} missing from {names:?}"
         );
     }
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     let cache_id = service_id(&server, &app);
     let plan_file: serde_json::Value = serde_json::from_slice(
         &std::fs::read(server.data.join(format!("stacks/{app}/build/plan.json"))).unwrap(),
@@ -138,7 +143,7 @@ fn a_stack_deploys_scales_reconfigures_and_keeps_its_service() {
     let out = server.push(repo.path(), &app);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("quarry.yml:15: nodes.web.scale: expected an integer, found \"two\""),
+        stderr(&out).contains("quarry.yml:18: nodes.web.scale: expected an integer, found \"two\""),
         "{}",
         stderr(&out)
     );

@@ -3,5 +3,6 @@
 # it reached at $CACHE_HOST:$CACHE_PORT (fetched from inside the container).
 mkdir -p /www
 born=$(timeout 5 wget -qO- "http://$CACHE_HOST:$CACHE_PORT/born")
-echo "host=$(hostname) greeting=$GREETING cache=$CACHE_HOST:$CACHE_PORT born=$born" > /www/index.html
+pong=$(timeout 5 wget -qO- "http://$ECHO_HOST:$ECHO_PORT/")
+echo "host=$(hostname) greeting=$GREETING cache=$CACHE_HOST:$CACHE_PORT born=$born pong=$pong" > /www/index.html
 exec httpd -f -p "$PORT" -h /www
