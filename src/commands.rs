@@ -640,7 +640,24 @@ async fn ps_restart(
     require_app(d, key, app)?;
     if let Some(node) = node {
         // One node: fresh containers of the same release, rolled like a deploy.
-        return change_and_apply_restarting(d, app, out, &node).await;
+        return change_and_apply(
+            d,
+            app,
+            out,
+            Some(&node),
+            |stack| {
+                if stack.manifest.nodes.contains_key(&node) {
+                    return Ok(());
+                }
+                let known: Vec<&str> = stack.manifest.nodes.keys().map(String::as_str).collect();
+                Err(format!(
+                    "{app} has no node {node}; its nodes are {}",
+                    known.join(", ")
+                ))
+            },
+            || {},
+        )
+        .await;
     }
     let result = with_progress(out, |p| async move {
         let _lock = d
@@ -968,7 +985,14 @@ async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> R
 /// Under the app's lock: run `change` (which edits the db), then bring the
 /// live release to the new desired state. When applying fails, `undo` puts
 /// the db back.
-async fn change_and_apply<C, U>(d: &Daemon, app: &str, out: &Output, change: C, undo: U) -> Res
+async fn change_and_apply<C, U>(
+    d: &Daemon,
+    app: &str,
+    out: &Output,
+    restart: Option<&str>,
+    change: C,
+    undo: U,
+) -> Res
 where
     C: FnOnce(&crate::stack::Stack) -> Result<(), String>,
     U: FnOnce(),
@@ -985,7 +1009,7 @@ where
             .ok_or(format!("{app} has no live release yet: push it first"))?;
         let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
         change(&stack)?;
-        match deploy::apply(d, app, &live, &stack, &p).await {
+        match deploy::apply_restarting(d, app, &live, &stack, restart, &p).await {
             Ok(()) => {
                 p.step("Done");
                 Ok(())
@@ -1014,6 +1038,7 @@ async fn ps_scale(
         d,
         app,
         out,
+        None,
         |stack| {
             for node in scale.keys() {
                 if !stack.manifest.nodes.contains_key(node) {
@@ -1045,6 +1070,7 @@ async fn ps_stop_start(d: &Daemon, key: &KeyRecord, app: &str, stop: bool, out: 
         d,
         app,
         out,
+        None,
         |_| {
             let status = if stop {
                 store::AppStatus::Disabled
@@ -1182,6 +1208,7 @@ async fn domains_change(
         d,
         app,
         out,
+        None,
         |_| d.store.set_domains(app, &after).map_err(|e| e.to_string()),
         || {
             let _ = d.store.set_domains(app, &before);
@@ -1533,20 +1560,8 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
 /// (blocks), written to `grid/grid.json`.
 async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
     require_admin(key, "viewing the grid")?;
-    use crate::grid::{Block, BlockState, Grid, Options, SliceSpec};
-    let mut grid = Grid::new(Options::default());
-    for s in d.fleet.list() {
-        let mut block = Block::new(s.name.clone(), s.memory.max(1));
-        block.labels = s.labels.clone();
-        grid.add_block(block).map_err(|e| fail(e.to_string()))?;
-        let state = match s.state {
-            crate::fleet::ServerState::Running => BlockState::Running,
-            crate::fleet::ServerState::Draining => BlockState::Draining,
-            crate::fleet::ServerState::Unknown => BlockState::Unknown,
-        };
-        grid.set_state(&s.name, state)
-            .map_err(|e| fail(e.to_string()))?;
-    }
+    use crate::grid::SliceSpec;
+    let mut grid = d.fleet.grid().map_err(fail)?;
     let containers = d.containers(None).await.map_err(fail)?;
     let mut memory: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
     for app in d.store.apps().map_err(io)? {
@@ -1689,32 +1704,4 @@ async fn volumes_remove(
         out.out(format!("removed volume {}\n", v.name)).await;
     }
     Ok(())
-}
-
-/// Replace every container of `node` with a fresh one of the live release.
-async fn change_and_apply_restarting(d: &Daemon, app: &str, out: &Output, node: &str) -> Res {
-    let result = with_progress(out, |p| async move {
-        let _lock = d
-            .locks
-            .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
-            .await?;
-        let live = d
-            .store
-            .live_release(app)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("{app} has no live release to restart"))?;
-        let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
-        if !stack.manifest.nodes.contains_key(node) {
-            let known: Vec<&str> = stack.manifest.nodes.keys().map(String::as_str).collect();
-            return Err(format!(
-                "{app} has no node {node}; its nodes are {}",
-                known.join(", ")
-            ));
-        }
-        deploy::apply_restarting(d, app, &live, &stack, Some(node), &p).await?;
-        p.step(format!("Restarted {node}"));
-        Ok(())
-    })
-    .await;
-    result.map_err(fail)
 }

@@ -849,22 +849,10 @@ impl Execution<'_> {
         name: &str,
         def: &Node,
     ) -> Result<(crate::fleet::Server, bollard::Docker), String> {
-        use crate::grid::{Block, BlockState, Grid, Options, SliceSpec};
+        use crate::grid::SliceSpec;
         let d = self.d;
-        let servers = d.fleet.all();
         if self.grid.is_none() {
-            let mut grid = Grid::new(Options::default());
-            for (s, _) in &servers {
-                let mut block = Block::new(s.name.clone(), s.memory.max(1));
-                block.labels = s.labels.clone();
-                grid.add_block(block).map_err(|e| e.to_string())?;
-                let state = match s.state {
-                    crate::fleet::ServerState::Running => BlockState::Running,
-                    crate::fleet::ServerState::Draining => BlockState::Draining,
-                    crate::fleet::ServerState::Unknown => BlockState::Unknown,
-                };
-                grid.set_state(&s.name, state).map_err(|e| e.to_string())?;
-            }
+            let mut grid = d.fleet.grid()?;
             // What runs now occupies its servers, whatever its app.
             for c in d.containers(None).await? {
                 if c.state != "running" || !d.server_running(&c.server) {

@@ -192,6 +192,25 @@ impl Fleet {
         Ok(())
     }
 
+    /// An empty grid with one block per server, sized and labelled like it
+    /// and in the matching state; callers record or place slices on it.
+    pub fn grid(&self) -> Result<crate::grid::Grid, String> {
+        use crate::grid::{Block, BlockState, Grid, Options};
+        let mut grid = Grid::new(Options::default());
+        for s in self.list() {
+            let mut block = Block::new(s.name.clone(), s.memory.max(1));
+            block.labels = s.labels.clone();
+            grid.add_block(block).map_err(|e| e.to_string())?;
+            let state = match s.state {
+                ServerState::Running => BlockState::Running,
+                ServerState::Draining => BlockState::Draining,
+                ServerState::Unknown => BlockState::Unknown,
+            };
+            grid.set_state(&s.name, state).map_err(|e| e.to_string())?;
+        }
+        Ok(grid)
+    }
+
     pub fn remove(&self, store: &Store, name: &str) -> Result<(), String> {
         if name == LOCAL {
             return Err("the local server cannot be removed".into());
