@@ -110,10 +110,9 @@ async fn push_locked(
             .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
 
         p.step(format!("Building {image} from the Dockerfile"));
-        let labels = HashMap::from([
-            (launch::LABEL_INSTANCE.to_string(), d.instance.clone()),
-            (launch::LABEL_APP.to_string(), app.to_string()),
-        ]);
+        // One label only: the classic builder adds a build step per label.
+        // The tag names the app; the label scopes cleanup to this instance.
+        let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
         build::build_dockerfile(&d.docker, app, tree, &image, labels, p).await?;
         apply(d, app, &release, &stack, p).await
     }
@@ -204,7 +203,7 @@ pub fn finish(
 }
 
 /// Remove the images of all but the last `keep` successful releases (never
-/// the live one's) and the app's dangling build layers. Returns how many
+/// the live one's) and this instance's dangling build layers. Returns how many
 /// release images went. Failures only cost disk, so they are logged, not raised.
 pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
     let Ok(releases) = d.store.releases(app) else {
@@ -250,10 +249,7 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
         ("dangling".to_string(), vec!["true".to_string()]),
         (
             "label".to_string(),
-            vec![
-                format!("{}={app}", launch::LABEL_APP),
-                format!("{}={}", launch::LABEL_INSTANCE, d.instance),
-            ],
+            vec![format!("{}={}", launch::LABEL_INSTANCE, d.instance)],
         ),
     ]);
     let options = bollard::query_parameters::PruneImagesOptionsBuilder::default()
@@ -771,10 +767,7 @@ impl Execution<'_> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot read service build directory {dir}: {e}"))?;
-        let labels = HashMap::from([
-            (launch::LABEL_INSTANCE.to_string(), d.instance.clone()),
-            (launch::LABEL_APP.to_string(), self.app.to_string()),
-        ]);
+        let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
         build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p)
             .await
             .map(|_| ())

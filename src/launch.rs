@@ -360,7 +360,15 @@ pub async fn wait_ready(
                 logs: tail_logs(docker, id, 20).await,
             });
         }
-        tokio::time::sleep(check.interval).await;
+        // A fast app is live fast: the first probes come quickly, then the
+        // configured interval. Not when attempts are counted: each then
+        // stands for one interval.
+        let pause = match (check.attempts, attempts) {
+            (None, 0..=4) => check.interval.min(Duration::from_millis(25)),
+            (None, 5..=12) => check.interval.min(Duration::from_millis(100)),
+            _ => check.interval,
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -38,12 +38,13 @@ impl Host {
         let _ = Command::new("ip").args(["link", "del", &bridge]).output();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        remove_network_bridges(n);
         for args in [
             vec!["link", "add", bridge.as_str(), "type", "bridge"],
             vec![
                 "addr",
                 "add",
-                &format!("172.29.{n}.1/24"),
+                &format!("10.212.{n}.1/24"),
                 "dev",
                 bridge.as_str(),
             ],
@@ -91,7 +92,7 @@ impl Host {
             .args(["--iptables=false", "--ip-masq=false"])
             .args([
                 "--default-address-pool",
-                &format!("base=172.29.{}.0/20,size=24", 16 * n as u32),
+                &format!("base=10.213.{n}.0/24,size=28"),
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -120,6 +121,7 @@ impl Host {
     /// the machine's docker0 when it restarts on its old data root, so these
     /// host-namespace test engines never do that.)
     pub fn start_engine_fresh(&mut self) {
+        self.remove_network_bridges();
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
         let _ = std::fs::remove_dir_all(self.dir.join("exec"));
         self.start_engine();
@@ -138,6 +140,10 @@ impl Host {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    fn remove_network_bridges(&self) {
+        remove_network_bridges(self.n);
     }
 
     pub fn endpoint(&self) -> String {
@@ -183,9 +189,31 @@ impl Drop for Host {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.remove_network_bridges();
         let _ = Command::new("ip")
             .args(["link", "del", &format!("qtbr{}", self.n)])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Delete the bridges of engine `n`'s user networks, found by their routes
+/// in its address pool: an engine that stops leaves them behind, and they
+/// would pile up across runs.
+fn remove_network_bridges(n: u8) {
+    let pool = format!("10.213.{n}.");
+    let Ok(out) = Command::new("ip").args(["-o", "route", "show"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !words.first().is_some_and(|net| net.starts_with(&pool)) {
+            continue;
+        }
+        if let Some(dev) = words.iter().skip_while(|w| **w != "dev").nth(1)
+            && dev.starts_with("br-")
+        {
+            let _ = Command::new("ip").args(["link", "del", dev]).output();
+        }
     }
 }
