@@ -1501,26 +1501,18 @@ async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) ->
         .map(|c| c.app)
         .collect();
     for app in on_it {
-        let result = with_progress(out, |p| async move {
-            let _lock = d
-                .locks
-                .acquire(&d.store, &app, &p, deploy::LOCK_WAIT)
-                .await?;
-            let live = d
-                .store
-                .live_release(&app)
-                .map_err(|e| e.to_string())?
-                .ok_or(format!("{app} has no live release"))?;
-            let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
-            p.step(format!("Moving {app} off {name}"));
-            deploy::apply(d, &app, &live, &stack, &p).await
-        })
-        .await;
-        result.map_err(|e| {
-            fail(format!(
-                "draining {name}: {e}; the server stays draining, run servers:drain again"
-            ))
-        })?;
+        // Applying the live release again replaces what sits on a draining server.
+        out.err(format!("-----> Moving {app} off {name}\n")).await;
+        change_and_apply(d, &app, out, None, |_| Ok(()), || {})
+            .await
+            .map_err(|Fail(e, code)| {
+                Fail(
+                    format!(
+                        "draining {name}: {e}; the server stays draining, run servers:drain again"
+                    ),
+                    code,
+                )
+            })?;
     }
     out.out(format!(
         "{name} is drained: it holds no containers and takes no new ones\n"

@@ -182,23 +182,31 @@ pub struct AppLock {
 }
 
 impl AppLocks {
-    /// Take the lock of `app` only if nobody holds it (background work).
-    pub fn try_acquire(&self, store: &Store, app: &str) -> Option<AppLock> {
-        let mutex = self
-            .inner
+    /// The in-process mutex of `app`.
+    fn mutex(&self, app: &str) -> Arc<AsyncMutex<()>> {
+        self.inner
             .lock()
             .expect("locks")
             .entry(app.to_string())
             .or_default()
-            .clone();
-        let guard = mutex.try_lock_owned().ok()?;
+            .clone()
+    }
+
+    /// `stacks/<app>/deploy.lock`, opened (not yet locked).
+    fn lock_file(store: &Store, app: &str) -> Result<File, String> {
         let path = store.app_dir(app).join("deploy.lock");
-        let file = File::options()
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .ok()?;
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Take the lock of `app` only if nobody holds it (background work).
+    pub fn try_acquire(&self, store: &Store, app: &str) -> Option<AppLock> {
+        let guard = self.mutex(app).try_lock_owned().ok()?;
+        let file = Self::lock_file(store, app).ok()?;
         file.try_lock().ok()?;
         Some(AppLock {
             _guard: guard,
@@ -215,13 +223,7 @@ impl AppLocks {
         progress: &Progress,
         limit: Duration,
     ) -> Result<AppLock, String> {
-        let mutex = self
-            .inner
-            .lock()
-            .expect("locks")
-            .entry(app.to_string())
-            .or_default()
-            .clone();
+        let mutex = self.mutex(app);
         let guard = match mutex.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
@@ -236,13 +238,8 @@ impl AppLocks {
                     })?
             }
         };
+        let file = Self::lock_file(store, app)?;
         let path = store.app_dir(app).join("deploy.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
