@@ -1482,22 +1482,30 @@ async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: 
     Ok(())
 }
 
+fn require_server(d: &Daemon, name: &str) -> Res {
+    match d.fleet.get(name) {
+        Some(_) => Ok(()),
+        None => Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND)),
+    }
+}
+
+/// This instance's containers on server `name`.
+async fn containers_on(d: &Daemon, name: &str) -> Result<Vec<launch::Found>, Fail> {
+    let all = d.containers(None).await.map_err(fail)?;
+    Ok(all.into_iter().filter(|c| c.server == name).collect())
+}
+
 /// Move every container off `name` (new ones boot elsewhere, routes switch,
 /// then the old ones stop), app by app.
 async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
     require_admin(key, "draining servers")?;
-    if d.fleet.get(name).is_none() {
-        return Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND));
-    }
+    require_server(d, name)?;
     d.fleet
         .set_state(&d.store, name, crate::fleet::ServerState::Draining)
         .map_err(fail)?;
-    let on_it: BTreeSet<String> = d
-        .containers(None)
-        .await
-        .map_err(fail)?
+    let on_it: BTreeSet<String> = containers_on(d, name)
+        .await?
         .into_iter()
-        .filter(|c| c.server == name)
         .map(|c| c.app)
         .collect();
     for app in on_it {
@@ -1523,16 +1531,8 @@ async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) ->
 
 async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
     require_admin(key, "removing servers")?;
-    if d.fleet.get(name).is_none() {
-        return Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND));
-    }
-    let held = d
-        .containers(None)
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .filter(|c| c.server == name)
-        .count();
+    require_server(d, name)?;
+    let held = containers_on(d, name).await?.len();
     if held > 0 {
         return Err(Fail(
             format!(
@@ -1555,38 +1555,14 @@ async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
     use crate::grid::SliceSpec;
     let mut grid = d.fleet.grid().map_err(fail)?;
     let containers = d.containers(None).await.map_err(fail)?;
-    let mut memory: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
-    for app in d.store.apps().map_err(io)? {
-        if let Some(live) = d.store.live_release(&app).map_err(io)?
-            && let Ok(stack) = stack::from_release(&live)
-        {
-            let sizes = stack
-                .manifest
-                .nodes
-                .iter()
-                .map(|(n, node)| {
-                    (
-                        n.clone(),
-                        node.memory.map_or(deploy::DEFAULT_SLICE_MIB, u64::from),
-                    )
-                })
-                .collect();
-            memory.insert(app, sizes);
-        }
-    }
+    let sizes = deploy::SliceSizes::load(d).map_err(fail)?;
     // What runs is a fact: record each container where it is, so a full
     // server shows as full instead of failing the view.
-    for c in containers.iter().filter(|c| {
-        c.service.is_none()
-            && c.state == "running"
-            && c.name == format!("{}.{}.{}", c.app, c.node, c.index)
-    }) {
-        let size = memory
-            .get(&c.app)
-            .and_then(|m| m.get(&c.node))
-            .copied()
-            .unwrap_or(deploy::DEFAULT_SLICE_MIB);
-        let slice = SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), size);
+    for c in containers
+        .iter()
+        .filter(|c| c.state == "running" && c.is_steady())
+    {
+        let slice = SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), sizes.of(c));
         if let Err(e) = grid.record(slice, &c.server) {
             out.err(format!("quarry: warning: {e}\n")).await;
         }

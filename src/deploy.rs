@@ -268,15 +268,37 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
 /// Memory a node container takes on the grid when quarry.yml sets none (MiB).
 pub const DEFAULT_SLICE_MIB: u64 = 256;
 
-/// The grid size of a running container: its node's memory in the live release.
-fn slice_size(d: &Daemon, c: &Found) -> u64 {
-    d.store
-        .live_release(&c.app)
-        .ok()
-        .flatten()
-        .and_then(|r| stack::from_release(&r).ok())
-        .and_then(|s| s.manifest.nodes.get(&c.node).and_then(|n| n.memory))
-        .map_or(DEFAULT_SLICE_MIB, u64::from)
+/// The grid size (MiB) of every app's nodes in its live release, read once
+/// for a whole view of the fleet.
+pub struct SliceSizes(HashMap<String, BTreeMap<String, u64>>);
+
+impl SliceSizes {
+    pub fn load(d: &Daemon) -> Result<SliceSizes, String> {
+        let mut sizes = HashMap::new();
+        for app in d.store.apps().map_err(|e| e.to_string())? {
+            if let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())?
+                && let Ok(stack) = stack::from_release(&live)
+            {
+                let nodes = stack
+                    .manifest
+                    .nodes
+                    .iter()
+                    .map(|(n, node)| (n.clone(), node.memory.map_or(DEFAULT_SLICE_MIB, u64::from)))
+                    .collect();
+                sizes.insert(app, nodes);
+            }
+        }
+        Ok(SliceSizes(sizes))
+    }
+
+    /// A running container's size: its node's memory in the live release.
+    pub fn of(&self, c: &Found) -> u64 {
+        self.0
+            .get(&c.app)
+            .and_then(|m| m.get(&c.node))
+            .copied()
+            .unwrap_or(DEFAULT_SLICE_MIB)
+    }
 }
 
 // ----- desired and current state -------------------------------------------
@@ -368,7 +390,7 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
         }
         // A container of another attempt (named `.vN`) is not the app's
         // state, nor is one on a server being drained: it is to be replaced.
-        if c.name != format!("{app}.{}.{}", c.node, c.index) || !d.server_running(&c.server) {
+        if !c.is_steady() || !d.server_running(&c.server) {
             continue;
         }
         let node = current
@@ -405,18 +427,7 @@ pub async fn reroute(
     let desired = desired(d, app, release, stack)?;
     let (_, found) = current(d, app).await?;
     let p = Progress::silent();
-    let mut run = Execution {
-        d,
-        app,
-        release,
-        stack,
-        desired: &desired,
-        p: &p,
-        started: Vec::new(),
-        retire: Vec::new(),
-        grid: None,
-        routed: false,
-    };
+    let mut run = Execution::new(d, app, release, stack, &desired, &p);
     run.switch_route(&found).await
 }
 
@@ -473,18 +484,7 @@ pub async fn apply_restarting(
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
     p.step("Plan");
     p.detail(plan::render(&instructions));
-    let mut run = Execution {
-        d,
-        app,
-        release,
-        stack,
-        desired: &desired,
-        p,
-        started: Vec::new(),
-        retire: Vec::new(),
-        grid: None,
-        routed: false,
-    };
+    let mut run = Execution::new(d, app, release, stack, &desired, p);
     match run.execute(&instructions, &found).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -537,7 +537,29 @@ struct Execution<'a> {
     routed: bool,
 }
 
-impl Execution<'_> {
+impl<'a> Execution<'a> {
+    fn new(
+        d: &'a Daemon,
+        app: &'a str,
+        release: &'a Release,
+        stack: &'a Stack,
+        desired: &'a Desired,
+        p: &'a Progress,
+    ) -> Execution<'a> {
+        Execution {
+            d,
+            app,
+            release,
+            stack,
+            desired,
+            p,
+            started: Vec::new(),
+            retire: Vec::new(),
+            grid: None,
+            routed: false,
+        }
+    }
+
     async fn execute(
         &mut self,
         instructions: &[Instruction],
@@ -581,12 +603,7 @@ impl Execution<'_> {
                     self.p.step(format!("Scaling {node} {from} -> {to}"));
                     let live: Vec<&Found> = found
                         .iter()
-                        .filter(|c| {
-                            &c.node == node
-                                && c.service.is_none()
-                                && c.name == format!("{}.{node}.{}", self.app, c.index)
-                                && d.server_running(&c.server)
-                        })
+                        .filter(|c| &c.node == node && c.is_steady() && d.server_running(&c.server))
                         .collect();
                     // Containers on a draining server are replaced elsewhere.
                     self.retire.extend(
@@ -847,11 +864,12 @@ impl Execution<'_> {
         if self.grid.is_none() {
             let mut grid = d.fleet.grid()?;
             // What runs now occupies its servers, whatever its app.
+            let sizes = SliceSizes::load(d)?;
             for c in d.containers(None).await? {
                 if c.state != "running" || !d.server_running(&c.server) {
                     continue;
                 }
-                let size = slice_size(d, &c);
+                let size = sizes.of(&c);
                 let slice = SliceSpec::new(
                     format!("{}@{}", c.name, c.server),
                     format!("{}.{}", c.app, c.node),
@@ -985,7 +1003,7 @@ impl Execution<'_> {
                         && c.state == "running"
                         && !retired.contains(c.id.as_str())
                 })
-                .filter(|c| c.name == format!("{}.{name}.{}", self.app, c.index))
+                .filter(|c| c.is_steady())
                 .filter_map(|c| c.address)
                 .collect();
             upstreams.extend(

@@ -88,6 +88,14 @@ pub struct Found {
     pub server: String,
 }
 
+impl Found {
+    /// Whether it carries its steady name `<app>.<node>.<n>`: not a service,
+    /// and not a new container of a rollout still named `….v<N>`.
+    pub fn is_steady(&self) -> bool {
+        self.service.is_none() && self.name == format!("{}.{}.{}", self.app, self.node, self.index)
+    }
+}
+
 /// Start a container; returns its id.
 pub async fn start(
     docker: &Docker,
@@ -292,18 +300,8 @@ pub async fn wait_ready(
     let mut last = String::from("no answer yet");
     let mut attempts = 0u32;
     loop {
-        let info = docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await;
-        let state = info.as_ref().ok().and_then(|i| i.state.clone());
-        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        let restarting = state.as_ref().and_then(|s| s.restarting).unwrap_or(false);
-        if !running || restarting {
-            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-            return Err(NotReady {
-                reason: format!("the container exited with code {code} before it answered"),
-                logs: tail_logs(docker, id, 20).await,
-            });
+        if let Some(nr) = stopped(docker, id, " before it answered").await {
+            return Err(nr);
         }
         if let Ok(Some(addr)) = address(docker, id).await {
             attempts += 1;
@@ -377,24 +375,34 @@ pub async fn wait_ready(
 pub async fn wait_stays_up(docker: &Docker, id: &str, settle: Duration) -> Result<(), NotReady> {
     let until = Instant::now() + settle;
     loop {
-        let info = docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await;
-        let state = info.ok().and_then(|i| i.state);
-        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        let restarting = state.as_ref().and_then(|s| s.restarting).unwrap_or(false);
-        if !running || restarting {
-            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-            return Err(NotReady {
-                reason: format!("the container exited with code {code}"),
-                logs: tail_logs(docker, id, 20).await,
-            });
+        if let Some(nr) = stopped(docker, id, "").await {
+            return Err(nr);
         }
         if Instant::now() >= until {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Why `id` is not running (exited, or restarting after a crash), with its
+/// last log lines; `None` while it runs.
+async fn stopped(docker: &Docker, id: &str, context: &str) -> Option<NotReady> {
+    let state = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|i| i.state);
+    let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    let restarting = state.as_ref().and_then(|s| s.restarting).unwrap_or(false);
+    if running && !restarting {
+        return None;
+    }
+    let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+    Some(NotReady {
+        reason: format!("the container exited with code {code}{context}"),
+        logs: tail_logs(docker, id, 20).await,
+    })
 }
 
 /// One HTTP/1.0 GET; returns the status code.

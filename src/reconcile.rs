@@ -317,12 +317,9 @@ fn wanted_containers(d: &Daemon, app: &str, live: &crate::store::Release) -> usi
     let Ok(stack) = stack::from_release(live) else {
         return 0;
     };
-    let formation = d.store.formation(app).unwrap_or_default();
-    let nodes: usize = stack
-        .manifest
-        .nodes
-        .iter()
-        .map(|(name, n)| formation.get(name).copied().unwrap_or(n.scale) as usize)
-        .sum();
-    nodes + stack.manifest.services.len()
+    let Ok(desired) = crate::deploy::desired(d, app, live, &stack) else {
+        return 0;
+    };
+    let nodes: usize = desired.nodes.values().map(|n| n.scale as usize).sum();
+    nodes + desired.services.len()
 }
