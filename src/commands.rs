@@ -170,6 +170,26 @@ async fn print_json<T: Serialize>(out: &Output, value: &T) {
     out.out(text).await;
 }
 
+/// A read command's answer: `items` as JSON, `empty` when there are none
+/// (when given), or a table with one row per item.
+async fn show<T: Serialize>(
+    out: &Output,
+    json: bool,
+    items: &[T],
+    empty: Option<String>,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json {
+        print_json(out, &items).await;
+    } else if let (true, Some(message)) = (items.is_empty(), empty) {
+        out.out(format!("{message}\n")).await;
+    } else {
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        out.out(table(header, &rows)).await;
+    }
+}
+
 /// Left-aligned columns.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -240,26 +260,23 @@ async fn apps(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
             name: app,
         });
     }
-    if json {
-        print_json(out, &rows).await;
-    } else if rows.is_empty() {
-        out.out("no apps yet: push one with git push ssh://git@HOST:PORT/APP main\n")
-            .await;
-    } else {
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r.name.clone(),
-                    r.status.clone(),
-                    r.release.map_or("-".into(), |n| format!("v{n}")),
-                    r.url.clone(),
-                ]
-            })
-            .collect();
-        out.out(table(&["APP", "STATUS", "RELEASE", "URL"], &cells))
-            .await;
-    }
+    let empty = "no apps yet: push one with git push ssh://git@HOST:PORT/APP main";
+    show(
+        out,
+        json,
+        &rows,
+        Some(empty.into()),
+        &["APP", "STATUS", "RELEASE", "URL"],
+        |r| {
+            vec![
+                r.name.clone(),
+                r.status.clone(),
+                r.release.map_or("-".into(), |n| format!("v{n}")),
+                r.url.clone(),
+            ]
+        },
+    )
+    .await;
     Ok(())
 }
 
@@ -419,40 +436,32 @@ fn release_view(r: &Release) -> ReleaseView<'_> {
 async fn releases(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
     require_app(d, key, app)?;
     let list = d.store.releases(app).map_err(io)?;
-    if json {
-        let views: Vec<_> = list.iter().rev().map(release_view).collect();
-        print_json(out, &views).await;
-        return Ok(());
-    }
-    if list.is_empty() {
-        out.out(format!("{app} has no releases yet\n")).await;
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .rev()
-        .map(|r| {
+    let views: Vec<_> = list.iter().rev().map(release_view).collect();
+    let header = [
+        "RELEASE",
+        "STATUS",
+        "COMMIT",
+        "CREATED",
+        "BY",
+        "DESCRIPTION",
+    ];
+    show(
+        out,
+        json,
+        &views,
+        Some(format!("{app} has no releases yet")),
+        &header,
+        |r| {
             vec![
                 format!("v{}", r.number),
-                r.status.as_str().to_string(),
+                r.status.to_string(),
                 r.commit.chars().take(7).collect(),
-                r.created.clone(),
-                r.by.clone(),
-                r.description.clone(),
+                r.created.to_string(),
+                r.by.to_string(),
+                r.description.to_string(),
             ]
-        })
-        .collect();
-    out.out(table(
-        &[
-            "RELEASE",
-            "STATUS",
-            "COMMIT",
-            "CREATED",
-            "BY",
-            "DESCRIPTION",
-        ],
-        &rows,
-    ))
+        },
+    )
     .await;
     Ok(())
 }
@@ -903,27 +912,27 @@ async fn keys(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
             added: &k.added,
         })
         .collect();
-    if json {
-        print_json(out, &views).await;
-    } else {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|k| {
-                vec![
-                    k.name.to_string(),
-                    k.role.clone(),
-                    if k.role == "admin" {
-                        "*".into()
-                    } else {
-                        k.apps.join(",")
-                    },
-                    k.fingerprint.to_string(),
-                ]
-            })
-            .collect();
-        out.out(table(&["NAME", "ROLE", "APPS", "FINGERPRINT"], &rows))
-            .await;
-    }
+    show(
+        out,
+        json,
+        &views,
+        None,
+        &["NAME", "ROLE", "APPS", "FINGERPRINT"],
+        |k| {
+            let apps = if k.role == "admin" {
+                "*".into()
+            } else {
+                k.apps.join(",")
+            };
+            vec![
+                k.name.to_string(),
+                k.role.clone(),
+                apps,
+                k.fingerprint.to_string(),
+            ]
+        },
+    )
+    .await;
     Ok(())
 }
 
@@ -1149,15 +1158,10 @@ async fn domains(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Outpu
             source: "domains:add",
         });
     }
-    if json {
-        print_json(out, &views).await;
-    } else {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|v| vec![v.domain.clone(), v.node.clone(), v.source.to_string()])
-            .collect();
-        out.out(table(&["DOMAIN", "NODE", "FROM"], &rows)).await;
-    }
+    show(out, json, &views, None, &["DOMAIN", "NODE", "FROM"], |v| {
+        vec![v.domain.clone(), v.node.clone(), v.source.to_string()]
+    })
+    .await;
     Ok(())
 }
 
@@ -1308,26 +1312,23 @@ async fn events(d: &Daemon, key: &KeyRecord, app: Option<String>, json: bool, ou
     };
     let skip = list.len().saturating_sub(200);
     let list = &list[skip..];
-    if json {
-        print_json(out, &list).await;
-    } else if list.is_empty() {
-        out.out("no events yet\n").await;
-    } else {
-        let rows: Vec<Vec<String>> = list
-            .iter()
-            .map(|e| {
-                vec![
-                    e.time.clone(),
-                    e.app.clone().unwrap_or_else(|| "-".into()),
-                    e.key.clone(),
-                    e.action.clone(),
-                    e.detail.clone(),
-                ]
-            })
-            .collect();
-        out.out(table(&["TIME", "APP", "KEY", "ACTION", "DETAIL"], &rows))
-            .await;
-    }
+    show(
+        out,
+        json,
+        list,
+        Some("no events yet".into()),
+        &["TIME", "APP", "KEY", "ACTION", "DETAIL"],
+        |e| {
+            vec![
+                e.time.clone(),
+                e.app.clone().unwrap_or_else(|| "-".into()),
+                e.key.clone(),
+                e.action.clone(),
+                e.detail.clone(),
+            ]
+        },
+    )
+    .await;
     Ok(())
 }
 
@@ -1403,35 +1404,25 @@ async fn servers(
         }
         return Ok(());
     }
-    if json {
-        print_json(out, &views).await;
-    } else {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|v| {
-                vec![
-                    v.name.clone(),
-                    v.state.to_string(),
-                    v.address.clone(),
-                    format!("{} MiB", v.memory_mib),
-                    v.containers.to_string(),
-                    v.docker.clone(),
-                ]
-            })
-            .collect();
-        out.out(table(
-            &[
-                "SERVER",
-                "STATE",
-                "ADDRESS",
-                "MEMORY",
-                "CONTAINERS",
-                "DOCKER",
-            ],
-            &rows,
-        ))
-        .await;
-    }
+    let header = [
+        "SERVER",
+        "STATE",
+        "ADDRESS",
+        "MEMORY",
+        "CONTAINERS",
+        "DOCKER",
+    ];
+    show(out, json, &views, None, &header, |v| {
+        vec![
+            v.name.clone(),
+            v.state.to_string(),
+            v.address.clone(),
+            format!("{} MiB", v.memory_mib),
+            v.containers.to_string(),
+            v.docker.clone(),
+        ]
+    })
+    .await;
     Ok(())
 }
 
@@ -1608,27 +1599,22 @@ async fn volume_views(d: &Daemon, app: &str) -> Result<Vec<VolumeView>, Fail> {
 async fn volumes(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
     require_app(d, key, app)?;
     let views = volume_views(d, app).await?;
-    if json {
-        print_json(out, &views).await;
-    } else if views.is_empty() {
-        out.out(format!("{app} has no volumes\n")).await;
-    } else {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|v| {
-                vec![
-                    v.name.clone(),
-                    v.service.clone(),
-                    if v.in_use {
-                        "in use".into()
-                    } else {
-                        "kept (service removed)".into()
-                    },
-                ]
-            })
-            .collect();
-        out.out(table(&["VOLUME", "SERVICE", "STATE"], &rows)).await;
-    }
+    show(
+        out,
+        json,
+        &views,
+        Some(format!("{app} has no volumes")),
+        &["VOLUME", "SERVICE", "STATE"],
+        |v| {
+            let state = if v.in_use {
+                "in use"
+            } else {
+                "kept (service removed)"
+            };
+            vec![v.name.clone(), v.service.clone(), state.to_string()]
+        },
+    )
+    .await;
     Ok(())
 }
 
