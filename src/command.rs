@@ -185,6 +185,8 @@ pub struct NewServer {
     /// MiB for the grid.
     pub memory: u64,
     pub labels: BTreeMap<String, String>,
+    /// PEM files for a `tcp://` engine with TLS.
+    pub tls: Option<crate::fleet::TlsFiles>,
 }
 
 /// A refused line: the message and the exit code class.
@@ -395,9 +397,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "servers:add",
         topic: "servers",
-        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port --address IP --memory MiB [--label k=v …]",
+        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port [--tls-ca FILE --tls-cert FILE --tls-key FILE] --address IP --memory MiB [--label k=v …]",
         summary: "add a server (a Docker engine) to the grid (admin)",
-        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills.",
+        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills. An engine on tcp:// with --tlsverify takes the three --tls-* files (PEM paths on the Quarry host; they are copied into servers/NAME/tls/).",
     },
     Spec {
         name: "servers:drain",
@@ -901,7 +903,15 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 command,
                 words,
                 &[],
-                &["--docker", "--address", "--memory", "--label"],
+                &[
+                    "--docker",
+                    "--address",
+                    "--memory",
+                    "--label",
+                    "--tls-ca",
+                    "--tls-cert",
+                    "--tls-key",
+                ],
             )?;
             let name = server_name(a.exactly(1)?[0])?;
             let docker = a
@@ -952,12 +962,43 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 }
                 labels.insert(k.to_string(), v.to_string());
             }
+            let tls_flags = ["--tls-ca", "--tls-cert", "--tls-key"].map(|f| a.options.get(f));
+            let tls = match tls_flags {
+                [None, None, None] => None,
+                [Some(ca), Some(cert), Some(key)] => {
+                    if !docker.starts_with("tcp://") {
+                        return Err(
+                            a.usage_error("--tls-* files are for a tcp:// --docker endpoint")
+                        );
+                    }
+                    let file = |flag: &str, v: &str| {
+                        if v.starts_with('/') && v.len() <= 4096 && !v.contains("/../") {
+                            Ok(std::path::PathBuf::from(v))
+                        } else {
+                            Err(a.usage_error(&format!(
+                                "{flag} takes an absolute path on the Quarry host, found {v:?}"
+                            )))
+                        }
+                    };
+                    Some(crate::fleet::TlsFiles {
+                        ca: file("--tls-ca", ca)?,
+                        cert: file("--tls-cert", cert)?,
+                        key: file("--tls-key", key)?,
+                    })
+                }
+                _ => {
+                    return Err(
+                        a.usage_error("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+                    );
+                }
+            };
             Cmd::ServersAdd(NewServer {
                 name,
                 docker: docker.to_string(),
                 address,
                 memory,
                 labels,
+                tls,
             })
         }
         "servers:drain" | "servers:remove" => {

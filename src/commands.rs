@@ -1347,6 +1347,11 @@ struct ServerView {
     cpus: Option<i64>,
     /// Containers of this Quarry on it now.
     containers: usize,
+    /// Whether the engine is reached over TLS.
+    tls: bool,
+    /// The provider that made it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<crate::fleet::Origin>,
 }
 
 async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
@@ -1356,6 +1361,8 @@ async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
         .into_iter()
         .map(|s| ServerView {
             containers: containers.iter().filter(|c| c.server == s.name).count(),
+            tls: s.tls.is_some(),
+            origin: s.origin,
             state: s.state.as_str(),
             engine: s.facts.engine,
             os: s.facts.os,
@@ -1388,9 +1395,16 @@ async fn servers(
         } else {
             let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.out(format!(
-                "name:       {}\ndocker:     {}\naddress:    {}\nstate:      {}\nmemory:     {} MiB\nlabels:     {}\nengine:     {}\nos:         {}\ncpus:       {}\ncontainers: {}\n",
+                "name:       {}\ndocker:     {}{}\nprovider:   {}\naddress:    {}\nstate:      {}\nmemory:     {} MiB\nlabels:     {}\nengine:     {}\nos:         {}\ncpus:       {}\ncontainers: {}\n",
                 v.name,
                 v.docker,
+                if v.tls { " (TLS)" } else { "" },
+                v.origin.as_ref().map_or("- (added by hand)".to_string(), |o| format!(
+                    "{} (id {}{})",
+                    o.provider,
+                    o.id,
+                    o.size.as_ref().map_or(String::new(), |s| format!(", size {s}"))
+                )),
                 v.address,
                 v.state,
                 v.memory_mib,
@@ -1427,47 +1441,23 @@ async fn servers(
 }
 
 async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: &Output) -> Res {
-    let command::NewServer {
-        name,
-        docker: endpoint,
-        address,
-        memory,
-        labels,
-    } = new;
     require_admin(key, "adding servers")?;
-    for s in d.fleet.list() {
-        if s.name == name {
-            return Err(Fail(
-                format!("a server named {name} exists already"),
-                EXIT_CONFLICT,
-            ));
-        }
-        if s.docker == endpoint {
-            return Err(Fail(
-                format!("{endpoint} is server {} already", s.name),
-                EXIT_CONFLICT,
-            ));
-        }
-    }
-    let docker = crate::fleet::connect(&endpoint).await.map_err(fail)?;
-    let facts = crate::fleet::facts(&docker).await.map_err(fail)?;
-    let server = crate::fleet::Server {
-        name: name.clone(),
-        docker: endpoint,
-        address: address.to_string(),
-        memory,
-        labels,
-        state: crate::fleet::ServerState::Running,
-        facts: facts.clone(),
-        added: store::now_rfc3339(),
-    };
-    d.fleet.insert(&d.store, server, docker).map_err(fail)?;
+    crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
+        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    let server = crate::fleet::register(d, new, None).await.map_err(fail)?;
+    let facts = &server.facts;
     out.out(format!(
-        "added server {name}: Docker {} on {}, {} CPUs, {} MiB for the grid\n",
+        "added server {}: Docker {} on {}, {} CPUs, {} MiB for the grid{}\n",
+        server.name,
         facts.engine.as_deref().unwrap_or("?"),
         facts.os.as_deref().unwrap_or("?"),
         facts.cpus.unwrap_or(0),
-        memory
+        server.memory,
+        if server.tls.is_some() {
+            ", over TLS"
+        } else {
+            ""
+        }
     ))
     .await;
     Ok(())

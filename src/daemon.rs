@@ -36,6 +36,8 @@ pub struct Daemon {
     pub locks: AppLocks,
     /// The servers containers run on (`local` included).
     pub fleet: crate::fleet::Fleet,
+    /// Answers the grid's create/destroy events through the provider.
+    pub cloud: crate::cloud::Cloud,
 }
 
 impl Daemon {

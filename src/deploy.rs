@@ -301,6 +301,31 @@ impl SliceSizes {
     }
 }
 
+/// The grid of the fleet as it is: one block per server (in its state), and
+/// every running container recorded where it runs, whatever its app.
+pub async fn occupied_grid(
+    d: &Daemon,
+    options: crate::grid::Options,
+) -> Result<crate::grid::Grid, String> {
+    let mut grid = d.fleet.grid()?;
+    grid.set_options(options);
+    let sizes = SliceSizes::load(d)?;
+    for c in d.containers(None).await? {
+        if c.state != "running" || !d.server_running(&c.server) {
+            continue;
+        }
+        let slice = crate::grid::SliceSpec::new(
+            format!("{}@{}", c.name, c.server),
+            format!("{}.{}", c.app, c.node),
+            sizes.of(&c),
+        );
+        // What already runs is recorded where it is; an overfull server
+        // simply takes nothing new.
+        let _ = grid.record(slice, &c.server);
+    }
+    Ok(grid)
+}
+
 // ----- desired and current state -------------------------------------------
 
 /// Nodes with their effective scale (`ps:scale` over quarry.yml) and domains.
@@ -484,6 +509,7 @@ pub async fn apply_restarting(
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
     p.step("Plan");
     p.detail(plan::render(&instructions));
+    let _rollout = d.cloud.rollout();
     let mut run = Execution::new(d, app, release, stack, &desired, p);
     match run.execute(&instructions, &found).await {
         Ok(()) => Ok(()),
@@ -859,39 +885,40 @@ impl<'a> Execution<'a> {
         name: &str,
         def: &Node,
     ) -> Result<(crate::fleet::Server, bollard::Docker), String> {
-        use crate::grid::SliceSpec;
+        use crate::grid::{GridError, SliceSpec};
         let d = self.d;
         if self.grid.is_none() {
-            let mut grid = d.fleet.grid()?;
-            // What runs now occupies its servers, whatever its app.
-            let sizes = SliceSizes::load(d)?;
-            for c in d.containers(None).await? {
-                if c.state != "running" || !d.server_running(&c.server) {
-                    continue;
-                }
-                let size = sizes.of(&c);
-                let slice = SliceSpec::new(
-                    format!("{}@{}", c.name, c.server),
-                    format!("{}.{}", c.app, c.node),
-                    size,
-                );
-                // What already runs is recorded where it is; an overfull
-                // server simply takes nothing new.
-                let _ = grid.record(slice, &c.server);
-            }
-            self.grid = Some(grid);
+            let config = crate::cloud::Config::load(&d.store)?;
+            self.grid = Some(occupied_grid(d, config.grid.options()).await?);
         }
-        let grid = self.grid.as_mut().expect("built above");
         let size = def.memory.map_or(DEFAULT_SLICE_MIB, u64::from);
         let mut slice = SliceSpec::new(format!("{name}@new"), format!("{}.{node}", self.app), size);
         slice.labels = def.placement.labels.clone();
-        let placed = grid
-            .place(std::slice::from_ref(&slice))
-            .map_err(|e| format!("cannot place {}.{node}: {e}", self.app))?;
-        let server = placed
-            .first()
-            .map(|p| p.block.to_string())
-            .ok_or("the grid placed nothing")?;
+        let mut grown = false;
+        let server = loop {
+            let grid = self.grid.as_mut().expect("built above");
+            match grid.place(std::slice::from_ref(&slice)) {
+                Ok(placed) => {
+                    break placed
+                        .first()
+                        .map(|p| p.block.to_string())
+                        .ok_or("the grid placed nothing")?;
+                }
+                // Full: the grid asks for a server; the provider answers.
+                Err(GridError::NoFit(nofit)) if !grown && nofit.event.is_some() => {
+                    let event = nofit.event.clone().expect("checked");
+                    let new = crate::cloud::grow(d, &event, self.p)
+                        .await
+                        .map_err(|e| format!("cannot place {}.{node}: {nofit}; {e}", self.app))?;
+                    let mut block = crate::grid::Block::new(new.name.clone(), new.memory.max(1));
+                    block.labels = new.labels.clone();
+                    block.pinned = new.origin.is_none();
+                    grid.add_block(block).map_err(|e| e.to_string())?;
+                    grown = true;
+                }
+                Err(e) => return Err(format!("cannot place {}.{node}: {e}", self.app)),
+            }
+        };
         d.fleet
             .get(&server)
             .ok_or_else(|| format!("server {server} vanished"))

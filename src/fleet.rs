@@ -68,12 +68,61 @@ pub struct Server {
     #[serde(default)]
     pub facts: Facts,
     pub added: String,
+    /// The provider that made it (only such servers are removed by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Client certificates for a `tcp://` engine with TLS (copies under
+    /// `servers/<name>/tls/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+}
+
+/// Which provider made a server, and its id there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Origin {
+    pub provider: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// PEM files for a Docker engine behind TLS (`--tlsverify`): the CA that
+/// signed the engine's certificate, and the client's certificate and key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// Connect to an engine and negotiate the API version.
-pub async fn connect(endpoint: &str) -> Result<Docker, String> {
+pub async fn connect(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Docker, String> {
     let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+        if tls.is_some() {
+            return Err(format!(
+                "TLS files are for tcp:// endpoints, not {endpoint}"
+            ));
+        }
         Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+    } else if let (Some(t), true) = (tls, endpoint.starts_with("tcp://")) {
+        for (what, path) in [
+            ("--tls-ca", &t.ca),
+            ("--tls-cert", &t.cert),
+            ("--tls-key", &t.key),
+        ] {
+            if !path.is_file() {
+                return Err(format!("{what} {}: no such file", path.display()));
+            }
+        }
+        Docker::connect_with_ssl(
+            endpoint,
+            &t.key,
+            &t.cert,
+            &t.ca,
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
     } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
         Docker::connect_with_http(endpoint, 120, bollard::API_DEFAULT_VERSION)
     } else {
@@ -120,7 +169,7 @@ impl Fleet {
                 if server.name == LOCAL {
                     continue;
                 }
-                let docker = match connect(&server.docker).await {
+                let docker = match connect(&server.docker, server.tls.as_ref()).await {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::warn!(server = %server.name, "{e}");
@@ -200,6 +249,8 @@ impl Fleet {
         for s in self.list() {
             let mut block = Block::new(s.name.clone(), s.memory.max(1));
             block.labels = s.labels.clone();
+            // Only servers a provider made are the provider's to remove.
+            block.pinned = s.origin.is_none();
             grid.add_block(block).map_err(|e| e.to_string())?;
             let state = match s.state {
                 ServerState::Running => BlockState::Running,
@@ -220,6 +271,89 @@ impl Fleet {
         self.servers.write().expect("fleet").remove(name);
         Ok(())
     }
+}
+
+/// Why `name` at `endpoint` cannot join the fleet: a name or an engine that is
+/// there already.
+pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String> {
+    for s in fleet.list() {
+        if s.name == name {
+            return Err(format!("a server named {name} exists already"));
+        }
+        if s.docker == endpoint {
+            return Err(format!("{endpoint} is server {} already", s.name));
+        }
+    }
+    Ok(())
+}
+
+/// Add a server to the fleet: connect (TLS files are copied under
+/// `servers/<name>/tls/` first), negotiate the API version, read its facts,
+/// write its settings. An engine that does not answer is refused.
+pub async fn register(
+    d: &crate::daemon::Daemon,
+    new: crate::command::NewServer,
+    origin: Option<Origin>,
+) -> Result<Server, String> {
+    check_new(&d.fleet, &new.name, &new.docker)?;
+    let tls = match &new.tls {
+        Some(files) => Some(keep_tls_files(&d.store, &new.name, files)?),
+        None => None,
+    };
+    let connected = async {
+        let docker = connect(&new.docker, tls.as_ref()).await?;
+        let facts = facts(&docker).await?;
+        Ok::<_, String>((docker, facts))
+    }
+    .await;
+    let (docker, facts) = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(store_dir(&d.store, &new.name));
+            return Err(e);
+        }
+    };
+    let server = Server {
+        name: new.name,
+        docker: new.docker,
+        address: new.address.to_string(),
+        memory: new.memory,
+        labels: new.labels,
+        state: ServerState::Running,
+        facts,
+        added: crate::store::now_rfc3339(),
+        origin,
+        tls,
+    };
+    d.fleet.insert(&d.store, server.clone(), docker)?;
+    Ok(server)
+}
+
+/// Copy the TLS files into `servers/<name>/tls/` (the key 0600), so the
+/// server keeps working when the originals move.
+fn keep_tls_files(store: &Store, name: &str, files: &TlsFiles) -> Result<TlsFiles, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = store_dir(store, name).join("tls");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = |what: &str, from: &std::path::Path, to: &str, mode: u32| {
+        let bytes = std::fs::read(from).map_err(|e| format!("{what} {}: {e}", from.display()))?;
+        if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+            return Err(format!("{what} {}: not a PEM file", from.display()));
+        }
+        let path = dir.join(to);
+        crate::store::write_atomic(&path, &bytes, mode).map_err(|e| e.to_string())?;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+        Ok(path)
+    };
+    Ok(TlsFiles {
+        ca: copy("--tls-ca", &files.ca, "ca.pem", 0o644)?,
+        cert: copy("--tls-cert", &files.cert, "cert.pem", 0o644)?,
+        key: copy("--tls-key", &files.key, "key.pem", 0o600)?,
+    })
+}
+
+fn store_dir(store: &Store, name: &str) -> std::path::PathBuf {
+    store.root().join("servers").join(name)
 }
 
 fn settings_path(store: &Store, name: &str) -> std::path::PathBuf {

@@ -18,12 +18,14 @@
 //! - [`fleet`]: the servers (Docker engines) and moving images between them.
 //! - [`route`]: nginx config rendering and the supervised nginx.
 //! - [`reconcile`]: makes the engine match the db.
+//! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
 //! - [`validate`]: every name that crosses the edge.
 
 pub mod build;
+pub mod cloud;
 pub mod command;
 pub mod commands;
 pub mod daemon;

@@ -121,6 +121,12 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = sweep(&d, &mut backoff).await {
             warn!("reconcile: {e}");
         }
+        // The grid's destroy events: the provider's long-empty servers go.
+        match crate::cloud::shrink(&d).await {
+            Ok(removed) if !removed.is_empty() => info!("removed empty servers {removed:?}"),
+            Ok(_) => {}
+            Err(e) => warn!("cloud: {e}"),
+        }
     }
     events.abort();
     servers.abort();

@@ -95,6 +95,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         state: crate::fleet::ServerState::Running,
         facts,
         added: crate::store::now_rfc3339(),
+        origin: None,
+        tls: None,
     };
     let fleet = crate::fleet::Fleet::load(&store, local, docker.clone()).await;
     let daemon = Arc::new(Daemon {
@@ -108,6 +110,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         publish_address: http.ip().to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
+        cloud: crate::cloud::Cloud::default(),
         fleet,
     });
 

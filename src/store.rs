@@ -367,6 +367,11 @@ impl Store {
         self.audit_as(Some(app), "quarry", "-", action, detail);
     }
 
+    /// A fleet-wide action Quarry took by itself (the cloud layer).
+    pub fn audit_fleet(&self, action: &str, detail: &str) {
+        self.audit_as(None, "quarry", "-", action, detail);
+    }
+
     fn audit_as(
         &self,
         app: Option<&str>,

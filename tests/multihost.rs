@@ -184,3 +184,111 @@ fn a_node_spreads_over_servers_and_a_drain_moves_it_without_a_failed_request() {
     let events = server.admin(&format!("events {app}"));
     assert!(events.contains("heal"), "{events}");
 }
+
+/// Gives back whatever the test provider still runs, however the test ends.
+struct ProviderEngines {
+    script: std::path::PathBuf,
+    n: u8,
+}
+
+impl Drop for ProviderEngines {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&self.script)
+            .arg(self.n.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let request = format!("{{\"action\":\"remove\",\"id\":\"engine-{}\"}}\n", self.n);
+        let _ = child.stdin.take().unwrap().write_all(request.as_bytes());
+        let _ = child.wait();
+    }
+}
+
+fn write_config(server: &Server, text: &str) {
+    std::fs::write(server.data.join("config.yml"), text).unwrap();
+}
+
+#[test]
+fn a_full_grid_asks_the_exec_provider_for_a_server_and_an_empty_one_goes_back() {
+    let server = Server::start();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/providers/engines.py");
+    let _engines = ProviderEngines {
+        script: script.clone(),
+        n: 5,
+    };
+    let config = |extra: &str| {
+        format!(
+            "grid:\n  autosize: true\n  min: 1\n  max: 2\n  idle: 2\nprovider:\n  kind: exec\n  command: {}\n  args: [{extra}\"5\"]\n",
+            script.display()
+        )
+    };
+    // Only a server labelled pool=burst may run this app: none does yet.
+    let app = common::unique_app("burst");
+    let repo = Repo::fixture("hostname-echo");
+    repo.write(
+        "quarry.yml",
+        "nodes:\n  web:\n    scale: 2\n    memory: 200\n    placement:\n      labels:\n        pool: burst\n",
+    );
+    repo.commit("needs pool=burst");
+
+    // A provider that fails: the push is rejected in the provider's words,
+    // and nothing was placed.
+    write_config(&server, &config("--fail-add, "));
+    let out = server.push(repo.path(), &app);
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("asking provider exec for a server of 200 MiB with pool=burst")
+            && log.contains("quota exceeded: no more machines in region test"),
+        "{log}"
+    );
+    assert!(servers_of(&server, &app).is_empty());
+    assert!(!server.admin("servers").contains("auto-1"));
+
+    // A provider that delivers: a server is added (labelled as the slice
+    // needs), the image travels there, both replicas run on it.
+    write_config(&server, &config(""));
+    let log = server.push_ok(repo.path(), &app);
+    assert!(log.contains("added server auto-1 (small, 512 MiB"), "{log}");
+    assert_eq!(servers_of(&server, &app), vec!["auto-1", "auto-1"]);
+    let info: serde_json::Value =
+        serde_json::from_str(&server.admin("servers:info auto-1 --json")).unwrap();
+    assert_eq!(info["labels"]["pool"], "burst", "{info}");
+    assert_eq!(info["origin"]["provider"], "exec", "{info}");
+    assert_eq!(info["origin"]["id"], "engine-5", "{info}");
+    assert_eq!(info["address"], "127.0.0.5", "{info}");
+    let answering = hosts_answering(&server, &app);
+    assert_eq!(answering.len(), 2, "{answering:?}");
+
+    // The fleet is at max (local + auto-1) and auto-1 is full: a third
+    // replica is refused, and the two keep serving.
+    let out = server.ssh(&server.admin, &format!("ps:scale {app} web=3"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no block fits slice"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(servers_of(&server, &app), vec!["auto-1", "auto-1"]);
+    assert_eq!(hosts_answering(&server, &app).len(), 2);
+
+    // Empty for longer than grid.idle: the provider takes it back.
+    server.admin(&format!("ps:scale {app} web=0"));
+    common::wait_for(
+        "the empty provider server to be removed",
+        std::time::Duration::from_secs(60),
+        || (!server.admin("servers").contains("auto-1")).then_some(()),
+    );
+    assert!(
+        !std::path::Path::new("/tmp/quarry-test-host-5").exists(),
+        "the provider stopped its engine"
+    );
+    let events = server.admin("events");
+    assert!(
+        events.contains("servers:remove") && events.contains("engine-5"),
+        "{events}"
+    );
+}

@@ -160,7 +160,7 @@ impl Grid {
             let like = self
                 .blocks
                 .values()
-                .filter(|s| index::carries(&s.block.labels, &spec.labels))
+                .filter(|s| !s.block.pinned && index::carries(&s.block.labels, &spec.labels))
                 .map(|s| s.block.size)
                 .max()
                 .unwrap_or(0);

@@ -314,7 +314,8 @@ impl Grid {
     }
 
     /// What the cloud layer should do now: `Destroy` for empty running blocks
-    /// (largest first, then by id) while more than `min` are running. Empty
+    /// that are not pinned (largest first, then by id) while more than `min`
+    /// are running. Empty
     /// unless `autosize`. `Create` comes with the [`NoFit`] that needs it.
     pub fn events(&self) -> Vec<Event> {
         if !self.options.autosize {
@@ -325,7 +326,7 @@ impl Grid {
         let mut empty: Vec<&Block> = self
             .blocks
             .values()
-            .filter(|s| s.running() && s.slices.is_empty())
+            .filter(|s| s.running() && s.slices.is_empty() && !s.block.pinned)
             .map(|s| &s.block)
             .collect();
         empty.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));

@@ -25,6 +25,10 @@ pub struct Block {
     pub labels: Labels,
     /// Whether it takes new slices.
     pub state: BlockState,
+    /// Never offered for `Destroy` (a server added by hand, or the HQ), and
+    /// not a model for the size of new blocks; it still counts towards `min`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 impl Block {
@@ -35,7 +39,14 @@ impl Block {
             size,
             labels: Labels::new(),
             state: BlockState::Running,
+            pinned: false,
         }
+    }
+
+    /// The same block, never offered for removal.
+    pub fn pinned(mut self) -> Block {
+        self.pinned = true;
+        self
     }
 
     /// The same block carrying one more label.

@@ -84,6 +84,38 @@ fn empty_blocks_may_be_destroyed_above_min() {
 }
 
 #[test]
+fn pinned_blocks_count_but_are_never_destroyed_nor_copied() {
+    let mut g = Grid::new(autosize(1, 10));
+    g.add_block(Block::new("hq", 24576).pinned()).unwrap();
+    g.add_block(Block::new("auto-1", 512)).unwrap();
+    g.add_block(Block::new("auto-2", 1024)).unwrap();
+    // Three running, min one: both provider blocks may go, never the HQ.
+    let ids: Vec<Event> = ["auto-2", "auto-1"]
+        .iter()
+        .map(|id| Event::Destroy {
+            block: (*id).into(),
+        })
+        .collect();
+    assert_eq!(g.events(), ids);
+    // Full: a new block looks like the provider's blocks, not like the HQ.
+    place(
+        &mut g,
+        &[
+            slice("x.db.1", 24576),
+            slice("x.web.1", 1024),
+            slice("x.web.2", 512),
+        ],
+    );
+    assert_eq!(
+        asks(g.place(&[slice("x.web.3", 256)])),
+        Some(Event::Create {
+            size: 1024,
+            labels: Labels::new()
+        })
+    );
+}
+
+#[test]
 fn drain_moves_slices_off() {
     let mut g = grid(&[("a", 1024), ("b", 2048), ("c", 4096)]);
     place(
