@@ -561,6 +561,16 @@ struct Execution<'a> {
     /// Whether nginx was switched before the end (batched rollouts): a
     /// failure then routes back to the old containers.
     routed: bool,
+    /// Where each running service is: its server, and its port as
+    /// published on that server's address (for nodes on other servers).
+    services: BTreeMap<String, ServiceAt>,
+}
+
+/// A running service's place in the fleet.
+#[derive(Debug, Clone)]
+struct ServiceAt {
+    server: String,
+    published: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Execution<'a> {
@@ -583,6 +593,7 @@ impl<'a> Execution<'a> {
             retire: Vec::new(),
             grid: None,
             routed: false,
+            services: BTreeMap::new(),
         }
     }
 
@@ -593,20 +604,25 @@ impl<'a> Execution<'a> {
     ) -> Result<(), String> {
         let d = self.d;
         let network = launch::ensure_network(&d.docker, &d.instance).await?;
+        self.locate_services(found).await;
         // The release command runs once, when a new release rolls out — not
-        // when an already-live release is restored or rescaled.
+        // when an already-live release is restored or rescaled — after the
+        // services are up, before any node.
         let deploys = instructions
             .iter()
             .any(|i| matches!(i, Instruction::Deploy { .. }));
         let new_release = self.release.status == ReleaseStatus::Deploying;
-        if deploys
-            && new_release
-            && let Some(cmd) = &self.stack.manifest.release
-        {
-            self.release_command(cmd, &network).await?;
-        }
+        let mut release_cmd = match &self.stack.manifest.release {
+            Some(cmd) if deploys && new_release => Some(cmd.clone()),
+            _ => None,
+        };
         let mut route = false;
         for ins in instructions {
+            if !matches!(ins, Instruction::Ensure { .. })
+                && let Some(cmd) = release_cmd.take()
+            {
+                self.release_command(&cmd, &network).await?;
+            }
             match ins {
                 Instruction::Ensure {
                     service,
@@ -668,11 +684,38 @@ impl<'a> Execution<'a> {
                 }
             }
         }
+        if let Some(cmd) = release_cmd.take() {
+            self.release_command(&cmd, &network).await?;
+        }
         if route {
             self.switch_route(found).await?;
         }
         self.retire_old().await;
         Ok(())
+    }
+
+    /// Record where the app's running services are.
+    async fn locate_services(&mut self, found: &[Found]) {
+        for c in found.iter().filter(|c| c.state == "running") {
+            let Some(service) = &c.service else { continue };
+            let Some(def) = self.stack.manifest.services.get(service) else {
+                continue;
+            };
+            let published = match def.port {
+                Some(port) => launch::published(&self.d.docker_on(&c.server), &c.id, port)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            self.services.insert(
+                service.clone(),
+                ServiceAt {
+                    server: c.server.clone(),
+                    published,
+                },
+            );
+        }
     }
 
     async fn release_command(
@@ -689,10 +732,11 @@ impl<'a> Execution<'a> {
             node: "release".into(),
             index: 0,
             release: self.release.number,
-            env: self.node_env(None),
+            env: self.node_env(None, crate::fleet::LOCAL),
             command: Some(cmd.clone()),
             memory: None,
             publish_on: None,
+            service_port: None,
             network: Some(network.to_string()),
             aliases: Vec::new(),
             volumes: Vec::new(),
@@ -713,9 +757,11 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    /// Environment of a node container: global < quarry.yml < node < config
-    /// vars, plus every service's address.
-    fn node_env(&self, node: Option<&Node>) -> BTreeMap<String, String> {
+    /// Environment of a node container on `server`: global < quarry.yml <
+    /// node < config vars, plus every service's address: its name on the
+    /// app's network when it runs on the same server, else its published
+    /// address on its own server.
+    fn node_env(&self, node: Option<&Node>, server: &str) -> BTreeMap<String, String> {
         let mut env = self.release.global_env.clone();
         env.extend(self.stack.manifest.env.clone());
         if let Some(n) = node {
@@ -724,12 +770,25 @@ impl<'a> Execution<'a> {
         env.extend(self.release.env.clone());
         for (name, service) in &self.stack.manifest.services {
             let upper = name.to_uppercase().replace('-', "_");
-            env.insert(
-                format!("{upper}_HOST"),
-                launch::service_host(self.app, name),
-            );
-            if let Some(port) = service.port {
-                env.insert(format!("{upper}_PORT"), port.to_string());
+            let elsewhere = self
+                .services
+                .get(name)
+                .filter(|at| at.server != server)
+                .and_then(|at| at.published);
+            match elsewhere {
+                Some(addr) => {
+                    env.insert(format!("{upper}_HOST"), addr.ip().to_string());
+                    env.insert(format!("{upper}_PORT"), addr.port().to_string());
+                }
+                None => {
+                    env.insert(
+                        format!("{upper}_HOST"),
+                        launch::service_host(self.app, name),
+                    );
+                    if let Some(port) = service.port {
+                        env.insert(format!("{upper}_PORT"), port.to_string());
+                    }
+                }
             }
         }
         env
@@ -755,6 +814,36 @@ impl<'a> Execution<'a> {
         if let crate::manifest::ServiceSource::Build(dir) = &def.source {
             self.build_service(dir, image).await?;
         }
+        // A service stays on its server (its volumes live there); a new one,
+        // or one whose server is gone, is placed by the grid.
+        let old = found
+            .iter()
+            .find(|c| c.service.as_deref() == Some(service))
+            .cloned();
+        let (server, docker) = match old.as_ref().filter(|c| d.server_running(&c.server)) {
+            Some(c) => d
+                .fleet
+                .get(&c.server)
+                .ok_or_else(|| format!("server {} vanished", c.server))?,
+            None => {
+                let group = format!("{}.{service}", self.app);
+                self.place(&group, &group, def.memory, &def.placement.labels)
+                    .await?
+            }
+        };
+        if let Some(c) = old.filter(|c| c.server != server.name) {
+            let _ = launch::remove(&d.docker_on(&c.server), &c.id, 10).await;
+        }
+        let local = server.name == crate::fleet::LOCAL;
+        let network = if local {
+            network.to_string()
+        } else {
+            if crate::fleet::ensure_image(&d.docker, &docker, image).await? {
+                self.p
+                    .detail(format!("copied {image} to server {}", server.name));
+            }
+            launch::ensure_network(&docker, &d.instance).await?
+        };
         let name = format!("{}.{service}", self.app);
         let volumes = def
             .volumes
@@ -777,8 +866,10 @@ impl<'a> Execution<'a> {
             env: def.env.clone(),
             command: def.command.clone(),
             memory: def.memory,
-            publish_on: None,
-            network: Some(network.to_string()),
+            // Published on its server's address for nodes on other servers.
+            publish_on: def.port.map(|_| server.address.clone()),
+            service_port: def.port,
+            network: Some(network.clone()),
             aliases: vec![launch::service_host(self.app, service)],
             volumes,
             labels: BTreeMap::from([
@@ -787,14 +878,28 @@ impl<'a> Execution<'a> {
             ]),
             restart: true,
         };
-        let id = launch::start(&d.docker, &d.instance, &spec).await?;
+        let id = launch::start(&docker, &d.instance, &spec).await?;
+        let published = match def.port {
+            Some(port) => launch::published(&docker, &id, port).await?,
+            None => None,
+        };
         if let Some(port) = def.port {
-            launch::wait_tcp_ready(&d.docker, &id, network, port, Duration::from_secs(60))
+            let at = if local { None } else { published };
+            launch::wait_tcp_ready(&docker, &id, &network, port, at, Duration::from_secs(60))
                 .await
                 .map_err(|nr| not_ready(self.app, service, nr, self.p))?;
-            self.p
-                .detail(format!("{service} accepts connections on port {port}"));
+            self.p.detail(format!(
+                "{service} accepts connections on port {port} (server {})",
+                server.name
+            ));
         }
+        self.services.insert(
+            service.to_string(),
+            ServiceAt {
+                server: server.name.clone(),
+                published,
+            },
+        );
         Ok(())
     }
 
@@ -881,9 +986,10 @@ impl<'a> Execution<'a> {
     /// spread, label constraints), through the grid.
     async fn place(
         &mut self,
-        node: &str,
+        group: &str,
         name: &str,
-        def: &Node,
+        memory: Option<u32>,
+        labels: &crate::grid::Labels,
     ) -> Result<(crate::fleet::Server, bollard::Docker), String> {
         use crate::grid::{GridError, SliceSpec};
         let d = self.d;
@@ -891,9 +997,9 @@ impl<'a> Execution<'a> {
             let config = crate::cloud::Config::load(&d.store)?;
             self.grid = Some(occupied_grid(d, config.grid.options()).await?);
         }
-        let size = def.memory.map_or(DEFAULT_SLICE_MIB, u64::from);
-        let mut slice = SliceSpec::new(format!("{name}@new"), format!("{}.{node}", self.app), size);
-        slice.labels = def.placement.labels.clone();
+        let size = memory.map_or(DEFAULT_SLICE_MIB, u64::from);
+        let mut slice = SliceSpec::new(format!("{name}@new"), group, size);
+        slice.labels = labels.clone();
         let mut grown = false;
         let server = loop {
             let grid = self.grid.as_mut().expect("built above");
@@ -909,14 +1015,14 @@ impl<'a> Execution<'a> {
                     let event = nofit.event.clone().expect("checked");
                     let new = crate::cloud::grow(d, &event, self.p)
                         .await
-                        .map_err(|e| format!("cannot place {}.{node}: {nofit}; {e}", self.app))?;
+                        .map_err(|e| format!("cannot place {group}: {nofit}; {e}"))?;
                     let mut block = crate::grid::Block::new(new.name.clone(), new.memory.max(1));
                     block.labels = new.labels.clone();
                     block.pinned = new.origin.is_none();
                     grid.add_block(block).map_err(|e| e.to_string())?;
                     grown = true;
                 }
-                Err(e) => return Err(format!("cannot place {}.{node}: {e}", self.app)),
+                Err(e) => return Err(format!("cannot place {group}: {e}")),
             }
         };
         d.fleet
@@ -935,6 +1041,10 @@ impl<'a> Execution<'a> {
         let d = self.d;
         let def = &self.stack.manifest.nodes[node];
         let web = def.kind == NodeKind::Web;
+        let group = format!("{}.{node}", self.app);
+        let (server, docker) = self
+            .place(&group, name, def.memory, &def.placement.labels)
+            .await?;
         let mut spec = ContainerSpec {
             name: name.to_string(),
             image: self.release.image.clone(),
@@ -942,17 +1052,17 @@ impl<'a> Execution<'a> {
             node: node.to_string(),
             index,
             release: self.release.number,
-            env: self.node_env(Some(def)),
+            env: self.node_env(Some(def), &server.name),
             command: def.command.clone(),
             memory: def.memory,
-            publish_on: web.then(|| d.publish_address.clone()),
+            publish_on: web.then(|| server.address.clone()),
+            service_port: None,
             network: Some(network.to_string()),
             aliases: Vec::new(),
             volumes: Vec::new(),
             labels: BTreeMap::new(),
             restart: true,
         };
-        let (server, docker) = self.place(node, name, def).await?;
         // The name this container will take must be ours to take.
         let final_name = format!("{}.{node}.{index}", self.app);
         match launch::owner(&docker, &final_name).await {
@@ -976,7 +1086,6 @@ impl<'a> Execution<'a> {
                 ));
             }
         }
-        spec.publish_on = web.then(|| server.address.clone());
         let id = launch::start(&docker, &d.instance, &spec).await?;
         self.started.push(Started {
             id: id.clone(),

@@ -54,8 +54,11 @@ pub struct ContainerSpec {
     pub command: Option<Command>,
     /// Hard memory limit in MiB.
     pub memory: Option<u32>,
-    /// Publish `$PORT` on this host address (web nodes).
+    /// Publish `$PORT` on this host address (web nodes), or the service's
+    /// own port (services, see `service_port`).
     pub publish_on: Option<String>,
+    /// A service's port: published instead of `$PORT`, and no `PORT` is set.
+    pub service_port: Option<u16>,
     /// The app's network, and the names the container answers to on it.
     pub network: Option<String>,
     pub aliases: Vec<String>,
@@ -106,8 +109,14 @@ pub async fn start(
     let mut port_bindings = HashMap::new();
     let mut exposed = None;
     if let Some(host) = &spec.publish_on {
-        env.push(format!("PORT={CONTAINER_PORT}"));
-        let key = format!("{CONTAINER_PORT}/tcp");
+        let port = match spec.service_port {
+            Some(port) => port,
+            None => {
+                env.push(format!("PORT={CONTAINER_PORT}"));
+                CONTAINER_PORT
+            }
+        };
+        let key = format!("{port}/tcp");
         port_bindings.insert(
             key.clone(),
             Some(vec![PortBinding {
@@ -215,6 +224,11 @@ pub async fn start(
 
 /// The address nginx reaches a web container at, once it is running.
 pub async fn address(docker: &Docker, id: &str) -> Result<Option<SocketAddr>, String> {
+    published(docker, id, CONTAINER_PORT).await
+}
+
+/// Where container `port` of `id` is published on its server, if it is.
+pub async fn published(docker: &Docker, id: &str, port: u16) -> Result<Option<SocketAddr>, String> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
         .await
@@ -224,7 +238,7 @@ pub async fn address(docker: &Docker, id: &str) -> Result<Option<SocketAddr>, St
         .and_then(|n| n.ports)
         .unwrap_or_default();
     let binding = ports
-        .get(&format!("{CONTAINER_PORT}/tcp"))
+        .get(&format!("{port}/tcp"))
         .cloned()
         .flatten()
         .and_then(|b| b.into_iter().next());
@@ -697,11 +711,15 @@ pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {
 
 /// Wait until a service container accepts TCP connections on `port` at its
 /// address on the app network, or fail when it exits or `deadline` passes.
+/// Ready once it accepts TCP connections: on its address in `network` (a
+/// container on this machine), or on `at` (its published address on another
+/// server).
 pub async fn wait_tcp_ready(
     docker: &Docker,
     id: &str,
     network: &str,
     port: u16,
+    at: Option<SocketAddr>,
     deadline: Duration,
 ) -> Result<(), NotReady> {
     let started = Instant::now();
@@ -724,8 +742,8 @@ pub async fn wait_tcp_ready(
             .and_then(|n| n.get(network).cloned())
             .and_then(|e| e.ip_address)
             .filter(|ip| !ip.is_empty());
-        if let Some(ip) = ip
-            && let Ok(addr) = format!("{ip}:{port}").parse::<SocketAddr>()
+        let target = at.or_else(|| ip.and_then(|ip| format!("{ip}:{port}").parse().ok()));
+        if let Some(addr) = target
             && tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
                 .await
                 .is_ok_and(|r| r.is_ok())

@@ -57,6 +57,8 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     /// MiB.
     pub memory: Option<u32>,
+    /// Which servers it may run on.
+    pub placement: Placement,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +164,7 @@ impl Default for HealthCheck {
     }
 }
 
-/// Constraints on the servers a node's containers may run on.
+/// Constraints on the servers a node's or service's containers may run on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     /// Every label must match the server's.

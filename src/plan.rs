@@ -604,6 +604,7 @@ mod tests {
             command: None,
             env: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "2".into())]),
             memory: Some(128),
+            placement: Default::default(),
         }
     }
 

@@ -292,3 +292,64 @@ fn a_full_grid_asks_the_exec_provider_for_a_server_and_an_empty_one_goes_back() 
         "{events}"
     );
 }
+
+fn placed(server: &Server, app: &str) -> std::collections::BTreeMap<String, String> {
+    let ps: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("ps {app} --json"))).unwrap();
+    ps.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["server"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn services_on_one_server_are_reached_from_nodes_on_another() {
+    let server = Server::start();
+    let net = common::hosts::NsNet::new();
+    let (db, web) = std::thread::scope(|s| {
+        let a = s.spawn(|| common::hosts::NsHost::start(&net, 6));
+        let b = s.spawn(|| common::hosts::NsHost::start(&net, 7));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (h, role) in [(&db, "db"), (&web, "web")] {
+        server.admin(&format!(
+            "servers:add {role} --docker {} --address {} --memory 1024 --label role={role}",
+            h.endpoint(),
+            h.address()
+        ));
+    }
+    let app = common::unique_app("xhost");
+    let repo = Repo::fixture("stack");
+    repo.write(
+        "quarry.yml",
+        "services:\n  cache:\n    image: quarry-base/busybox:latest\n    port: 7000\n    volumes: [/data]\n    command: \"[ -f /data/born ] || date +%s%N > /data/born; exec httpd -f -p 7000 -h /data\"\n    placement: {labels: {role: db}}\n  echo:\n    build: echo\n    port: 7001\n    placement: {labels: {role: db}}\nnodes:\n  web:\n    command: /app/web.sh\n    scale: 2\n    placement: {labels: {role: web}}\n",
+    );
+    repo.commit("services on db, web on web");
+    let log = server.push_ok(repo.path(), &app);
+    let at = placed(&server, &app);
+    assert_eq!(at[&format!("{app}.cache")], "db", "{at:?}\n{log}");
+    assert_eq!(at[&format!("{app}.echo")], "db", "{at:?}");
+    assert_eq!(at[&format!("{app}.web.1")], "web", "{at:?}");
+    assert_eq!(at[&format!("{app}.web.2")], "web", "{at:?}");
+    // The web containers found the services at the db server's address,
+    // through the port it publishes, and got answers.
+    let body = server.body(&app);
+    let field = |name: &str| -> String {
+        body.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        field("cache").starts_with(&format!("{}:", db.address())),
+        "CACHE_HOST is the db server's address: {body}"
+    );
+    assert!(!field("born").is_empty(), "the cache answered: {body}");
+    assert_eq!(field("pong"), "pong", "the echo service answered: {body}");
+}

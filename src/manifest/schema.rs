@@ -10,8 +10,8 @@ use std::ops::RangeInclusive;
 
 use super::yaml::{self, At, Value};
 use super::{
-    Build, Command, Deploy, HealthCheck, Manifest, ManifestError, Node, NodeKind, Releases,
-    Service, ServiceSource,
+    Build, Command, Deploy, HealthCheck, Manifest, ManifestError, Node, NodeKind, Placement,
+    Releases, Service, ServiceSource,
 };
 use crate::validate;
 
@@ -147,19 +147,24 @@ fn node(
         node.healthcheck = Some(healthcheck(at)?);
     }
     if let Some(at) = f.get("placement") {
-        let f = at.fields(&["labels"])?;
-        if let Some(at) = f.get("labels") {
-            for (key, at) in at.entries()? {
-                label_key(key).map_err(|reason| at.fail(reason))?;
-                let value = at.text()?;
-                label_value(value).map_err(|reason| at.fail(reason))?;
-                node.placement
-                    .labels
-                    .insert(key.to_owned(), value.to_owned());
-            }
-        }
+        node.placement = placement(at)?;
     }
     Ok(node)
+}
+
+/// `placement: {labels: {k: v}}`.
+fn placement(at: &At) -> Result<Placement, ManifestError> {
+    let mut placement = Placement::default();
+    let f = at.fields(&["labels"])?;
+    if let Some(at) = f.get("labels") {
+        for (key, at) in at.entries()? {
+            label_key(key).map_err(|reason| at.fail(reason))?;
+            let value = at.text()?;
+            label_value(value).map_err(|reason| at.fail(reason))?;
+            placement.labels.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    Ok(placement)
 }
 
 fn healthcheck(at: &At) -> Result<HealthCheck, ManifestError> {
@@ -190,7 +195,14 @@ fn healthcheck(at: &At) -> Result<HealthCheck, ManifestError> {
 fn service(name: &str, at: &At) -> Result<Service, ManifestError> {
     validate::process_name("service name", name).map_err(|e| at.fail(e.to_string()))?;
     let f = at.fields(&[
-        "image", "build", "port", "volumes", "command", "env", "memory",
+        "image",
+        "build",
+        "port",
+        "volumes",
+        "command",
+        "env",
+        "memory",
+        "placement",
     ])?;
     let source = match (f.get("image"), f.get("build")) {
         (Some(at), None) => ServiceSource::Image(image(at)?),
@@ -218,6 +230,10 @@ fn service(name: &str, at: &At) -> Result<Service, ManifestError> {
         command: f.read("command", command)?,
         env: f.read("env", env)?.unwrap_or_default(),
         memory: f.int("memory", MEMORY_MIB)?,
+        placement: match f.get("placement") {
+            Some(at) => placement(at)?,
+            None => Placement::default(),
+        },
     })
 }
 

@@ -54,6 +54,7 @@ fn the_design_example() {
             command: None,
             env: BTreeMap::new(),
             memory: None,
+            placement: Placement::default(),
         }
     );
     let web = &m.nodes["web"];

@@ -217,3 +217,186 @@ fn remove_network_bridges(n: u8) {
         }
     }
 }
+
+/// A test network of hosts with real addresses: a bridge `qtnet0` with
+/// 10.214.0.1/24 on this machine, and bridged traffic between its ports
+/// allowed (the main engine sets FORWARD to DROP). Removed on drop.
+pub struct NsNet {
+    _private: (),
+}
+
+const NS_BRIDGE: &str = "qtnet0";
+
+fn ip_ok(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn forward_rule(op: &str) -> std::process::Output {
+    Command::new("iptables")
+        .args([
+            op, "FORWARD", "-i", NS_BRIDGE, "-o", NS_BRIDGE, "-j", "ACCEPT",
+        ])
+        .output()
+        .expect("iptables is not installed")
+}
+
+impl NsNet {
+    pub fn new() -> NsNet {
+        let _ = Command::new("ip").args(["link", "del", NS_BRIDGE]).output();
+        ip_ok(&["link", "add", NS_BRIDGE, "type", "bridge"]);
+        ip_ok(&["addr", "add", "10.214.0.1/24", "dev", NS_BRIDGE]);
+        ip_ok(&["link", "set", NS_BRIDGE, "up"]);
+        while forward_rule("-D").status.success() {}
+        let out = forward_rule("-I");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        NsNet { _private: () }
+    }
+}
+
+impl Drop for NsNet {
+    fn drop(&mut self) {
+        while forward_rule("-D").status.success() {}
+        let _ = Command::new("ip").args(["link", "del", NS_BRIDGE]).output();
+    }
+}
+
+/// A host in its own network namespace `qtns<n>` with address 10.214.0.n on
+/// the test network, running its own dockerd (started with `nsenter --net`,
+/// since `ip netns exec` remounts /sys and dockerd then fails). Its
+/// containers reach the other hosts' published ports; stopped on drop.
+pub struct NsHost {
+    pub n: u8,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NsHost {
+    pub fn start(_net: &NsNet, n: u8) -> NsHost {
+        assert!((2..=9).contains(&n));
+        let ns = format!("qtns{n}");
+        let dir = PathBuf::from(format!("/tmp/quarry-test-ns-{n}"));
+        if let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+        {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            wait_for(
+                "a stale test engine to stop",
+                Duration::from_secs(30),
+                || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
+            );
+        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (outside, inside) = (format!("qtv{n}h"), format!("qtv{n}c"));
+        let _ = Command::new("ip").args(["link", "del", &outside]).output();
+        ip_ok(&["netns", "add", &ns]);
+        ip_ok(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        ip_ok(&["link", "set", &inside, "netns", &ns]);
+        ip_ok(&["link", "set", &outside, "master", NS_BRIDGE, "up"]);
+        ip_ok(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.214.0.{n}/24"),
+            "dev",
+            &inside,
+        ]);
+        ip_ok(&["-n", &ns, "link", "set", &inside, "up"]);
+        ip_ok(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip_ok(&["-n", &ns, "route", "add", "default", "via", "10.214.0.1"]);
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("dockerd")
+            .arg("-H")
+            .arg(format!("unix://{}/docker.sock", dir.display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nsenter and dockerd are needed");
+        let host = NsHost {
+            n,
+            dir,
+            child: Some(child),
+        };
+        wait_for(
+            &format!("namespaced test engine {n} to answer"),
+            Duration::from_secs(60),
+            || host.docker(&["info"]).status.success().then_some(()),
+        );
+        host
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    pub fn address(&self) -> String {
+        format!("10.214.0.{}", self.n)
+    }
+
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(["-H", &self.endpoint()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for NsHost {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let ids = self.docker(&["ps", "-aq"]);
+            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["-H", &self.endpoint(), "rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+            // nsenter execs dockerd: the child's pid is the engine's.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            for _ in 0..300 {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &format!("qtns{}", self.n)])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("qtv{}h", self.n)])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
