@@ -353,3 +353,148 @@ fn services_on_one_server_are_reached_from_nodes_on_another() {
     assert!(!field("born").is_empty(), "the cache answered: {body}");
     assert_eq!(field("pong"), "pong", "the echo service answered: {body}");
 }
+
+/// `openssl …` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is not installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A CA, a server certificate for `ip` and a client certificate, in `dir`.
+fn certificates(dir: &std::path::Path, ip: &str) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=quarry-test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca-key.pem", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    for (who, cn, usage) in [
+        (
+            "server",
+            ip,
+            format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+        ),
+        (
+            "client",
+            "quarry",
+            "extendedKeyUsage=clientAuth\n".to_string(),
+        ),
+    ] {
+        let subj = format!("/CN={cn}");
+        let (key, csr, cert, ext) = (
+            format!("{who}-key.pem"),
+            format!("{who}.csr"),
+            format!("{who}-cert.pem"),
+            format!("{who}.ext"),
+        );
+        std::fs::write(dir.join(&ext), usage).unwrap();
+        let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
+        req.extend(ec);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_tcp_engine_behind_tls_is_a_server_like_any_other() {
+    let server = Server::start();
+    let certs = tempfile::tempdir().unwrap();
+    let d = certs.path();
+    certificates(d, "127.0.0.8");
+    let path = |f: &str| d.join(f).display().to_string();
+    let host = Host::start_with(
+        8,
+        &[
+            "-H",
+            "tcp://127.0.0.8:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &path("ca.pem"),
+            "--tlscert",
+            &path("server-cert.pem"),
+            "--tlskey",
+            &path("server-key.pem"),
+        ],
+    );
+    let base = "servers:add secure --docker tcp://127.0.0.8:2376 --address 127.0.0.8 --memory 512 --label tls=yes";
+    // Without certificates the engine refuses the client.
+    let out = server.ssh(&server.admin, base);
+    assert!(
+        !out.status.success() && stderr(&out).contains("does not answer"),
+        "{}",
+        stderr(&out)
+    );
+    let out = server.ssh(
+        &server.admin,
+        &format!("{base} --tls-ca {}", path("ca.pem")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("TLS needs all three of --tls-ca, --tls-cert and --tls-key"),
+        "{}",
+        stderr(&out)
+    );
+    let out = server.admin(&format!(
+        "{base} --tls-ca {} --tls-cert {} --tls-key {}",
+        path("ca.pem"),
+        path("client-cert.pem"),
+        path("client-key.pem")
+    ));
+    assert!(
+        out.contains("added server secure") && out.contains("over TLS"),
+        "{out}"
+    );
+    // The files were copied: the server keeps working without the originals.
+    let kept = server.data.join("servers/secure/tls/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    drop(certs);
+
+    let app = common::unique_app("tls");
+    let repo = Repo::fixture("hostname-echo");
+    repo.write(
+        "quarry.yml",
+        "nodes:\n  web:\n    scale: 1\n    placement: {labels: {tls: \"yes\"}}\n",
+    );
+    repo.commit("on the TLS server");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(log.contains("copied quarry/"), "{log}");
+    assert_eq!(servers_of(&server, &app), vec!["secure"]);
+    assert_eq!(hosts_answering(&server, &app).len(), 1);
+    let listed = host.docker(&["ps", "--format", "{{.Names}}"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&format!("{app}.web.1")),
+        "the container runs on the TLS engine"
+    );
+}

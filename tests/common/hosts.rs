@@ -13,11 +13,18 @@ pub struct Host {
     pub n: u8,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// More dockerd flags (a TCP listener with TLS, say).
+    extra: Vec<String>,
 }
 
 impl Host {
     /// The engine for 127.0.0.`n` (2..=9).
     pub fn start(n: u8) -> Host {
+        Host::start_with(n, &[])
+    }
+
+    /// [`Host::start`] with more dockerd flags.
+    pub fn start_with(n: u8, extra: &[&str]) -> Host {
         assert!((2..=9).contains(&n));
         let dir = PathBuf::from(format!("/tmp/quarry-test-host-{n}"));
         let bridge = format!("qtbr{n}");
@@ -61,6 +68,7 @@ impl Host {
             n,
             dir,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         host.start_engine();
         host
@@ -94,6 +102,7 @@ impl Host {
                 "--default-address-pool",
                 &format!("base=10.213.{n}.0/24,size=28"),
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
