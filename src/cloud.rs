@@ -555,7 +555,7 @@ pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
     if !config.grid.autosize || d.cloud.rollouts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         return Ok(Vec::new());
     }
-    let grid = crate::deploy::occupied_grid(d, config.grid.options()).await?;
+    let (grid, _) = crate::deploy::occupied_grid(d, config.grid.options()).await?;
     let wanted: Vec<String> = grid
         .events()
         .into_iter()
@@ -599,7 +599,7 @@ pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
             continue;
         }
         d.fleet
-            .set_state(&d.store, &server.name, ServerState::Draining)
+            .set_state(&d.store, &server.name, ServerState::Terminating)
             .ok();
         match provider.remove(&origin.id, &server.name).await {
             Ok(()) => {

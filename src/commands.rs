@@ -1533,22 +1533,10 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
 /// (blocks), written to `grid/grid.json`.
 async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
     require_admin(key, "viewing the grid")?;
-    use crate::grid::SliceSpec;
-    let mut grid = d.fleet.grid().map_err(fail)?;
-    let containers = d.containers(None).await.map_err(fail)?;
-    let sizes = deploy::SliceSizes::load(d).map_err(fail)?;
-    // What runs is a fact: record each container where it is, so a full
-    // server shows as full instead of failing the view.
-    for c in containers
-        .iter()
-        .filter(|c| c.state == "running" && c.is_steady())
-    {
-        let slice = SliceSpec::new(c.name.clone(), format!("{}.{}", c.app, c.node), sizes.of(c));
-        if let Err(e) = grid.record(slice, &c.server) {
-            out.err(format!("quarry: warning: {e}\n")).await;
-        }
+    let (grid, warnings) = deploy::persist_grid(d).await.map_err(fail)?;
+    for w in warnings {
+        out.err(format!("quarry: warning: {w}\n")).await;
     }
-    store::write_json(&d.store.root().join("grid").join("grid.json"), &grid, 0o644).map_err(io)?;
     if json {
         print_json(out, &grid).await;
     } else {

@@ -302,28 +302,44 @@ impl SliceSizes {
 }
 
 /// The grid of the fleet as it is: one block per server (in its state), and
-/// every running container recorded where it runs, whatever its app.
+/// every running container (nodes and services, whatever the app) recorded
+/// where it runs. Also returns what could not be recorded (an overfull
+/// server, say): what runs is a fact, so that is a warning, not an error.
 pub async fn occupied_grid(
     d: &Daemon,
     options: crate::grid::Options,
-) -> Result<crate::grid::Grid, String> {
+) -> Result<(crate::grid::Grid, Vec<String>), String> {
     let mut grid = d.fleet.grid()?;
     grid.set_options(options);
     let sizes = SliceSizes::load(d)?;
+    let mut warnings = Vec::new();
     for c in d.containers(None).await? {
-        if c.state != "running" || !d.server_running(&c.server) {
+        if c.state != "running" {
             continue;
         }
-        let slice = crate::grid::SliceSpec::new(
-            format!("{}@{}", c.name, c.server),
-            format!("{}.{}", c.app, c.node),
-            sizes.of(&c),
-        );
-        // What already runs is recorded where it is; an overfull server
-        // simply takes nothing new.
-        let _ = grid.record(slice, &c.server);
+        let group = format!("{}.{}", c.app, c.node);
+        let size = sizes.of(&c);
+        // A name is on two servers only mid-move: keep both apart.
+        let id = if grid.slice(&c.name).is_some() {
+            format!("{}@{}", c.name, c.server)
+        } else {
+            c.name.clone()
+        };
+        let slice = crate::grid::SliceSpec::new(id, group, size);
+        if let Err(e) = grid.record(slice, &c.server) {
+            warnings.push(e.to_string());
+        }
     }
-    Ok(grid)
+    Ok((grid, warnings))
+}
+
+/// Write the allocation as it is now to `grid/grid.json`.
+pub async fn persist_grid(d: &Daemon) -> Result<(crate::grid::Grid, Vec<String>), String> {
+    let config = crate::cloud::Config::load(&d.store)?;
+    let (grid, warnings) = occupied_grid(d, config.grid.options()).await?;
+    store::write_json(&d.store.root().join("grid").join("grid.json"), &grid, 0o644)
+        .map_err(|e| e.to_string())?;
+    Ok((grid, warnings))
 }
 
 // ----- desired and current state -------------------------------------------
@@ -511,7 +527,20 @@ pub async fn apply_restarting(
     p.detail(plan::render(&instructions));
     let _rollout = d.cloud.rollout();
     let mut run = Execution::new(d, app, release, stack, &desired, p);
-    match run.execute(&instructions, &found).await {
+    let result = execute_or_undo(&mut run, &instructions, &found).await;
+    if let Err(e) = persist_grid(d).await {
+        tracing::warn!(app, "cannot write grid/grid.json: {e}");
+    }
+    result
+}
+
+/// Run the plan; on failure, route back and remove what this attempt started.
+async fn execute_or_undo(
+    run: &mut Execution<'_>,
+    instructions: &[Instruction],
+    found: &[Found],
+) -> Result<(), String> {
+    match run.execute(instructions, found).await {
         Ok(()) => Ok(()),
         Err(e) => {
             let started = std::mem::take(&mut run.started);
@@ -521,7 +550,7 @@ pub async fn apply_restarting(
                 run.retire.clear();
                 run.p
                     .warn("rolling back: routing to the previous containers again");
-                if let Err(back) = run.switch_route(&found).await {
+                if let Err(back) = run.switch_route(found).await {
                     run.p.warn(format!("cannot route back: {back}"));
                 }
             }
@@ -995,7 +1024,7 @@ impl<'a> Execution<'a> {
         let d = self.d;
         if self.grid.is_none() {
             let config = crate::cloud::Config::load(&d.store)?;
-            self.grid = Some(occupied_grid(d, config.grid.options()).await?);
+            self.grid = Some(occupied_grid(d, config.grid.options()).await?.0);
         }
         let size = memory.map_or(DEFAULT_SLICE_MIB, u64::from);
         let mut slice = SliceSpec::new(format!("{name}@new"), group, size);

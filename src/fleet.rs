@@ -29,8 +29,10 @@ pub enum ServerState {
     Running,
     /// Answers; its containers are being moved away, it takes no new ones.
     Draining,
-    /// Did not answer the last ping.
+    /// Did not answer the last pings: its containers count as gone.
     Unknown,
+    /// Being given back to its provider: takes no new containers.
+    Terminating,
 }
 
 impl ServerState {
@@ -39,7 +41,27 @@ impl ServerState {
             ServerState::Running => "running",
             ServerState::Draining => "draining",
             ServerState::Unknown => "unknown",
+            ServerState::Terminating => "terminating",
         }
+    }
+
+    /// The legal transitions. A server is registered `Running` (after its
+    /// engine answered) and forgotten when removed; in between:
+    /// - `Running → Draining` (servers:drain), `→ Unknown` (missed pings),
+    ///   `→ Terminating` (its provider takes it back);
+    /// - `Draining → Unknown`, `→ Terminating`;
+    /// - `Unknown → Running` (it answers again; stale containers removed),
+    ///   `→ Terminating`;
+    /// - `Terminating → Running` (the provider refused), `→ Unknown`.
+    pub fn can_become(self, to: ServerState) -> bool {
+        use ServerState::*;
+        matches!(
+            (self, to),
+            (Running, Draining | Unknown | Terminating)
+                | (Draining, Unknown | Terminating)
+                | (Unknown, Running | Terminating)
+                | (Terminating, Running | Unknown)
+        ) || self == to
     }
 }
 
@@ -234,6 +256,13 @@ impl Fleet {
         let Some((server, _)) = servers.get_mut(name) else {
             return Err(format!("no server named {name}"));
         };
+        if !server.state.can_become(state) {
+            return Err(format!(
+                "server {name} is {}: it cannot become {}",
+                server.state.as_str(),
+                state.as_str()
+            ));
+        }
         server.state = state;
         if name != LOCAL {
             write_json(&settings_path(store, name), server, 0o644).map_err(|e| e.to_string())?;
@@ -256,6 +285,7 @@ impl Fleet {
                 ServerState::Running => BlockState::Running,
                 ServerState::Draining => BlockState::Draining,
                 ServerState::Unknown => BlockState::Unknown,
+                ServerState::Terminating => BlockState::Stopped,
             };
             grid.set_state(&s.name, state).map_err(|e| e.to_string())?;
         }
@@ -275,6 +305,35 @@ impl Fleet {
 
 /// Why `name` at `endpoint` cannot join the fleet: a name or an engine that is
 /// there already.
+#[cfg(test)]
+mod tests {
+    use super::ServerState::{self, *};
+
+    #[test]
+    fn only_the_named_transitions_are_legal() {
+        let all = [Running, Draining, Unknown, Terminating];
+        let legal: Vec<(ServerState, ServerState)> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a != b && a.can_become(*b))
+            .collect();
+        assert_eq!(
+            legal,
+            vec![
+                (Running, Draining),
+                (Running, Unknown),
+                (Running, Terminating),
+                (Draining, Unknown),
+                (Draining, Terminating),
+                (Unknown, Running),
+                (Unknown, Terminating),
+                (Terminating, Running),
+                (Terminating, Unknown),
+            ]
+        );
+    }
+}
+
 pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String> {
     for s in fleet.list() {
         if s.name == name {

@@ -91,6 +91,19 @@ fn a_node_spreads_over_servers_and_a_drain_moves_it_without_a_failed_request() {
         3,
         "nginx reaches every server: {answering:?}"
     );
+    // The deploy persisted the allocation.
+    let grid: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(server.data.join("grid/grid.json")).unwrap())
+            .unwrap();
+    let mut on: Vec<String> = grid["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["group"] == format!("{app}.web"))
+        .map(|s| s["block"].as_str().unwrap_or_default().to_string())
+        .collect();
+    on.sort();
+    assert_eq!(on, vec!["h2", "h3", "h4"], "{grid}");
     let info = server.admin("servers:info h3");
     assert!(
         info.contains("containers: 1") && info.contains("zone=z3"),
