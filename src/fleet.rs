@@ -305,35 +305,6 @@ impl Fleet {
 
 /// Why `name` at `endpoint` cannot join the fleet: a name or an engine that is
 /// there already.
-#[cfg(test)]
-mod tests {
-    use super::ServerState::{self, *};
-
-    #[test]
-    fn only_the_named_transitions_are_legal() {
-        let all = [Running, Draining, Unknown, Terminating];
-        let legal: Vec<(ServerState, ServerState)> = all
-            .iter()
-            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
-            .filter(|(a, b)| a != b && a.can_become(*b))
-            .collect();
-        assert_eq!(
-            legal,
-            vec![
-                (Running, Draining),
-                (Running, Unknown),
-                (Running, Terminating),
-                (Draining, Unknown),
-                (Draining, Terminating),
-                (Unknown, Running),
-                (Unknown, Terminating),
-                (Terminating, Running),
-                (Terminating, Unknown),
-            ]
-        );
-    }
-}
-
 pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String> {
     for s in fleet.list() {
         if s.name == name {
@@ -462,4 +433,33 @@ pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Resu
         return Err(format!("image {image} did not arrive on the server"));
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerState::{self, *};
+
+    #[test]
+    fn only_the_named_transitions_are_legal() {
+        let all = [Running, Draining, Unknown, Terminating];
+        let legal: Vec<(ServerState, ServerState)> = all
+            .iter()
+            .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+            .filter(|(a, b)| a != b && a.can_become(*b))
+            .collect();
+        assert_eq!(
+            legal,
+            vec![
+                (Running, Draining),
+                (Running, Unknown),
+                (Running, Terminating),
+                (Draining, Unknown),
+                (Draining, Terminating),
+                (Unknown, Running),
+                (Unknown, Terminating),
+                (Terminating, Running),
+                (Terminating, Unknown),
+            ]
+        );
+    }
 }
