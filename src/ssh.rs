@@ -58,7 +58,13 @@ impl Output {
 }
 
 /// The client's stdin for one channel: chunks until EOF (`None`).
-pub type Input = mpsc::UnboundedReceiver<Bytes>;
+pub type Input = mpsc::Receiver<Bytes>;
+
+/// Chunks of a client's input held for a child that reads slower than the
+/// client sends (at most ~8 MiB with 32 KiB packets). When full, the
+/// connection's event loop waits for the child: a fast pusher is slowed to
+/// the speed of `git receive-pack` instead of filling memory.
+const INPUT_QUEUE: usize = 256;
 
 /// Read all of stdin, up to `limit` bytes.
 pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, String> {
@@ -139,7 +145,7 @@ fn server_config(daemon: &Daemon) -> anyhow::Result<russh::server::Config> {
 }
 
 struct ChannelState {
-    stdin: Option<mpsc::UnboundedSender<Bytes>>,
+    stdin: Option<mpsc::Sender<Bytes>>,
     /// Dropped when the channel closes, which wakes every [`Closed`].
     _closed: watch::Sender<()>,
     closed_rx: watch::Receiver<()>,
@@ -262,7 +268,7 @@ impl russh::server::Handler for Connection {
         }
         state.started = true;
         session.channel_success(channel)?;
-        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        let (stdin_tx, stdin_rx) = mpsc::channel(INPUT_QUEUE);
         state.stdin = Some(stdin_tx);
         let out = Output {
             handle: session.handle(),
@@ -318,8 +324,9 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(tx) = self.channels.get(&channel).and_then(|s| s.stdin.as_ref()) {
-            let _ = tx.send(Bytes::copy_from_slice(data));
+        if let Some(tx) = self.channels.get(&channel).and_then(|s| s.stdin.clone()) {
+            // Waits while the queue is full; fails at once when nobody reads.
+            let _ = tx.send(Bytes::copy_from_slice(data)).await;
         }
         Ok(())
     }

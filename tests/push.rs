@@ -345,3 +345,29 @@ fn a_container_quarry_does_not_own_is_never_touched() {
     server.push_ok(repo.path(), &app);
     assert_eq!(server.body(&app), "hello from v1\n");
 }
+
+/// A pack far larger than the SSH input queue streams through to git (the
+/// queue slows the sender instead of growing), and the hook still answers.
+#[test]
+fn a_large_push_streams_through_and_is_judged_by_the_hook() {
+    use std::io::Read;
+    let server = Server::start();
+    let app = common::unique_app("big");
+    let repo = Repo::fixture("hello");
+    let mut noise = vec![0u8; 24 * 1024 * 1024];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    std::fs::write(repo.path().join("noise.bin"), &noise).unwrap();
+    repo.commit("24 MiB that does not compress");
+    let out = server.push_as(&server.admin, repo.path(), &app, "main:feature");
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("only main or master deploy"),
+        "the whole pack arrived and the hook judged it: {err}"
+    );
+    // The daemon serves the next connection (admin() asserts success).
+    server.admin("apps");
+}
