@@ -420,6 +420,10 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
     let mut current = Current::default();
     for c in &found {
         if let Some(service) = &c.service {
+            // One on a draining server is to be moved: as if it were gone.
+            if !d.server_running(&c.server) {
+                continue;
+            }
             current.services.insert(
                 service.clone(),
                 CurrentService {
@@ -716,11 +720,90 @@ impl<'a> Execution<'a> {
         if let Some(cmd) = release_cmd.take() {
             self.release_command(&cmd, &network).await?;
         }
+        let deployed: BTreeSet<&str> = instructions
+            .iter()
+            .filter_map(|i| match i {
+                Instruction::Deploy { node, .. } => Some(node.as_str()),
+                _ => None,
+            })
+            .collect();
+        if self.relink(found, &deployed, &network).await? {
+            route = true;
+        }
         if route {
             self.switch_route(found).await?;
         }
         self.retire_old().await;
         Ok(())
+    }
+
+    /// Digest of the service addresses a node container on `server` gets.
+    fn links(&self, env: &BTreeMap<String, String>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for name in self.stack.manifest.services.keys() {
+            let upper = name.to_uppercase().replace('-', "_");
+            for key in [format!("{upper}_HOST"), format!("{upper}_PORT")] {
+                let value = env.get(&key).map_or("", String::as_str);
+                h.update(format!("{key}={value}\n").as_bytes());
+            }
+        }
+        h.finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Replace the running node containers (of nodes this plan does not
+    /// deploy) whose service addresses are out of date — a service moved to
+    /// another server — one by one, beside the old ones. Returns whether any
+    /// was replaced.
+    async fn relink(
+        &mut self,
+        found: &[Found],
+        deployed: &BTreeSet<&str>,
+        network: &str,
+    ) -> Result<bool, String> {
+        if self.stack.manifest.services.is_empty() {
+            return Ok(false);
+        }
+        let retired: BTreeSet<String> = self.retire.iter().map(|c| c.id.clone()).collect();
+        let stale: Vec<Found> = found
+            .iter()
+            .filter(|c| {
+                c.service.is_none()
+                    && c.state == "running"
+                    && c.is_steady()
+                    && !deployed.contains(c.node.as_str())
+                    && !retired.contains(&c.id)
+                    && self.d.server_running(&c.server)
+            })
+            .filter(|c| {
+                let Some(def) = self.stack.manifest.nodes.get(&c.node) else {
+                    return false;
+                };
+                let want = self.links(&self.node_env(Some(def), &c.server));
+                c.links.as_ref().is_some_and(|have| *have != want)
+            })
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        self.p.step(format!(
+            "A service moved: replacing {} container(s) that knew its old address",
+            stale.len()
+        ));
+        for c in stale {
+            let temp = format!(
+                "{}.{}.{}.v{}",
+                self.app, c.node, c.index, self.release.number
+            );
+            self.boot(&c.node, c.index, &temp, network).await?;
+            self.retire.push(c);
+        }
+        Ok(true)
     }
 
     /// Record where the app's running services are.
@@ -836,6 +919,7 @@ impl<'a> Execution<'a> {
         if let Some(c) = found.iter().find(|c| c.service.as_deref() == Some(service))
             && c.spec.as_deref() == Some(spec_hash)
             && c.state == "running"
+            && d.server_running(&c.server)
         {
             return Ok(());
         }
@@ -1092,6 +1176,8 @@ impl<'a> Execution<'a> {
             labels: BTreeMap::new(),
             restart: true,
         };
+        spec.labels
+            .insert(launch::LABEL_LINKS.to_string(), self.links(&spec.env));
         // The name this container will take must be ours to take.
         let final_name = format!("{}.{node}.{index}", self.app);
         match launch::owner(&docker, &final_name).await {

@@ -37,6 +37,9 @@ pub const LABEL_SERVICE: &str = "quarry.service";
 pub const LABEL_SPEC: &str = "quarry.spec";
 /// On one-off containers (release commands): never part of the app's state.
 pub const LABEL_ONEOFF: &str = "quarry.oneoff";
+/// On node containers: a digest of the service addresses they were given,
+/// so a service that moved shows which containers must be replaced.
+pub const LABEL_LINKS: &str = "quarry.links";
 
 pub use crate::manifest::Command;
 
@@ -87,6 +90,9 @@ pub struct Found {
     /// For service containers: the service and its definition's hash.
     pub service: Option<String>,
     pub spec: Option<String>,
+    /// [`LABEL_LINKS`] of a node container.
+    #[serde(skip)]
+    pub links: Option<String>,
     /// The server (fleet member) it runs on.
     pub server: String,
 }
@@ -590,6 +596,7 @@ pub async fn list(
             address,
             service: labels.get(LABEL_SERVICE).cloned(),
             spec: labels.get(LABEL_SPEC).cloned(),
+            links: labels.get(LABEL_LINKS).cloned(),
             server: crate::fleet::LOCAL.to_string(),
         });
     }

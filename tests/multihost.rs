@@ -325,14 +325,19 @@ fn placed(server: &Server, app: &str) -> std::collections::BTreeMap<String, Stri
 fn services_on_one_server_are_reached_from_nodes_on_another() {
     let server = Server::start();
     let net = common::hosts::NsNet::new();
-    let (db, web) = std::thread::scope(|s| {
+    let (db1, db2, web) = std::thread::scope(|s| {
         let a = s.spawn(|| common::hosts::NsHost::start(&net, 6));
         let b = s.spawn(|| common::hosts::NsHost::start(&net, 7));
-        (a.join().unwrap(), b.join().unwrap())
+        let c = s.spawn(|| common::hosts::NsHost::start(&net, 8));
+        (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
     });
-    for (h, role) in [(&db, "db"), (&web, "web")] {
+    for (h, name, role) in [
+        (&db1, "db1", "db"),
+        (&db2, "db2", "db"),
+        (&web, "web", "web"),
+    ] {
         server.admin(&format!(
-            "servers:add {role} --docker {} --address {} --memory 1024 --label role={role}",
+            "servers:add {name} --docker {} --address {} --memory 1024 --label role={role}",
             h.endpoint(),
             h.address()
         ));
@@ -346,25 +351,53 @@ fn services_on_one_server_are_reached_from_nodes_on_another() {
     repo.commit("services on db, web on web");
     let log = server.push_ok(repo.path(), &app);
     let at = placed(&server, &app);
-    assert_eq!(at[&format!("{app}.cache")], "db", "{at:?}\n{log}");
-    assert_eq!(at[&format!("{app}.echo")], "db", "{at:?}");
+    let db_of =
+        |at: &std::collections::BTreeMap<String, String>| at[&format!("{app}.cache")].clone();
+    let first = db_of(&at);
+    assert!(first == "db1" || first == "db2", "{at:?}\n{log}");
+    assert_eq!(at[&format!("{app}.echo")], first, "{at:?}");
     assert_eq!(at[&format!("{app}.web.1")], "web", "{at:?}");
     assert_eq!(at[&format!("{app}.web.2")], "web", "{at:?}");
+    let (first_host, second, second_host) = if first == "db1" {
+        (&db1, "db2", &db2)
+    } else {
+        (&db2, "db1", &db1)
+    };
     // The web containers found the services at the db server's address,
     // through the port it publishes, and got answers.
-    let body = server.body(&app);
-    let field = |name: &str| -> String {
-        body.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_default()
-            .to_string()
+    let check = |server_host: &common::hosts::NsHost| {
+        let body = server.body(&app);
+        let field = |name: &str| -> String {
+            body.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            field("cache").starts_with(&format!("{}:", server_host.address())),
+            "CACHE_HOST is the db server's address: {body}"
+        );
+        assert!(!field("born").is_empty(), "the cache answered: {body}");
+        assert_eq!(field("pong"), "pong", "the echo service answered: {body}");
     };
+    check(first_host);
+
+    // Drain the services' server: they move to the other db server, and the
+    // web containers, which knew the old address, are replaced.
+    let out = server.ssh(&server.admin, &format!("servers:drain {first}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let at = placed(&server, &app);
+    assert_eq!(db_of(&at), second, "{at:?}");
+    assert_eq!(at[&format!("{app}.echo")], second, "{at:?}");
+    assert_eq!(at[&format!("{app}.web.1")], "web", "{at:?}");
     assert!(
-        field("cache").starts_with(&format!("{}:", db.address())),
-        "CACHE_HOST is the db server's address: {body}"
+        stderr(&out).contains("A service moved: replacing 2 container(s)"),
+        "{}",
+        stderr(&out)
     );
-    assert!(!field("born").is_empty(), "the cache answered: {body}");
-    assert_eq!(field("pong"), "pong", "the echo service answered: {body}");
+    for _ in 0..4 {
+        check(second_host);
+    }
 }
 
 /// `openssl …` in `dir`.
