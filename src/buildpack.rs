@@ -30,7 +30,7 @@ use crate::launch;
 use crate::manifest::{Command, Manifest};
 use crate::progress::Progress;
 use crate::stack::{self, Stack};
-use crate::stackimage::{self, DEFAULT_STACK, pass_through};
+use crate::stackimage::{self, pass_through};
 use crate::store::{ManifestSource, Release};
 
 /// The stack's entrypoint: sources `/app/.profile.d/*.sh`, then execs its arguments.
@@ -292,6 +292,7 @@ pub async fn build_stage(
             let stack = buildpack_build(d, app, release, &tree, &stack, asked, &work, p).await;
             drop(work);
             let stack = stack?;
+            prune_downloads(d, app, release, stack.manifest.releases.keep, p);
             release.manifest = stack.source.clone();
             d.store
                 .write_release(app, release)
@@ -308,6 +309,81 @@ fn work_dir(d: &Daemon, app: &str) -> PathBuf {
 /// The app's build cache, kept across pushes (removed with the app).
 pub fn cache_dir(d: &Daemon, app: &str) -> PathBuf {
     d.store.app_dir(app).join("build").join("cache")
+}
+
+/// The built-ins' download caches inside CACHE (the restored venv and
+/// node_modules hold only the current dependency key already).
+const DOWNLOAD_CACHES: &[&str] = &["pip", "npm"];
+
+/// Drop cached downloads older than the oldest release still kept
+/// (`releases.keep`, counting this one): the cache shrinks with the releases.
+fn prune_downloads(d: &Daemon, app: &str, release: &Release, keep: u32, p: &Progress) {
+    let Ok(releases) = d.store.releases(app) else {
+        return;
+    };
+    let Some(cutoff) = download_cutoff(&releases, release, keep) else {
+        return;
+    };
+    let cache = cache_dir(d, app);
+    let mut freed = 0;
+    for sub in DOWNLOAD_CACHES {
+        freed += remove_older(&cache.join(sub), cutoff);
+    }
+    if freed > 0 {
+        p.detail(format!(
+            "pruned {} MB of cached downloads older than the releases kept",
+            freed.div_ceil(1_000_000)
+        ));
+    }
+}
+
+/// When the oldest kept release was made; `None` when every earlier
+/// successful release is still kept.
+fn download_cutoff(
+    releases: &[Release],
+    current: &Release,
+    keep: u32,
+) -> Option<std::time::SystemTime> {
+    use crate::store::ReleaseStatus;
+    let keep_before = keep.max(1) as usize - 1;
+    let earlier: Vec<&Release> = releases
+        .iter()
+        .filter(|r| r.number < current.number)
+        .filter(|r| matches!(r.status, ReleaseStatus::Live | ReleaseStatus::Superseded))
+        .collect();
+    if earlier.len() <= keep_before {
+        return None;
+    }
+    let oldest_kept = match keep_before {
+        0 => current,
+        n => earlier[earlier.len() - n],
+    };
+    let at = time::OffsetDateTime::parse(
+        &oldest_kept.created,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(at.unix_timestamp().max(0) as u64))
+}
+
+/// Remove files under `dir` last modified before `cutoff`; returns the bytes freed.
+fn remove_older(dir: &Path, cutoff: std::time::SystemTime) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut freed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            freed += remove_older(&entry.path(), cutoff);
+        } else if meta.modified().is_ok_and(|m| m < cutoff) && fs::remove_file(entry.path()).is_ok()
+        {
+            freed += meta.len();
+        }
+    }
+    freed
 }
 
 /// A build's scratch dirs; removed when dropped.
@@ -355,7 +431,6 @@ async fn buildpack_build(
     work: &Work,
     p: &Progress,
 ) -> Result<Stack, String> {
-    let started = Instant::now();
     let src = work.src();
     {
         let mut archive = tar::Archive::new(tree);
@@ -433,8 +508,9 @@ async fn buildpack_build(
         }
     };
 
-    let stack_image = DEFAULT_STACK;
+    let stack_image = &stackimage::configured();
     stackimage::ensure(&d.docker, stack_image, p).await?;
+    let started = Instant::now();
 
     // ENV_DIR: the app's config vars over the global ones, one file each.
     let mut vars = release.global_env.clone();
@@ -1012,6 +1088,58 @@ mod tests {
         );
         let e = manifest_source(None, &BTreeMap::new(), "procfile").unwrap_err();
         assert!(e.contains("add a Procfile"), "{e}");
+    }
+
+    fn release(number: u32, status: crate::store::ReleaseStatus, created: &str) -> Release {
+        Release {
+            number,
+            commit: "c".repeat(40),
+            image: format!("quarry/a:v{number}"),
+            env: BTreeMap::new(),
+            global_env: BTreeMap::new(),
+            manifest: None,
+            created: created.into(),
+            by: "k".into(),
+            fingerprint: "f".into(),
+            description: "push".into(),
+            status,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn downloads_older_than_the_kept_releases_go() {
+        use crate::store::ReleaseStatus::*;
+        let all = vec![
+            release(1, Superseded, "2026-01-01T00:00:00Z"),
+            release(2, Failed, "2026-01-02T00:00:00Z"),
+            release(3, Superseded, "2026-01-03T00:00:00Z"),
+            release(4, Live, "2026-01-04T00:00:00Z"),
+            release(5, Deploying, "2026-01-05T00:00:00Z"),
+        ];
+        let at = |day: u64| {
+            std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600 + (day - 1) * 86_400)
+        };
+        // keep 3: v5, v4, v3 stay; what is older than v3 goes.
+        assert_eq!(download_cutoff(&all, &all[4], 3), Some(at(3)));
+        assert_eq!(download_cutoff(&all, &all[4], 1), Some(at(5)));
+        // keep 4 or more: v1 is still kept, nothing is older.
+        assert_eq!(download_cutoff(&all, &all[4], 4), None);
+        assert_eq!(download_cutoff(&all, &all[4], 5), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("a/old.whl"), dir.path().join("new.whl"));
+        fs::create_dir_all(dir.path().join("a")).unwrap();
+        fs::write(&old, "12345").unwrap();
+        fs::write(&new, "1").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(at(1))
+            .unwrap();
+        assert_eq!(remove_older(dir.path(), at(3)), 5);
+        assert!(!old.exists() && new.exists());
     }
 
     #[test]

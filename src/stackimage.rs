@@ -24,6 +24,19 @@ use crate::progress::Progress;
 /// The stack buildpack builds use unless told otherwise.
 pub const DEFAULT_STACK: &str = "quarry-stack/bookworm:latest";
 
+/// The daemon's environment may name another stack for buildpack builds.
+pub const STACK_ENV: &str = "QUARRY_STACK";
+
+/// The stack buildpack builds run on: `QUARRY_STACK` if it is a valid stack
+/// name, else [`DEFAULT_STACK`].
+pub fn configured() -> String {
+    std::env::var(STACK_ENV)
+        .ok()
+        .map(|s| full_name(&s))
+        .filter(|s| validate_name(s).is_ok())
+        .unwrap_or_else(|| DEFAULT_STACK.to_string())
+}
+
 /// Stack images live under this repository prefix.
 pub const PREFIX: &str = "quarry-stack/";
 
@@ -238,10 +251,11 @@ async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), 
             "the stack image {name} could not be built (debootstrap from Debian's mirror, {status}): {last}"
         ));
     }
-    p.detail(format!(
-        "stack build took {:.0}s",
-        started.elapsed().as_secs_f64()
-    ));
+    tracing::info!(
+        stack = name,
+        seconds = started.elapsed().as_secs(),
+        "built the stack image"
+    );
     Ok(())
 }
 
