@@ -86,7 +86,7 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum StackCommand {
-    /// Build a stack image on the local Docker engine (no registry needed).
+    /// Build a stack image on the local Docker engine (no registry needed)
     ///
     /// Without --from: debootstrap a minimal Debian bookworm from the mirror
     /// this machine's apt uses (installs debootstrap if missing), add python3,

@@ -167,6 +167,25 @@ fn build_cache_redeploy(
         t2.as_secs_f64()
     );
 
+    // The app image is the stack plus a layer: the stack's layer is shared.
+    let first_layer = |image: &str| {
+        stdout(
+            &Command::new("docker")
+                .args([
+                    "image",
+                    "inspect",
+                    "-f",
+                    "{{index .RootFS.Layers 0}}",
+                    image,
+                ])
+                .output()
+                .unwrap(),
+        )
+    };
+    let stack_layer = first_layer(STACK);
+    assert!(stack_layer.starts_with("sha256:"), "{stack_layer}");
+    assert_eq!(first_layer(&format!("quarry/{app}:v2")), stack_layer);
+
     // Processes run as the stack's user app, from /app.
     let id = stdout(
         &Command::new("docker")
