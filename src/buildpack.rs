@@ -213,7 +213,7 @@ struct Work {
 impl Work {
     fn new(root: PathBuf) -> io::Result<Work> {
         let _ = fs::remove_dir_all(&root);
-        for sub in ["src", "env", "out", "ctx"] {
+        for sub in ["src", "env", "out"] {
             fs::create_dir_all(root.join(sub))?;
         }
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
