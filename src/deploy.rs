@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::build;
+use crate::buildpack;
 use crate::daemon::Daemon;
 use crate::launch::{self, ContainerSpec, Found};
 use crate::manifest::{Node, NodeKind};
@@ -101,7 +102,6 @@ async fn push_locked(
         p.step(format!("Receiving {app} at {short}"));
         let tree = receive::archive(&repo, commit, git_env).await?;
         let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
-        p.detail(stack.describe());
         release.manifest = stack.source.clone();
         d.store
             .write_release(app, &release)
@@ -109,11 +109,9 @@ async fn push_locked(
         receive::unpack_src(&d.store, app, &tree)
             .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
 
-        p.step(format!("Building {image} from the Dockerfile"));
-        // One label only: the classic builder adds a build step per label.
-        // The tag names the app; the label scopes cleanup to this instance.
-        let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-        build::build_dockerfile(&d.docker, app, tree, &image, labels, p).await?;
+        // Dockerfile or buildpack; a buildpack's release may add process types.
+        let stack = buildpack::build_stage(d, app, &mut release, tree, stack, p).await?;
+        p.detail(stack.describe());
         apply(d, app, &release, &stack, p).await
     }
     .await;

@@ -13,6 +13,8 @@
 //! - [`stack`]: which manifest a pushed tree or a release has.
 //! - [`plan`]: desired vs current state → launch instructions (pure).
 //! - [`build`]: Dockerfile → image, through the Docker API.
+//! - [`buildpack`]: no Dockerfile → Heroku-classic buildpack build → image.
+//! - [`stackimage`]: the Debian stack image buildpack builds run on.
 //! - [`deploy`]: the pipeline itself, and rollouts of a release.
 //! - [`launch`]: the only code that starts and stops containers.
 //! - [`fleet`]: the servers (Docker engines) and moving images between them.
@@ -25,6 +27,7 @@
 //! - [`validate`]: every name that crosses the edge.
 
 pub mod build;
+pub mod buildpack;
 pub mod cloud;
 pub mod command;
 pub mod commands;
@@ -43,5 +46,6 @@ pub mod route;
 pub mod serve;
 pub mod ssh;
 pub mod stack;
+pub mod stackimage;
 pub mod store;
 pub mod validate;

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Stack images: the Debian root file systems buildpack builds run on.
+    Stack {
+        #[command(subcommand)]
+        command: StackCommand,
+    },
     /// Internal: run by the repositories' pre-receive hook.
     #[command(hide = true)]
     Hook {
@@ -76,6 +81,37 @@ enum KeysCommand {
         name: String,
         #[arg(long, default_value = "./.quarry", env = "QUARRY_DATA")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StackCommand {
+    /// Build a stack image on the local Docker engine (no registry needed)
+    ///
+    /// Without --from: debootstrap a minimal Debian bookworm from the mirror
+    /// this machine's apt uses (installs debootstrap if missing), add python3,
+    /// python3-venv, pip, nodejs, npm, CA certificates (the host's own too),
+    /// the user app (uid 1000) and /usr/local/bin/quarry-entrypoint, then
+    /// `docker import` it. Takes 2-4 minutes; needs root. With --from IMAGE:
+    /// the same on top of a Debian-based image already on the engine.
+    /// Pushes build the default stack on first need; this builds it ahead.
+    #[command(verbatim_doc_comment)]
+    Build {
+        /// The image: NAME (under quarry-stack/) or quarry-stack/NAME[:TAG].
+        #[arg(default_value = quarry::stackimage::DEFAULT_STACK)]
+        name: String,
+        /// Build again even if the image exists.
+        #[arg(long)]
+        force: bool,
+        /// Build on top of this Debian-based image instead of debootstrap.
+        #[arg(long, value_name = "IMAGE")]
+        from: Option<String>,
+    },
+    /// List the stack images on the local Docker engine.
+    List {
+        /// One JSON array: name, id, size (bytes), created (Unix seconds).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -123,6 +159,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Stack { command } => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(stack(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("quarry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keys { command } => match keys(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -130,6 +176,62 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+async fn stack(command: StackCommand) -> Result<(), String> {
+    use quarry::stackimage;
+    let docker = quarry::serve::connect_docker()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    match command {
+        StackCommand::Build { name, force, from } => {
+            let name = stackimage::full_name(&name);
+            let (p, mut rx) = quarry::progress::Progress::channel();
+            let print = tokio::spawn(async move {
+                while let Some(line) = rx.recv().await {
+                    println!("{line}");
+                }
+            });
+            let result = stackimage::build(&docker, &name, force, from.as_deref(), &p).await;
+            drop(p);
+            let _ = print.await;
+            result?;
+            println!("{name} is ready");
+            Ok(())
+        }
+        StackCommand::List { json } => {
+            let images = stackimage::list(&docker).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&images).map_err(|e| e.to_string())?
+                );
+            } else if images.is_empty() {
+                println!(
+                    "no stack images yet: `quarry stack build` makes {}",
+                    stackimage::DEFAULT_STACK
+                );
+            } else {
+                println!("{:<40} {:<12} {:>8}  CREATED", "NAME", "ID", "SIZE");
+                for i in images {
+                    let created = time::OffsetDateTime::from_unix_timestamp(i.created)
+                        .ok()
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<40} {:<12} {:>5} MB  {created}",
+                        i.name,
+                        i.id,
+                        i.size / 1_000_000
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -173,7 +173,8 @@ pub struct Placement {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Build {
-    /// A buildpack (path in the repo or git URL) for apps without a Dockerfile.
+    /// The buildpack to build with, even if there is a Dockerfile: a built-in
+    /// name, a path (in the repository or on the server) or a git URL.
     pub buildpack: Option<String>,
 }
 

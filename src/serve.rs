@@ -115,6 +115,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     crate::reconcile::at_start(&daemon).await;
+    crate::buildpack::at_start(&daemon).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ssh_task = tokio::spawn(crate::ssh::run(

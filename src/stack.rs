@@ -2,8 +2,10 @@
 //!
 //! quarry.yml, else a Procfile, else a Dockerfile alone (one `web` node)
 //! gives the app's [`Manifest`]; the manifest text is kept on the release so
-//! rollbacks and config changes re-read exactly what was pushed. Pure apart
-//! from reading the tree it is given.
+//! rollbacks and config changes re-read exactly what was pushed. A tree with
+//! no Dockerfile is built by a buildpack ([`crate::buildpack`]), whose
+//! default process types may then stand in for a Procfile. Pure apart from
+//! reading the tree it is given.
 
 use std::fmt;
 
@@ -17,15 +19,19 @@ pub struct Stack {
     /// `None` for a Dockerfile alone.
     pub source: Option<ManifestSource>,
     pub manifest: Manifest,
+    /// Whether the pushed tree has a Dockerfile in its root (false for a
+    /// stack read back from a release).
+    pub dockerfile: bool,
 }
 
 impl Stack {
     /// One line for the pusher: where the stack came from and its parts.
     pub fn describe(&self) -> String {
-        let from = self
-            .source
-            .as_ref()
-            .map_or("Dockerfile", |s| s.file.as_str());
+        let from = match &self.source {
+            Some(s) => s.file.as_str(),
+            None if self.dockerfile => "Dockerfile",
+            None => "the buildpack",
+        };
         let mut parts: Vec<String> = self
             .manifest
             .services
@@ -66,35 +72,49 @@ pub fn detect(tree: &[u8]) -> Result<Stack, StackError> {
         Some(ManifestSource {
             file: "quarry.yml".into(),
             text: text("quarry.yml", bytes)?,
+            buildpack: None,
         })
     } else if let Some(bytes) = read("Procfile")? {
         Some(ManifestSource {
             file: "Procfile".into(),
             text: text("Procfile", bytes)?,
+            buildpack: None,
         })
     } else {
         None
     };
-    if !has_dockerfile {
-        return Err(StackError(
-            "no Dockerfile in the repository root: add one (buildpack builds are not available yet)"
-                .into(),
-        ));
-    }
     let manifest = parse(source.as_ref())?;
-    Ok(Stack { source, manifest })
+    Ok(Stack {
+        source,
+        manifest,
+        dockerfile: has_dockerfile,
+    })
+}
+
+/// The stack of a buildpack build, from the source it settled on.
+pub fn from_source(source: ManifestSource) -> Result<Stack, StackError> {
+    let manifest = parse(Some(&source))?;
+    Ok(Stack {
+        source: Some(source),
+        manifest,
+        dockerfile: false,
+    })
 }
 
 fn parse(source: Option<&ManifestSource>) -> Result<Manifest, StackError> {
-    match source {
-        None => Ok(manifest::default_manifest()),
-        Some(s) if s.file == "Procfile" => {
-            manifest::parse_procfile(&s.file, &s.text).map_err(|e| StackError(e.to_string()))
+    let mut manifest = match source {
+        None => manifest::default_manifest(),
+        Some(s) if s.file == "quarry.yml" => {
+            manifest::parse_manifest(&s.file, &s.text).map_err(|e| StackError(e.to_string()))?
         }
         Some(s) => {
-            manifest::parse_manifest(&s.file, &s.text).map_err(|e| StackError(e.to_string()))
+            manifest::parse_procfile(&s.file, &s.text).map_err(|e| StackError(e.to_string()))?
         }
+    };
+    if source.is_some_and(|s| s.buildpack.is_some()) {
+        crate::buildpack::through_entrypoint(&mut manifest);
     }
+    Ok(manifest)
 }
 
 /// The stack of an existing release (for config changes, restarts and
@@ -105,5 +125,6 @@ pub fn from_release(release: &Release) -> Result<Stack, StackError> {
     Ok(Stack {
         source: release.manifest.clone(),
         manifest,
+        dockerfile: false,
     })
 }

@@ -588,9 +588,14 @@ pub struct Release {
 /// The file a release's stack was read from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ManifestSource {
-    /// `quarry.yml` or `Procfile`.
+    /// `quarry.yml` or `Procfile` (or a Procfile made from a buildpack's
+    /// default process types, named so).
     pub file: String,
     pub text: String,
+    /// The buildpack that built the image, if one did: its processes start
+    /// through the stack's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildpack: Option<String>,
 }
 
 /// Now, as RFC 3339 UTC.

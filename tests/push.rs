@@ -121,7 +121,13 @@ fn failed_pushes_are_rejected_and_the_old_release_keeps_serving() {
         "missing-base",
         "quarry-test-nonexistent/base",
     );
-    assert_rejected_and_still_serving(&server, &repo, &app, "no-dockerfile", "no Dockerfile");
+    assert_rejected_and_still_serving(
+        &server,
+        &repo,
+        &app,
+        "no-dockerfile",
+        "no buildpack detected this app",
+    );
     assert_rejected_and_still_serving(
         &server,
         &repo,

@@ -327,7 +327,7 @@ fn buildpack(at: &At) -> Result<String, ManifestError> {
         || pack.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(at.fail(format!(
-            "use a path in the repository or a git URL, without spaces or a leading '-', found {pack:?}"
+            "use a built-in buildpack name, a path or a git URL, without spaces or a leading '-', found {pack:?}"
         )));
     }
     Ok(pack.to_owned())

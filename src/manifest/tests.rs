@@ -483,7 +483,7 @@ fn build_dir_outside_the_repository() {
 fn bad_buildpack() {
     assert_eq!(
         refuse("build: {buildpack: --upload-pack=x}\nnodes: {web: }\n"),
-        "quarry.yml:1: build.buildpack: use a path in the repository or a git URL, without spaces or a leading '-', found \"--upload-pack=x\""
+        "quarry.yml:1: build.buildpack: use a built-in buildpack name, a path or a git URL, without spaces or a leading '-', found \"--upload-pack=x\""
     );
 }
 

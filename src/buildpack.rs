@@ -1,0 +1,384 @@
+//! Buildpack builds (Heroku's classic API) for apps without a Dockerfile.
+//!
+//! The build stage of a push: a Dockerfile in the repo root is built as it
+//! always was, unless quarry.yml `build.buildpack` or the `BUILDPACK_URL`
+//! config var names a buildpack; without a Dockerfile the built-in buildpacks
+//! are asked in order (`bin/detect`). The chosen buildpack's `bin/detect`,
+//! `bin/compile BUILD CACHE ENV` and `bin/release BUILD` run in one throwaway
+//! container from the stack image, as the stack's user `app` (uid 1000); the
+//! compiled BUILD dir becomes the app image (`FROM <stack>`, `/app`). The
+//! cache dir is the app's own (`stacks/<app>/build/cache`), kept across pushes.
+//! May touch: the app's `build/` dir, `<data>/buildpacks`, the Docker engine
+//! (one build container and one image build per push), `git clone`.
+
+mod cache;
+mod container;
+mod release;
+mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::build;
+use crate::daemon::Daemon;
+use crate::launch;
+use crate::progress::Progress;
+use crate::stack::{self, Stack};
+use crate::stackimage;
+use crate::store::Release;
+
+pub use cache::cache_dir;
+pub use release::{manifest_source, process_types, through_entrypoint};
+pub use source::Source;
+
+/// The stack's entrypoint: sources `/app/.profile.d/*.sh`, then execs its arguments.
+pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
+
+/// The config var that names a buildpack (Heroku's).
+pub const BUILDPACK_URL: &str = "BUILDPACK_URL";
+
+/// The uid and gid of the stack's user `app`, which compile runs as.
+const APP_UID: u32 = 1000;
+
+/// The built-in buildpacks in detect order, with their scripts (from `buildpacks/`).
+pub const BUILTIN: &[(&str, [(&str, &str); 3])] = &[
+    (
+        "python",
+        [
+            ("detect", include_str!("../buildpacks/python/bin/detect")),
+            ("compile", include_str!("../buildpacks/python/bin/compile")),
+            ("release", include_str!("../buildpacks/python/bin/release")),
+        ],
+    ),
+    (
+        "node",
+        [
+            ("detect", include_str!("../buildpacks/node/bin/detect")),
+            ("compile", include_str!("../buildpacks/node/bin/compile")),
+            ("release", include_str!("../buildpacks/node/bin/release")),
+        ],
+    ),
+    (
+        "static",
+        [
+            ("detect", include_str!("../buildpacks/static/bin/detect")),
+            ("compile", include_str!("../buildpacks/static/bin/compile")),
+            ("release", include_str!("../buildpacks/static/bin/release")),
+        ],
+    ),
+    (
+        "procfile",
+        [
+            ("detect", include_str!("../buildpacks/procfile/bin/detect")),
+            (
+                "compile",
+                include_str!("../buildpacks/procfile/bin/compile"),
+            ),
+            (
+                "release",
+                include_str!("../buildpacks/procfile/bin/release"),
+            ),
+        ],
+    ),
+];
+
+/// Where the built-in buildpacks are written out.
+pub fn builtin_dir(root: &Path) -> PathBuf {
+    root.join("buildpacks")
+}
+
+/// Write the built-in buildpacks under `<data>/buildpacks/<name>/bin/` (0755),
+/// so an installed binary needs no checkout of the repository.
+pub fn install(root: &Path) -> io::Result<()> {
+    for (name, scripts) in BUILTIN {
+        let bin = builtin_dir(root).join(name).join("bin");
+        fs::create_dir_all(&bin)?;
+        for (script, text) in scripts {
+            let path = bin.join(script);
+            if fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                crate::store::write_atomic(&path, text.as_bytes(), 0o755)?;
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
+}
+
+/// At start: write the built-ins out, and remove what a crash left of a
+/// build (its container, its work dir).
+pub async fn at_start(d: &Daemon) {
+    if let Err(e) = install(d.store.root()) {
+        tracing::warn!("cannot write the built-in buildpacks: {e}");
+    }
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}={}", launch::LABEL_INSTANCE, d.instance),
+            format!("{}=build", launch::LABEL_ONEOFF),
+        ],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    if let Ok(list) = d.docker.list_containers(Some(options)).await {
+        for c in list {
+            if let Some(id) = c.id {
+                tracing::info!(container = %id, "removing a leftover build container");
+                let _ = launch::remove(&d.docker, &id, 0).await;
+            }
+        }
+    }
+    for app in d.store.apps().unwrap_or_default() {
+        let _ = fs::remove_dir_all(work_dir(d, &app));
+    }
+}
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+/// How the pushed tree becomes an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Dockerfile,
+    /// A buildpack: the one asked for, or the first built-in that detects the app.
+    Buildpack(Option<Source>),
+}
+
+/// quarry.yml `build.buildpack`, else `BUILDPACK_URL`, else the Dockerfile,
+/// else detection.
+pub fn choose(stack: &Stack, env: &BTreeMap<String, String>) -> Result<Choice, String> {
+    let asked = stack.manifest.build.buildpack.as_deref().or_else(|| {
+        env.get(BUILDPACK_URL)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    });
+    match asked {
+        Some(value) => Ok(Choice::Buildpack(Some(Source::parse(value)?))),
+        None if stack.dockerfile => Ok(Choice::Dockerfile),
+        None => Ok(Choice::Buildpack(None)),
+    }
+}
+
+/// The build stage of a push: Dockerfile or buildpack. Returns the stack the
+/// release runs (a buildpack build may add process types from `bin/release`)
+/// and records it on `release`.
+pub async fn build_stage(
+    d: &Daemon,
+    app: &str,
+    release: &mut Release,
+    tree: Vec<u8>,
+    stack: Stack,
+    p: &Progress,
+) -> Result<Stack, String> {
+    // One label only: the classic builder adds a build step per label.
+    // The tag names the app; the label scopes cleanup to this instance.
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    match choose(&stack, &release.env)? {
+        Choice::Dockerfile => {
+            p.step(format!("Building {} from the Dockerfile", release.image));
+            build::build_dockerfile(&d.docker, app, tree, &release.image, labels, p).await?;
+            Ok(stack)
+        }
+        Choice::Buildpack(asked) => {
+            let work = Work::new(work_dir(d, app))
+                .map_err(|e| format!("cannot make the build dir of {app}: {e}"))?;
+            let stack = buildpack_build(d, app, release, &tree, &stack, asked, &work, p).await;
+            drop(work);
+            let stack = stack?;
+            cache::prune_downloads(d, app, release, stack.manifest.releases.keep, p);
+            release.manifest = stack.source.clone();
+            d.store
+                .write_release(app, release)
+                .map_err(|e| e.to_string())?;
+            Ok(stack)
+        }
+    }
+}
+
+fn work_dir(d: &Daemon, app: &str) -> PathBuf {
+    d.store.app_dir(app).join("build").join("work")
+}
+
+/// A build's scratch dirs; removed when dropped.
+struct Work {
+    root: PathBuf,
+}
+
+impl Work {
+    fn new(root: PathBuf) -> io::Result<Work> {
+        let _ = fs::remove_dir_all(&root);
+        for sub in ["src", "env", "out"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
+        Ok(Work { root })
+    }
+    fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+    fn env(&self) -> PathBuf {
+        self.root.join("env")
+    }
+    fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+    fn fetched(&self) -> PathBuf {
+        self.root.join("buildpack")
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn buildpack_build(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    tree: &[u8],
+    stack: &Stack,
+    asked: Option<Source>,
+    work: &Work,
+    p: &Progress,
+) -> Result<Stack, String> {
+    let src = work.src();
+    {
+        let mut archive = tar::Archive::new(tree);
+        archive.set_preserve_permissions(true);
+        archive
+            .unpack(&src)
+            .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
+    }
+    // Which buildpack, and the directory mounted as /buildpack.
+    let (name, dir) = source::resolve(d, asked, &src, &work.fetched(), p).await?;
+
+    let stack_image = &stackimage::configured();
+    stackimage::ensure(&d.docker, stack_image, p).await?;
+    let started = Instant::now();
+
+    // ENV_DIR: the app's config vars over the global ones, one file each.
+    let mut vars = release.global_env.clone();
+    vars.extend(release.env.clone());
+    for (key, value) in &vars {
+        let path = work.env().join(key);
+        fs::write(&path, value).map_err(|e| format!("cannot write the env dir: {e}"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    }
+    let cache = cache_dir(d, app);
+    fs::create_dir_all(&cache).map_err(|e| format!("cannot make the build cache: {e}"))?;
+    let owned = [src.clone(), work.env(), work.out()];
+    tokio::task::spawn_blocking(move || -> io::Result<()> {
+        for dir in &owned {
+            chown_tree(dir)?;
+        }
+        std::os::unix::fs::lchown(&cache, Some(APP_UID), Some(APP_UID))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot hand the build dirs to uid {APP_UID}: {e}"))?;
+
+    p.step(format!(
+        "Building {} with the {name} buildpack on {stack_image}",
+        release.image
+    ));
+    let compiled = Instant::now();
+    container::run_build_container(d, app, release, &name, &dir, work, stack_image, p).await?;
+    p.detail(format!(
+        "compiled in {:.1}s",
+        compiled.elapsed().as_secs_f64()
+    ));
+
+    let release_yml = fs::read_to_string(work.out().join("release.yml")).unwrap_or_default();
+    let defaults = process_types(&name, &release_yml)?;
+    let source = manifest_source(stack.source.as_ref(), &defaults, &name)?;
+    let stack = stack::from_source(source).map_err(|e| e.to_string())?;
+
+    p.step(format!("Making the app image {}", release.image));
+    let context = image_context(stack_image, &src, defaults.get("web").map(String::as_str))
+        .await
+        .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    build::build_dockerfile(
+        &d.docker,
+        app,
+        context,
+        &release.image,
+        labels,
+        &Progress::silent(),
+    )
+    .await?;
+    let size = |image: &str| {
+        let docker = d.docker.clone();
+        let image = image.to_string();
+        async move {
+            docker
+                .inspect_image(&image)
+                .await
+                .ok()
+                .and_then(|i| i.size)
+                .unwrap_or(0)
+        }
+    };
+    let (total, base) = (size(&release.image).await, size(stack_image).await);
+    p.detail(format!(
+        "{}: {} MB ({} MB app layer on the shared {} MB stack); built in {:.1}s",
+        release.image,
+        total / 1_000_000,
+        (total - base).max(0) / 1_000_000,
+        base / 1_000_000,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(stack)
+}
+
+/// The app image's context: the compiled BUILD dir as `build/`, and a Dockerfile.
+async fn image_context(stack: &str, build: &Path, web: Option<&str>) -> io::Result<Vec<u8>> {
+    let mut dockerfile = format!(
+        "FROM {stack}\nCOPY --chown=app build /app\nUSER app\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
+    );
+    if let Some(web) = web {
+        let cmd = serde_json::to_string(&["/bin/sh", "-c", web]).map_err(io::Error::other)?;
+        dockerfile.push_str(&format!("CMD {cmd}\n"));
+    }
+    let build = build.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(dockerfile.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
+        b.append_dir_all("build", &build)?;
+        b.into_inner()
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// `chown -R 1000:1000`, not following symlinks.
+fn chown_tree(dir: &Path) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(APP_UID), Some(APP_UID))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            chown_tree(&path)?;
+        } else {
+            std::os::unix::fs::lchown(&path, Some(APP_UID), Some(APP_UID))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! What a buildpack build runs: `bin/release`'s default process types, merged
+//! with the app's Procfile or taken alone, and every process started through
+//! the stack's entrypoint. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::ENTRYPOINT;
+use crate::manifest::{Command, Manifest};
+use crate::store::ManifestSource;
+
+/// What `bin/release` printed.
+#[derive(Debug, Deserialize)]
+struct ReleaseOutput {
+    #[serde(default)]
+    default_process_types: Option<BTreeMap<String, String>>,
+}
+
+/// The default process types from `bin/release`'s YAML.
+pub fn process_types(buildpack: &str, yaml: &str) -> Result<BTreeMap<String, String>, String> {
+    if yaml.trim().is_empty() || yaml.trim() == "---" {
+        return Ok(BTreeMap::new());
+    }
+    let out: ReleaseOutput = serde_saphyr::from_str(yaml).map_err(|e| {
+        let e = e.to_string();
+        format!(
+            "the {buildpack} buildpack's bin/release printed invalid YAML: {}",
+            e.lines().next().unwrap_or("")
+        )
+    })?;
+    let types = out.default_process_types.unwrap_or_default();
+    for (name, command) in &types {
+        crate::validate::process_name("process type", name)
+            .map_err(|e| format!("the {buildpack} buildpack's bin/release: {e}"))?;
+        if command.trim().is_empty() || command.contains(['\0', '\n']) {
+            return Err(format!(
+                "the {buildpack} buildpack's bin/release: the command of {name} is empty or not one line"
+            ));
+        }
+    }
+    Ok(types)
+}
+
+/// The manifest source of a buildpack release: quarry.yml as pushed; else
+/// the Procfile with the buildpack's default process types it lacks added
+/// (a Procfile's own types win, as on Heroku); else the defaults alone.
+pub fn manifest_source(
+    pushed: Option<&ManifestSource>,
+    defaults: &BTreeMap<String, String>,
+    buildpack: &str,
+) -> Result<ManifestSource, String> {
+    let mut source = match pushed {
+        Some(s) if s.file == "quarry.yml" => s.clone(),
+        Some(s) => {
+            let have: Vec<&str> = s
+                .text
+                .lines()
+                .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim()))
+                .collect();
+            let missing: Vec<String> = defaults
+                .iter()
+                .filter(|(n, _)| !have.contains(&n.as_str()))
+                .map(|(n, c)| format!("{n}: {c}\n"))
+                .collect();
+            if missing.is_empty() {
+                s.clone()
+            } else {
+                let mut text = s.text.clone();
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!(
+                    "# default process types of the {buildpack} buildpack\n"
+                ));
+                text.extend(missing);
+                ManifestSource {
+                    file: format!("Procfile (+ the {buildpack} buildpack's defaults)"),
+                    text,
+                    buildpack: None,
+                }
+            }
+        }
+        None => {
+            if defaults.is_empty() {
+                return Err(format!(
+                    "the {buildpack} buildpack gives no default process type and the app has no Procfile: add a Procfile with a line such as `web: COMMAND`"
+                ));
+            }
+            let mut text = format!("# default process types of the {buildpack} buildpack\n");
+            text.extend(defaults.iter().map(|(n, c)| format!("{n}: {c}\n")));
+            ManifestSource {
+                file: format!("Procfile (from the {buildpack} buildpack)"),
+                text,
+                buildpack: None,
+            }
+        }
+    };
+    source.buildpack = Some(buildpack.to_string());
+    Ok(source)
+}
+
+/// Buildpack images start processes through the stack's entrypoint, which
+/// sources `.profile.d` (PATH of the venv, node_modules/.bin, …).
+pub fn through_entrypoint(manifest: &mut Manifest) {
+    let wrap = |c: &mut Option<Command>| {
+        if let Some(cmd) = c.take() {
+            let mut argv = vec![ENTRYPOINT.to_string()];
+            match cmd {
+                Command::Shell(s) => argv.extend(["/bin/sh".into(), "-c".into(), s]),
+                Command::Exec(a) => argv.extend(a),
+            }
+            *c = Some(Command::Exec(argv));
+        }
+    };
+    for node in manifest.nodes.values_mut() {
+        wrap(&mut node.command);
+    }
+    wrap(&mut manifest.release);
+}

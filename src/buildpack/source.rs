@@ -1,0 +1,260 @@
+//! Where a buildpack comes from: a built-in, a directory of the repository,
+//! a path on the server or a git URL; and fetching it for one build
+//! (`git clone --depth 1` with plain transports only, or a copy). Detection
+//! over the built-ins runs here too, on the host. May touch: the build's
+//! work dir, `git`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::{BUILTIN, builtin_dir, builtin_names};
+use crate::daemon::Daemon;
+use crate::progress::Progress;
+
+/// A `git clone` of a buildpack runs at most this long.
+const CLONE_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Where a buildpack comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// One of [`BUILTIN`], by name.
+    Builtin(String),
+    /// A directory inside the pushed repository.
+    InRepo(String),
+    /// An absolute path on this server: a buildpack directory or a git repository.
+    Local(PathBuf),
+    /// A git URL (`https://`, `http://`, `git://`, `file://`), optionally `#ref`.
+    Git {
+        url: String,
+        reference: Option<String>,
+    },
+}
+
+impl Source {
+    /// Reads `build.buildpack` / `BUILDPACK_URL`.
+    pub fn parse(value: &str) -> Result<Source, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "buildpack {value:?}: {why}; use a built-in name ({}), a path in the repository, an absolute path on the server, or a git URL (https://, http://, git://, file://, with an optional #ref)",
+                builtin_names().join(", ")
+            ))
+        };
+        if value.is_empty()
+            || value.len() > 1024
+            || value.starts_with('-')
+            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return bad("empty, too long, a leading '-', or spaces");
+        }
+        if BUILTIN.iter().any(|(n, _)| *n == value) {
+            return Ok(Source::Builtin(value.to_string()));
+        }
+        if let Some((scheme, _)) = value.split_once("://") {
+            if !["https", "http", "git", "file"].contains(&scheme) {
+                return bad(&format!("the scheme {scheme}:// is not supported"));
+            }
+            let (url, reference) = match value.split_once('#') {
+                Some((url, r)) => (url, Some(r)),
+                None => (value, None),
+            };
+            if let Some(r) = reference
+                && (r.is_empty()
+                    || r.starts_with('-')
+                    || !r
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b)))
+            {
+                return bad("the #ref must be a branch or tag name");
+            }
+            return Ok(Source::Git {
+                url: url.to_string(),
+                reference: reference.map(str::to_string),
+            });
+        }
+        if value.contains("::") || value.contains(':') && !value.starts_with('/') {
+            return bad("not a supported URL");
+        }
+        if value.starts_with('/') {
+            if value.split('/').any(|p| p == "..") {
+                return bad("'..' is not allowed in the path");
+            }
+            return Ok(Source::Local(PathBuf::from(value)));
+        }
+        let path = value.trim_start_matches("./").trim_end_matches('/');
+        if path.is_empty() || path.split('/').any(|p| p == ".." || p.is_empty()) {
+            return bad("a path in the repository must stay inside it");
+        }
+        Ok(Source::InRepo(path.to_string()))
+    }
+}
+
+/// Which buildpack `asked` means (the first built-in that detects the app
+/// when nothing is asked for): its name, and the directory to mount as
+/// /buildpack (`fetched` for one copied or cloned here).
+pub(super) async fn resolve(
+    d: &Daemon,
+    asked: Option<Source>,
+    src: &Path,
+    fetched: &Path,
+    p: &Progress,
+) -> Result<(String, PathBuf), String> {
+    Ok(match asked {
+        None => {
+            let root = builtin_dir(d.store.root());
+            let mut found = None;
+            for name in builtin_names() {
+                if detect_on_host(&root.join(name), src).await {
+                    found = Some(name);
+                    break;
+                }
+            }
+            let Some(name) = found else {
+                return Err(format!(
+                    "no buildpack detected this app (tried {}): add a Dockerfile, a requirements.txt, package.json, index.html or Procfile, or set build.buildpack",
+                    builtin_names().join(", ")
+                ));
+            };
+            (name.to_string(), root.join(name))
+        }
+        Some(Source::Builtin(name)) => {
+            let dir = builtin_dir(d.store.root()).join(&name);
+            (name, dir)
+        }
+        Some(Source::InRepo(path)) => {
+            // A symlink in the repository must not lead out of it.
+            let from = src
+                .join(&path)
+                .canonicalize()
+                .ok()
+                .filter(|f| src.canonicalize().is_ok_and(|s| f.starts_with(s)))
+                .ok_or_else(|| format!("buildpack {path}: no such directory in the repository"))?;
+            if !from.join("bin").join("compile").is_file() {
+                return Err(format!(
+                    "buildpack {path}: no bin/compile in that directory of the repository"
+                ));
+            }
+            copy_tree(&from, fetched)
+                .map_err(|e| format!("cannot copy the buildpack {path}: {e}"))?;
+            (path, fetched.to_path_buf())
+        }
+        Some(Source::Local(path)) => {
+            let shown = path.display().to_string();
+            outside_data_dir(d, &path)?;
+            if path.join(".git").exists() || path.join("HEAD").is_file() {
+                let url = format!("file://{shown}");
+                clone(&url, None, fetched, p).await?;
+            } else if path.join("bin").join("compile").is_file() {
+                copy_tree(&path, fetched)
+                    .map_err(|e| format!("cannot copy the buildpack {shown}: {e}"))?;
+            } else {
+                return Err(format!(
+                    "buildpack {shown}: neither a git repository nor a directory with bin/compile"
+                ));
+            }
+            (shown, fetched.to_path_buf())
+        }
+        Some(Source::Git { url, reference }) => {
+            if let Some(path) = url.strip_prefix("file://") {
+                outside_data_dir(d, Path::new(path))?;
+            }
+            clone(&url, reference.as_deref(), fetched, p).await?;
+            let shown = match &reference {
+                Some(r) => format!("{url}#{r}"),
+                None => url,
+            };
+            (shown, fetched.to_path_buf())
+        }
+    })
+}
+
+/// A buildpack on this server may be anywhere but in Quarry's data dir,
+/// which holds other apps' repositories and config.
+fn outside_data_dir(d: &Daemon, path: &Path) -> Result<(), String> {
+    let data = d.store.root().canonicalize().map_err(|e| e.to_string())?;
+    match path.canonicalize() {
+        Ok(p) if p.starts_with(&data) => Err(format!(
+            "buildpack {}: a path inside Quarry's data directory is not allowed",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `bin/detect BUILD_DIR` of a built-in, on the host (they only look at files).
+async fn detect_on_host(dir: &Path, src: &Path) -> bool {
+    let run = tokio::process::Command::new(dir.join("bin").join("detect"))
+        .arg(src)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(30), run).await,
+        Ok(Ok(s)) if s.success()
+    )
+}
+
+/// `git clone --depth 1 [--branch REF] -- URL DIR`, with only plain transports allowed.
+async fn clone(url: &str, reference: Option<&str>, to: &Path, p: &Progress) -> Result<(), String> {
+    p.step(format!("Fetching the buildpack {url}"));
+    let _ = fs::remove_dir_all(to);
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(["clone", "--quiet", "--depth", "1"]);
+    if let Some(r) = reference {
+        cmd.args(["--branch", r]);
+    }
+    cmd.arg("--")
+        .arg(url)
+        .arg(to)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ALLOW_PROTOCOL", "file:git:http:https")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(CLONE_DEADLINE, cmd.output())
+        .await
+        .map_err(|_| {
+            format!(
+                "cannot fetch the buildpack {url}: git clone took longer than {}s",
+                CLONE_DEADLINE.as_secs()
+            )
+        })?
+        .map_err(|e| format!("cannot fetch the buildpack {url}: cannot run git: {e}"))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(format!(
+            "cannot fetch the buildpack {url}: git clone failed: {}",
+            why.trim()
+        ));
+    }
+    if !to.join("bin").join("compile").is_file() {
+        return Err(format!(
+            "the buildpack {url} has no bin/compile: not a buildpack"
+        ));
+    }
+    Ok(())
+}
+
+/// Copy a directory tree (files, dirs, symlinks as links), keeping modes.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if kind.is_file() {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
