@@ -171,6 +171,7 @@ pub fn choose(stack: &Stack, env: &BTreeMap<String, String>) -> Result<Choice, S
 pub async fn build_stage(
     d: &Daemon,
     app: &str,
+    key: &crate::store::KeyRecord,
     release: &mut Release,
     tree: Vec<u8>,
     stack: Stack,
@@ -188,7 +189,10 @@ pub async fn build_stage(
         Choice::Buildpack(asked) => {
             let work = Work::new(work_dir(d, app))
                 .map_err(|e| format!("cannot make the build dir of {app}: {e}"))?;
-            let stack = buildpack_build(d, app, release, &tree, &stack, asked, &work, p).await;
+            // Only an admin's push may read a buildpack from the server's disk.
+            let trusted = key.role == crate::store::Role::Admin;
+            let stack =
+                buildpack_build(d, app, release, &tree, &stack, (asked, trusted), &work, p).await;
             drop(work);
             let stack = stack?;
             cache::prune_downloads(d, app, release, stack.manifest.releases.keep, p);
@@ -246,7 +250,7 @@ async fn buildpack_build(
     release: &Release,
     tree: &[u8],
     stack: &Stack,
-    asked: Option<Source>,
+    (asked, trusted): (Option<Source>, bool),
     work: &Work,
     p: &Progress,
 ) -> Result<Stack, String> {
@@ -259,7 +263,7 @@ async fn buildpack_build(
             .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
     }
     // Which buildpack, and the directory mounted as /buildpack.
-    let (name, dir) = source::resolve(d, asked, &src, &work.fetched(), p).await?;
+    let (name, dir) = source::resolve(d, asked, trusted, &src, &work.fetched(), p).await?;
 
     let stack_image = &stackimage::configured();
     stackimage::ensure(&d.docker, stack_image, p).await?;

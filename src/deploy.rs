@@ -110,7 +110,7 @@ async fn push_locked(
             .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
 
         // Dockerfile or buildpack; a buildpack's release may add process types.
-        let stack = buildpack::build_stage(d, app, &mut release, tree, stack, p).await?;
+        let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p).await?;
         p.detail(stack.describe());
         apply(d, app, &release, &stack, p).await
     }

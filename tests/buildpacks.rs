@@ -311,6 +311,23 @@ fn an_undetected_app_is_rejected_and_a_buildpack_from_a_git_repo_builds_it() {
     server.admin(&format!(
         "config:set {app} BUILDPACK_URL={path} GREETING=hello"
     ));
+    // A deployer's push may not read a buildpack from the server's disk.
+    let deployer = common::new_key(server.dir.path(), "deployer", "ed25519");
+    let out = server.ssh_with_input(
+        &server.admin,
+        &format!("keys:add deployer --role deployer --apps {app}"),
+        &fs::read(&deployer.public).unwrap(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.push_as(&deployer, repo.path(), &app, "main");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "buildpack {path}: a path on the server is used only for a push by an admin key"
+        )),
+        "{}",
+        stderr(&out)
+    );
     let log = server.push_ok(repo.path(), &app);
     assert!(log.contains("Fetching the buildpack file://"), "{log}");
     assert!(log.contains("-----> Marker buildpack compiling"), "{log}");

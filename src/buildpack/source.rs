@@ -93,10 +93,13 @@ impl Source {
 
 /// Which buildpack `asked` means (the first built-in that detects the app
 /// when nothing is asked for): its name, and the directory to mount as
-/// /buildpack (`fetched` for one copied or cloned here).
+/// /buildpack (`fetched` for one copied or cloned here). A path on the
+/// server (or a `file://` URL) is read only for a push by an admin key
+/// (`trusted`): a deployer must not copy files of the server into a build.
 pub(super) async fn resolve(
     d: &Daemon,
     asked: Option<Source>,
+    trusted: bool,
     src: &Path,
     fetched: &Path,
     p: &Progress,
@@ -142,6 +145,7 @@ pub(super) async fn resolve(
         }
         Some(Source::Local(path)) => {
             let shown = path.display().to_string();
+            admin_only(trusted, &shown)?;
             outside_data_dir(d, &path)?;
             if path.join(".git").exists() || path.join("HEAD").is_file() {
                 let url = format!("file://{shown}");
@@ -158,6 +162,7 @@ pub(super) async fn resolve(
         }
         Some(Source::Git { url, reference }) => {
             if let Some(path) = url.strip_prefix("file://") {
+                admin_only(trusted, &url)?;
                 outside_data_dir(d, Path::new(path))?;
             }
             clone(&url, reference.as_deref(), fetched, p).await?;
@@ -168,6 +173,16 @@ pub(super) async fn resolve(
             (shown, fetched.to_path_buf())
         }
     })
+}
+
+fn admin_only(trusted: bool, shown: &str) -> Result<(), String> {
+    if trusted {
+        Ok(())
+    } else {
+        Err(format!(
+            "buildpack {shown}: a path on the server is used only for a push by an admin key; use a built-in, a directory of the repository or a git URL"
+        ))
+    }
 }
 
 /// A buildpack on this server may be anywhere but in Quarry's data dir,
