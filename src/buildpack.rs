@@ -311,6 +311,10 @@ async fn buildpack_build(
         .await
         .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    // Kept so another server can build the same image on its own copy of
+    // the stack instead of receiving the whole image (see `remote_build`).
+    keep_context(d, app, &release.image, stack_image, &context)
+        .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
     build::build_dockerfile(
         &d.docker,
         app,
@@ -342,6 +346,66 @@ async fn buildpack_build(
         started.elapsed().as_secs_f64()
     ));
     Ok(stack)
+}
+
+/// `stacks/<app>/build/images/<tag>.tar` (the app image's build context)
+/// and `<tag>.stack` (the stack it builds on), for release image `image`.
+fn context_paths(d: &Daemon, app: &str, image: &str) -> (PathBuf, PathBuf) {
+    let tag = image.rsplit(':').next().unwrap_or(image);
+    let dir = d.store.app_dir(app).join("build").join("images");
+    (
+        dir.join(format!("{tag}.tar")),
+        dir.join(format!("{tag}.stack")),
+    )
+}
+
+fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str, context: &[u8]) -> io::Result<()> {
+    let (tar, stack_file) = context_paths(d, app, image);
+    fs::create_dir_all(tar.parent().expect("images dir"))?;
+    crate::store::write_atomic(&tar, context, 0o600)?;
+    crate::store::write_atomic(&stack_file, stack.as_bytes(), 0o644)
+}
+
+/// Forget the kept build context of `image` (pruned with its release).
+pub fn drop_context(d: &Daemon, app: &str, image: &str) {
+    let (tar, stack) = context_paths(d, app, image);
+    let _ = fs::remove_file(tar);
+    let _ = fs::remove_file(stack);
+}
+
+/// Make release image `image` of a buildpack app on another server's engine
+/// from its kept build context: the stack goes there once (docker save →
+/// load), then each release sends only the compiled app (tens of MB, not the
+/// whole image). Returns `None` when `image` was not built by a buildpack
+/// (no context kept): the caller copies the image itself.
+pub async fn remote_build(
+    d: &Daemon,
+    app: &str,
+    image: &str,
+    target: &bollard::Docker,
+    server: &str,
+    p: &Progress,
+) -> Result<Option<String>, String> {
+    let (tar, stack_file) = context_paths(d, app, image);
+    let (Ok(context), Ok(stack)) = (fs::read(&tar), fs::read_to_string(&stack_file)) else {
+        return Ok(None);
+    };
+    let mut said = Vec::new();
+    if target.inspect_image(&stack).await.is_err() {
+        p.detail(format!(
+            "copying the stack image {stack} to server {server} (once per server)"
+        ));
+        crate::fleet::ensure_image(&d.docker, target, &stack).await?;
+        said.push(format!("copied {stack}"));
+    }
+    let size = context.len();
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    build::build_dockerfile(target, app, context, image, labels, &Progress::silent()).await?;
+    said.push(format!(
+        "built {image} there from the compiled app ({:.1} MB)",
+        size as f64 / 1e6
+    ));
+    Ok(Some(said.join(", ")))
 }
 
 /// The app image's context: the compiled BUILD dir as `build/`, and a Dockerfile.

@@ -317,23 +317,29 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
             .await
             .map_err(fail)?;
     }
-    for r in d.store.releases(app).map_err(io)? {
-        let _ = d
-            .docker
-            .remove_image(
-                &r.image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
-    }
-    for volume in launch::volumes(&d.docker, &d.instance, Some(app))
-        .await
-        .map_err(fail)?
-    {
-        launch::remove_volume(&d.docker, &volume.name)
+    // Its images and volumes, on every server that answers.
+    let releases = d.store.releases(app).map_err(io)?;
+    for (server, docker) in d.fleet.all() {
+        if server.state == crate::fleet::ServerState::Unknown {
+            continue;
+        }
+        for r in &releases {
+            let _ = docker
+                .remove_image(
+                    &r.image,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
+        for volume in launch::volumes(&docker, &d.instance, Some(app))
             .await
-            .map_err(fail)?;
+            .map_err(fail)?
+        {
+            launch::remove_volume(&docker, &volume.name)
+                .await
+                .map_err(fail)?;
+        }
     }
     // Move aside first so a half-removed app never looks like an app.
     let dir = d.store.app_dir(app);
@@ -1553,6 +1559,8 @@ struct VolumeView {
     service: String,
     /// Whether the live release still defines the service.
     in_use: bool,
+    /// The server it lives on.
+    server: String,
 }
 
 async fn volume_views(d: &Daemon, app: &str) -> Result<Vec<VolumeView>, Fail> {
@@ -1562,16 +1570,22 @@ async fn volume_views(d: &Daemon, app: &str) -> Result<Vec<VolumeView>, Fail> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    Ok(launch::volumes(&d.docker, &d.instance, Some(app))
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .map(|v| VolumeView {
+    let mut views = Vec::new();
+    for (server, docker) in d.fleet.all() {
+        if server.state == crate::fleet::ServerState::Unknown {
+            continue;
+        }
+        let here = launch::volumes(&docker, &d.instance, Some(app))
+            .await
+            .map_err(fail)?;
+        views.extend(here.into_iter().map(|v| VolumeView {
             in_use: services.contains(&v.service),
             name: v.name,
             service: v.service,
-        })
-        .collect())
+            server: server.name.clone(),
+        }));
+    }
+    Ok(views)
 }
 
 async fn volumes(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) -> Res {
@@ -1582,14 +1596,19 @@ async fn volumes(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Outpu
         json,
         &views,
         Some(format!("{app} has no volumes")),
-        &["VOLUME", "SERVICE", "STATE"],
+        &["VOLUME", "SERVICE", "SERVER", "STATE"],
         |v| {
             let state = if v.in_use {
                 "in use"
             } else {
                 "kept (service removed)"
             };
-            vec![v.name.clone(), v.service.clone(), state.to_string()]
+            vec![
+                v.name.clone(),
+                v.service.clone(),
+                v.server.clone(),
+                state.to_string(),
+            ]
         },
     )
     .await;
@@ -1630,10 +1649,11 @@ async fn volumes_remove(
         ));
     }
     for v in &views {
-        launch::remove_volume(&d.docker, &v.name)
+        launch::remove_volume(&d.docker_on(&v.server), &v.name)
             .await
             .map_err(fail)?;
-        out.out(format!("removed volume {}\n", v.name)).await;
+        out.out(format!("removed volume {} on {}\n", v.name, v.server))
+            .await;
     }
     Ok(())
 }

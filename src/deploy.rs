@@ -226,21 +226,38 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
         .filter(|i| !kept.contains(i))
         .collect();
     let mut removed = 0;
+    // Every server that answers: images were copied or built there too.
+    let engines: Vec<(String, bollard::Docker)> = d
+        .fleet
+        .all()
+        .into_iter()
+        .filter(|(s, _)| s.state != crate::fleet::ServerState::Unknown)
+        .map(|(s, docker)| (s.name, docker))
+        .collect();
     for image in doomed {
-        match d
-            .docker
-            .remove_image(
-                image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
-            Ok(_) => removed += 1,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => tracing::warn!(app, image, "cannot prune: {}", launch::docker_message(&e)),
+        crate::buildpack::drop_context(d, app, image);
+        for (server, docker) in &engines {
+            match docker
+                .remove_image(
+                    image,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await
+            {
+                Ok(_) if server == crate::fleet::LOCAL => removed += 1,
+                Ok(_) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => tracing::warn!(
+                    app,
+                    image,
+                    server,
+                    "cannot prune: {}",
+                    launch::docker_message(&e)
+                ),
+            }
         }
     }
     let filters = HashMap::from([
@@ -944,6 +961,12 @@ impl<'a> Execution<'a> {
         };
         if let Some(c) = old.filter(|c| c.server != server.name) {
             let _ = launch::remove(&d.docker_on(&c.server), &c.id, 10).await;
+            if !def.volumes.is_empty() {
+                self.p.warn(format!(
+                    "service {service} moved from server {} to {}: it starts with empty volumes; the old data stays on {} (see volumes {})",
+                    c.server, server.name, c.server, self.app
+                ));
+            }
         }
         let local = server.name == crate::fleet::LOCAL;
         let network = if local {
@@ -1141,6 +1164,26 @@ impl<'a> Execution<'a> {
             .ok_or_else(|| format!("server {server} vanished"))
     }
 
+    /// Put the release image on another server's engine, the first time that
+    /// server needs it: a buildpack app's image is built there from its kept
+    /// context (the stack travels once per server); any other image travels
+    /// whole (docker save → load).
+    async fn ship_image(&self, server: &str, docker: &bollard::Docker) -> Result<(), String> {
+        let d = self.d;
+        let image = &self.release.image;
+        if docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(done) =
+            crate::buildpack::remote_build(d, self.app, image, docker, server, self.p).await?
+        {
+            self.p.detail(format!("on server {server}: {done}"));
+        } else if crate::fleet::ensure_image(&d.docker, docker, image).await? {
+            self.p.detail(format!("copied {image} to server {server}"));
+        }
+        Ok(())
+    }
+
     /// Start one container of `node` and wait until it is ready.
     async fn boot(
         &mut self,
@@ -1192,12 +1235,7 @@ impl<'a> Execution<'a> {
         if server.name != crate::fleet::LOCAL {
             let network = launch::ensure_network(&docker, &d.instance).await?;
             spec.network = Some(network);
-            if crate::fleet::ensure_image(&d.docker, &docker, &self.release.image).await? {
-                self.p.detail(format!(
-                    "copied {} to server {}",
-                    self.release.image, server.name
-                ));
-            }
+            self.ship_image(&server.name, &docker).await?;
         }
         let id = launch::start(&docker, &d.instance, &spec).await?;
         self.started.push(Started {

@@ -372,3 +372,49 @@ fn an_undetected_app_is_rejected_and_a_buildpack_from_a_git_repo_builds_it() {
         .unwrap();
     assert_eq!(stdout(&builds), "", "build containers are removed");
 }
+
+#[test]
+fn a_buildpack_app_on_another_server_gets_the_stack_once_then_only_its_build() {
+    ensure_stack();
+    let server = Server::start();
+    let host = common::hosts::Host::start(9);
+    server.admin(&format!(
+        "servers:add h9 --docker {} --address {} --memory 1024",
+        host.endpoint(),
+        host.address()
+    ));
+    // The HQ takes no app containers: the site runs on h9.
+    server.admin("servers:drain local");
+    let app = common::unique_app("remote-static");
+    let repo = Repo::fixture("static-site");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(
+        log.contains(&format!(
+            "copying the stack image {STACK} to server h9 (once per server)"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "built quarry/{app}:v1 there from the compiled app"
+        )),
+        "{log}"
+    );
+    body_becomes(&server, &app, "<h1>hello from static v1</h1>");
+    repo.write("index.html", "<h1>hello from static v2</h1>");
+    repo.commit("v2");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(
+        log.contains(&format!(
+            "built quarry/{app}:v2 there from the compiled app"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("copying the stack image"),
+        "the stack is on h9 already:\n{log}"
+    );
+    body_becomes(&server, &app, "<h1>hello from static v2</h1>");
+    let on_h9 = host.docker(&["image", "inspect", &format!("quarry/{app}:v2")]);
+    assert!(on_h9.status.success(), "the image was built on h9");
+}

@@ -398,6 +398,25 @@ fn services_on_one_server_are_reached_from_nodes_on_another() {
     for _ in 0..4 {
         check(second_host);
     }
+    // The cache's data did not travel: the pusher was told, and the old
+    // volume is listed on the server it stayed on.
+    assert!(
+        stderr(&out).contains(&format!(
+            "service cache moved from server {first} to {second}: it starts with empty volumes"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let volumes: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("volumes {app} --json"))).unwrap();
+    let mut where_: Vec<String> = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["server"].as_str().unwrap().to_string())
+        .collect();
+    where_.sort();
+    assert_eq!(where_, vec!["db1", "db2"], "{volumes}");
 }
 
 /// `openssl …` in `dir`.
