@@ -455,11 +455,27 @@ impl Drop for Rollout<'_> {
 /// register it (connect, facts) and return it. Any failure is the deploy's
 /// failure, in the provider's words; a machine that was added but cannot be
 /// registered is given back.
-pub async fn grow(d: &Daemon, event: &Event, p: &Progress) -> Result<Server, String> {
+pub async fn grow(
+    d: &Daemon,
+    event: &Event,
+    known: &[String],
+    p: &Progress,
+) -> Result<Server, String> {
     let Event::Create { size, labels } = event else {
         return Err("the grid asked for no new server".into());
     };
     let _busy = d.cloud.busy.lock().await;
+    // Another deploy may have grown the fleet while this one waited: a new
+    // running server that fits answers the event as well.
+    if let Some(s) = d.fleet.list().into_iter().find(|s| {
+        !known.contains(&s.name)
+            && s.state == ServerState::Running
+            && s.memory >= *size
+            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+    }) {
+        p.detail(format!("server {} was just added: using it", s.name));
+        return Ok(s);
+    }
     let config = Config::load(&d.store)?;
     let provider = config.provider();
     let kind = provider.kind();

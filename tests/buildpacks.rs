@@ -387,6 +387,7 @@ fn a_buildpack_app_on_another_server_gets_the_stack_once_then_only_its_build() {
     server.admin("servers:drain local");
     let app = common::unique_app("remote-static");
     let repo = Repo::fixture("static-site");
+    let started = Instant::now();
     let log = server.push_ok(repo.path(), &app);
     assert!(
         log.contains(&format!(
@@ -401,6 +402,11 @@ fn a_buildpack_app_on_another_server_gets_the_stack_once_then_only_its_build() {
         "{log}"
     );
     body_becomes(&server, &app, "<h1>hello from static v1</h1>");
+    eprintln!(
+        "first push to h9 (stack copied once): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
     repo.write("index.html", "<h1>hello from static v2</h1>");
     repo.commit("v2");
     let log = server.push_ok(repo.path(), &app);
@@ -415,6 +421,10 @@ fn a_buildpack_app_on_another_server_gets_the_stack_once_then_only_its_build() {
         "the stack is on h9 already:\n{log}"
     );
     body_becomes(&server, &app, "<h1>hello from static v2</h1>");
+    eprintln!(
+        "second push to h9 (only the app built there): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let on_h9 = host.docker(&["image", "inspect", &format!("quarry/{app}:v2")]);
     assert!(on_h9.status.success(), "the image was built on h9");
 }

@@ -266,6 +266,12 @@ fn a_full_grid_asks_the_exec_provider_for_a_server_and_an_empty_one_goes_back() 
     write_config(&server, &config(""));
     let log = server.push_ok(repo.path(), &app);
     assert!(log.contains("added server auto-1 (small, 512 MiB"), "{log}");
+    eprintln!(
+        "{}",
+        log.lines()
+            .find(|l| l.contains("added server"))
+            .unwrap_or("")
+    );
     assert_eq!(servers_of(&server, &app), vec!["auto-1", "auto-1"]);
     let info: serde_json::Value =
         serde_json::from_str(&server.admin("servers:info auto-1 --json")).unwrap();
