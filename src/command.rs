@@ -149,6 +149,9 @@ pub enum Cmd {
     Grid {
         json: bool,
     },
+    Stacks {
+        json: bool,
+    },
     Keys {
         json: bool,
     },
@@ -421,6 +424,13 @@ pub const SPECS: &[Spec] = &[
         usage: "grid [--json]",
         summary: "show where every container is placed",
         details: "",
+    },
+    Spec {
+        name: "stacks",
+        topic: "apps",
+        usage: "stacks [--json]",
+        summary: "list the stack images buildpack apps run on",
+        details: "A missing default stack is built on the first push that needs it; `quarry stack build` on the Quarry host builds one ahead of time.",
     },
     Spec {
         name: "keys",
@@ -1014,6 +1024,13 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             let a = Args::split(command, words, json, &[])?;
             a.exactly(0)?;
             Cmd::Grid {
+                json: a.flag("--json"),
+            }
+        }
+        "stacks" => {
+            let a = Args::split(command, words, json, &[])?;
+            a.exactly(0)?;
+            Cmd::Stacks {
                 json: a.flag("--json"),
             }
         }

@@ -121,6 +121,7 @@ async fn dispatch(
         Cmd::ServersDrain { name } => servers_drain(d, key, &name, out).await,
         Cmd::ServersRemove { name } => servers_remove(d, key, &name, out).await,
         Cmd::Grid { json } => grid(d, key, json, out).await,
+        Cmd::Stacks { json } => stacks(d, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
     }
@@ -1287,6 +1288,7 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::Servers { .. }
         | Cmd::ServersInfo { .. }
         | Cmd::Grid { .. }
+        | Cmd::Stacks { .. }
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
         | Cmd::Volumes { .. } => return None,
@@ -1548,6 +1550,30 @@ async fn grid(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) -> Res {
     } else {
         out.out(grid.table()).await;
     }
+    Ok(())
+}
+
+/// The stack images on the HQ's engine.
+async fn stacks(d: &Daemon, json: bool, out: &Output) -> Res {
+    let list = crate::stackimage::list(&d.docker).await.map_err(fail)?;
+    show(
+        out,
+        json,
+        &list,
+        Some(format!(
+            "no stack images yet: the first buildpack push builds {}",
+            crate::stackimage::configured()
+        )),
+        &["STACK", "ID", "SIZE"],
+        |s| {
+            vec![
+                s.name.clone(),
+                s.id.clone(),
+                format!("{} MB", s.size / 1_000_000),
+            ]
+        },
+    )
+    .await;
     Ok(())
 }
 

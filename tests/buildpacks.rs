@@ -247,6 +247,16 @@ fn a_node_app_builds_serves_and_rebuilds_from_the_cache() {
 fn a_static_site_and_a_procfile_app_deploy_and_redeploy() {
     ensure_stack();
     let server = Server::start();
+    // Any key may see the stacks over SSH.
+    let stacks: serde_json::Value = serde_json::from_str(&server.admin("stacks --json")).unwrap();
+    assert!(
+        stacks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == STACK && s["size"].as_i64() > Some(0)),
+        "{stacks}"
+    );
     for (fixture, file, v1) in [
         ("static-site", "index.html", "<h1>hello from static v1</h1>"),
         ("procfile-app", "www/index.html", "hello from procfile v1"),
