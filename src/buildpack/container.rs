@@ -66,7 +66,6 @@ pub(super) async fn run_build_container(
         }
         _ => return Err(launch::foreign_name(&container)),
     }
-    let network = launch::ensure_network(docker, &d.instance).await?;
     // Mounts, not `-v` strings: a path with ':' or ',' stays one path.
     let bind = |from: &Path, to: &str, ro: bool| Mount {
         source: Some(from.display().to_string()),
@@ -110,7 +109,10 @@ pub(super) async fn run_build_container(
         labels: Some(labels),
         host_config: Some(HostConfig {
             mounts: Some(mounts),
-            network_mode: Some(network),
+            // The engine's default bridge: the build downloads what it
+            // needs, but the apps' network (their services) is out of reach
+            // of the build's code.
+            network_mode: Some("bridge".into()),
             init: Some(true),
             ..Default::default()
         }),
