@@ -119,8 +119,8 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let config: Config = serde_saphyr::from_str(text)
-            .map_err(|e| format!("config.yml: {}", one_line(&e.to_string())))?;
+        let config: Config =
+            serde_saphyr::from_str(text).map_err(|e| parse_error(&e.to_string()))?;
         if let ProviderConfig::Exec { command, .. } = &config.provider
             && !command.is_absolute()
         {
@@ -155,6 +155,20 @@ impl Config {
             }),
         }
     }
+}
+
+/// `config.yml:LINE: reason` from the parser's multi-line report
+/// (`error: line 2 column 3: reason --> <input>:2:3 | …`).
+fn parse_error(report: &str) -> String {
+    let first = report.lines().next().unwrap_or(report);
+    let first = first.split(" --> ").next().unwrap_or(first);
+    let first = first.trim_start_matches("error: ");
+    let located = first.strip_prefix("line ").and_then(|rest| {
+        let (line, rest) = rest.split_once(' ')?;
+        let (_, reason) = rest.split_once(": ")?;
+        Some(format!("config.yml:{line}: {}", reason.trim()))
+    });
+    located.unwrap_or_else(|| format!("config.yml: {}", one_line(first)))
 }
 
 fn one_line(s: &str) -> String {
@@ -727,13 +741,18 @@ mod tests {
                 .unwrap_err()
                 .contains("grid.max (1) is below grid.min (2)")
         );
-        let e = Config::parse("grid:\n  autosise: true\n").unwrap_err();
-        assert!(
-            e.starts_with("config.yml: ") && e.contains("autosise"),
-            "{e}"
+        assert_eq!(
+            Config::parse("grid:\n  autosise: true\n").unwrap_err(),
+            "config.yml:2: unknown field `autosise`, expected one of autosize, min, max, idle"
         );
-        let e = Config::parse("provider:\n  kind: aws\n").unwrap_err();
-        assert!(e.contains("aws"), "{e}");
+        assert_eq!(
+            Config::parse("provider:\n  kind: aws\n").unwrap_err(),
+            "config.yml:2: unknown variant `aws`, expected one of static, exec"
+        );
+        assert_eq!(
+            Config::parse("grid:\n  min: many\n").unwrap_err(),
+            "config.yml:2: invalid u64"
+        );
     }
 
     fn exec(script: &str) -> (tempfile::TempDir, Exec) {
