@@ -438,3 +438,44 @@ fn a_buildpack_app_on_another_server_gets_the_stack_once_then_only_its_build() {
     let on_h9 = host.docker(&["image", "inspect", &format!("quarry/{app}:v2")]);
     assert!(on_h9.status.success(), "the image was built on h9");
 }
+
+#[test]
+fn a_missing_stack_is_built_on_first_need_with_progress_to_the_pusher() {
+    ensure_stack();
+    // A stack of its own for this daemon, made on first need from the
+    // default one (QUARRY_STACK_FROM) instead of debootstrap: seconds, not minutes.
+    let name = common::unique_app("quarry-stack/first-need");
+    let full = format!("{name}:latest");
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
+    let _untag = Untag(full.clone());
+    let server = Server::start_with_env(&[
+        ("QUARRY_STACK", name.as_str()),
+        ("QUARRY_STACK_FROM", STACK),
+    ]);
+    let app = common::unique_app("first-need");
+    let repo = Repo::fixture("static-site");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(
+        log.contains(&format!(
+            "Building the stack image {full} from {STACK} (first use)"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("with the static buildpack on {full}")),
+        "{log}"
+    );
+    body_becomes(&server, &app, "<h1>hello from static v1</h1>");
+    assert!(server.admin("stacks").contains(&full));
+    // Later pushes reuse it.
+    repo.write("index.html", "<h1>hello from static v2</h1>");
+    repo.commit("v2");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(!log.contains("Building the stack image"), "{log}");
+    body_becomes(&server, &app, "<h1>hello from static v2</h1>");
+}

@@ -107,6 +107,8 @@ pub fn new_key(dir: &Path, name: &str, kind: &str) -> Key {
 }
 
 pub struct Server {
+    /// Environment for `quarry serve` (kept across restarts).
+    env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub admin: Key,
@@ -123,6 +125,11 @@ fn quarry_bin() -> &'static str {
 impl Server {
     /// A fresh server with one admin key.
     pub fn start() -> Server {
+        Server::start_with_env(&[])
+    }
+
+    /// [`Server::start`] with more environment for `quarry serve`.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
         ensure_base_image();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -139,6 +146,10 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut s = Server {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             data,
             admin,
@@ -168,6 +179,7 @@ impl Server {
             .arg(format!("127.0.0.1:{ssh}"))
             .arg("--http")
             .arg(format!("127.0.0.1:{http}"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
