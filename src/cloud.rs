@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -440,14 +441,13 @@ pub struct Cloud {
     empty_since: std::sync::Mutex<HashMap<String, Instant>>,
     /// Rollouts under way: while any runs, no server counts as empty (a
     /// server just added for one is about to be used).
-    rollouts: std::sync::atomic::AtomicUsize,
+    rollouts: AtomicUsize,
 }
 
 impl Cloud {
     /// Mark a rollout as under way until the guard drops.
     pub fn rollout(&self) -> Rollout<'_> {
-        self.rollouts
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.rollouts.fetch_add(1, Ordering::SeqCst);
         Rollout(self)
     }
 }
@@ -457,9 +457,7 @@ pub struct Rollout<'a>(&'a Cloud);
 
 impl Drop for Rollout<'_> {
     fn drop(&mut self) {
-        self.0
-            .rollouts
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.rollouts.fetch_sub(1, Ordering::SeqCst);
         // Idle time counts from the end of the last rollout.
         self.0.empty_since.lock().expect("cloud").clear();
     }
@@ -485,7 +483,7 @@ pub async fn grow(
         !known.contains(&s.name)
             && s.state == ServerState::Running
             && s.memory >= *size
-            && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+            && crate::grid::carries(&s.labels, labels)
     }) {
         p.detail(format!("server {} was just added: using it", s.name));
         return Ok(s);
@@ -493,20 +491,13 @@ pub async fn grow(
     let config = Config::load(&d.store)?;
     let provider = config.provider();
     let kind = provider.kind();
+    let with = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", crate::grid::show_labels(labels))
+    };
     p.step(format!(
-        "The grid is full: asking provider {kind} for a server of {size} MiB{}",
-        if labels.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " with {}",
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        }
+        "The grid is full: asking provider {kind} for a server of {size} MiB{with}"
     ));
     provider.ping().await?;
     let sizes = provider.sizes().await?;
@@ -548,7 +539,11 @@ pub async fn grow(
         id: machine.id.clone(),
         size: Some(chosen.name.clone()),
     };
-    match fleet::register(d, new, Some(origin)).await {
+    let registered = match fleet::check_new(&d.fleet, &new.name, &new.docker) {
+        Ok(()) => fleet::register(d, new, Some(origin)).await,
+        Err(e) => Err(e),
+    };
+    match registered {
         Ok(server) => {
             p.detail(format!(
                 "added server {} ({}, {} MiB, {}) in {:.1}s",
@@ -582,7 +577,7 @@ pub async fn grow(
 /// events). Returns the servers removed.
 pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
     let config = Config::load(&d.store)?;
-    if !config.grid.autosize || d.cloud.rollouts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+    if !config.grid.autosize || d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
         return Ok(Vec::new());
     }
     let (grid, _) = crate::deploy::occupied_grid(d, config.grid.options()).await?;
@@ -617,7 +612,7 @@ pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
     let provider = config.provider();
     for (server, origin) in ripe {
         // Look again under the lock: a deploy may have just placed something.
-        if d.cloud.rollouts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
             break;
         }
         let held = d

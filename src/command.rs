@@ -687,11 +687,17 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 topic: p.first().map(|s| s.to_string()),
             }
         }
-        "apps" => {
+        // Read commands of the whole instance: no arguments, only --json.
+        "apps" | "servers" | "grid" | "stacks" | "keys" => {
             let a = Args::split(command, words, json, &[])?;
             a.exactly(0)?;
-            Cmd::Apps {
-                json: a.flag("--json"),
+            let json = a.flag("--json");
+            match command {
+                "apps" => Cmd::Apps { json },
+                "servers" => Cmd::Servers { json },
+                "grid" => Cmd::Grid { json },
+                "stacks" => Cmd::Stacks { json },
+                _ => Cmd::Keys { json },
             }
         }
         "apps:create" => {
@@ -891,13 +897,6 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 release: p.get(1).map(|r| release(r)).transpose()?,
             }
         }
-        "servers" => {
-            let a = Args::split(command, words, json, &[])?;
-            a.exactly(0)?;
-            Cmd::Servers {
-                json: a.flag("--json"),
-            }
-        }
         "servers:info" => {
             let a = Args::split(command, words, json, &[])?;
             let name = a.exactly(1)?[0];
@@ -1018,27 +1017,6 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 Cmd::ServersDrain { name }
             } else {
                 Cmd::ServersRemove { name }
-            }
-        }
-        "grid" => {
-            let a = Args::split(command, words, json, &[])?;
-            a.exactly(0)?;
-            Cmd::Grid {
-                json: a.flag("--json"),
-            }
-        }
-        "stacks" => {
-            let a = Args::split(command, words, json, &[])?;
-            a.exactly(0)?;
-            Cmd::Stacks {
-                json: a.flag("--json"),
-            }
-        }
-        "keys" => {
-            let a = Args::split(command, words, json, &[])?;
-            a.exactly(0)?;
-            Cmd::Keys {
-                json: a.flag("--json"),
             }
         }
         "keys:add" => {

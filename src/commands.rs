@@ -320,10 +320,7 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
     }
     // Its images and volumes, on every server that answers.
     let releases = d.store.releases(app).map_err(io)?;
-    for (server, docker) in d.fleet.all() {
-        if server.state == crate::fleet::ServerState::Unknown {
-            continue;
-        }
+    for (_, docker) in d.fleet.answering() {
         for r in &releases {
             let _ = docker
                 .remove_image(
@@ -1597,10 +1594,7 @@ async fn volume_views(d: &Daemon, app: &str) -> Result<Vec<VolumeView>, Fail> {
         None => Vec::new(),
     };
     let mut views = Vec::new();
-    for (server, docker) in d.fleet.all() {
-        if server.state == crate::fleet::ServerState::Unknown {
-            continue;
-        }
+    for (server, docker) in d.fleet.answering() {
         let here = launch::volumes(&docker, &d.instance, Some(app))
             .await
             .map_err(fail)?;

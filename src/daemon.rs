@@ -58,10 +58,7 @@ impl Daemon {
     /// that do not answer, are skipped: their containers count as gone.
     pub async fn containers(&self, app: Option<&str>) -> Result<Vec<crate::launch::Found>, String> {
         let mut all = Vec::new();
-        for (server, docker) in self.fleet.all() {
-            if server.state == crate::fleet::ServerState::Unknown {
-                continue;
-            }
+        for (server, docker) in self.fleet.answering() {
             // A server that does not answer counts like an unknown one: its
             // containers are gone until it does. The pinger marks it soon.
             let mut found = match crate::launch::list(&docker, &self.instance, app).await {

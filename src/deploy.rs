@@ -229,9 +229,8 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
     // Every server that answers: images were copied or built there too.
     let engines: Vec<(String, bollard::Docker)> = d
         .fleet
-        .all()
+        .answering()
         .into_iter()
-        .filter(|(s, _)| s.state != crate::fleet::ServerState::Unknown)
         .map(|(s, docker)| (s.name, docker))
         .collect();
     for image in doomed {
@@ -547,7 +546,10 @@ pub async fn apply_restarting(
     let _rollout = d.cloud.rollout();
     let mut run = Execution::new(d, app, release, stack, &desired, p);
     let result = execute_or_undo(&mut run, &instructions, &found).await;
-    if let Err(e) = persist_grid(d).await {
+    // Only a plan that did something can have moved a slice.
+    if !instructions.is_empty()
+        && let Err(e) = persist_grid(d).await
+    {
         tracing::warn!(app, "cannot write grid/grid.json: {e}");
     }
     result
@@ -578,6 +580,11 @@ async fn execute_or_undo(
             Err(e)
         }
     }
+}
+
+/// `CACHE` for service `cache`: the prefix of its `_HOST`/`_PORT` variables.
+fn env_prefix(service: &str) -> String {
+    service.to_uppercase().replace('-', "_")
 }
 
 /// A container this attempt started.
@@ -754,20 +761,15 @@ impl<'a> Execution<'a> {
 
     /// Digest of the service addresses a node container on `server` gets.
     fn links(&self, env: &BTreeMap<String, String>) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
+        let mut text = String::new();
         for name in self.stack.manifest.services.keys() {
-            let upper = name.to_uppercase().replace('-', "_");
+            let upper = env_prefix(name);
             for key in [format!("{upper}_HOST"), format!("{upper}_PORT")] {
                 let value = env.get(&key).map_or("", String::as_str);
-                h.update(format!("{key}={value}\n").as_bytes());
+                text.push_str(&format!("{key}={value}\n"));
             }
         }
-        h.finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        plan::short_digest(&text)
     }
 
     /// Replace the running node containers (of nodes this plan does not
@@ -896,7 +898,7 @@ impl<'a> Execution<'a> {
         }
         env.extend(self.release.env.clone());
         for (name, service) in &self.stack.manifest.services {
-            let upper = name.to_uppercase().replace('-', "_");
+            let upper = env_prefix(name);
             let elsewhere = self
                 .services
                 .get(name)
@@ -972,10 +974,7 @@ impl<'a> Execution<'a> {
         let network = if local {
             network.to_string()
         } else {
-            if crate::fleet::ensure_image(&d.docker, &docker, image).await? {
-                self.p
-                    .detail(format!("copied {image} to server {}", server.name));
-            }
+            self.ship_image(&server.name, &docker, image).await?;
             launch::ensure_network(&docker, &d.instance).await?
         };
         let name = format!("{}.{service}", self.app);
@@ -1165,13 +1164,17 @@ impl<'a> Execution<'a> {
             .ok_or_else(|| format!("server {server} vanished"))
     }
 
-    /// Put the release image on another server's engine, the first time that
-    /// server needs it: a buildpack app's image is built there from its kept
-    /// context (the stack travels once per server); any other image travels
-    /// whole (docker save → load).
-    async fn ship_image(&self, server: &str, docker: &bollard::Docker) -> Result<(), String> {
+    /// Put `image` (a release's or a service's) on another server's engine,
+    /// the first time that server needs it: a buildpack app's release image
+    /// is built there from its kept context (the stack travels once per
+    /// server); any other image travels whole (docker save → load).
+    async fn ship_image(
+        &self,
+        server: &str,
+        docker: &bollard::Docker,
+        image: &str,
+    ) -> Result<(), String> {
         let d = self.d;
-        let image = &self.release.image;
         if docker.inspect_image(image).await.is_ok() {
             return Ok(());
         }
@@ -1236,7 +1239,8 @@ impl<'a> Execution<'a> {
         if server.name != crate::fleet::LOCAL {
             let network = launch::ensure_network(&docker, &d.instance).await?;
             spec.network = Some(network);
-            self.ship_image(&server.name, &docker).await?;
+            self.ship_image(&server.name, &docker, &self.release.image)
+                .await?;
         }
         let id = launch::start(&docker, &d.instance, &spec).await?;
         self.started.push(Started {

@@ -238,6 +238,15 @@ impl Fleet {
             .collect()
     }
 
+    /// Every server not in state unknown, with its engine: those worth
+    /// asking (listing containers, pruning images, removing volumes).
+    pub fn answering(&self) -> Vec<(Server, Docker)> {
+        self.all()
+            .into_iter()
+            .filter(|(s, _)| s.state != ServerState::Unknown)
+            .collect()
+    }
+
     /// Register a server (its settings are written first).
     pub fn insert(&self, store: &Store, server: Server, docker: Docker) -> Result<(), String> {
         if server.name != LOCAL {
@@ -319,13 +328,13 @@ pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String
 
 /// Add a server to the fleet: connect (TLS files are copied under
 /// `servers/<name>/tls/` first), negotiate the API version, read its facts,
-/// write its settings. An engine that does not answer is refused.
+/// write its settings. An engine that does not answer is refused. Callers
+/// check first that it is new ([`check_new`]).
 pub async fn register(
     d: &crate::daemon::Daemon,
     new: crate::command::NewServer,
     origin: Option<Origin>,
 ) -> Result<Server, String> {
-    check_new(&d.fleet, &new.name, &new.docker)?;
     let tls = match &new.tls {
         Some(files) => Some(keep_tls_files(&d.store, &new.name, files)?),
         None => None,

@@ -257,7 +257,12 @@ pub fn spec_hash(service: &Service) -> String {
         ["env", service.env],
         ["memory", service.memory],
     ]);
-    let digest = Sha256::digest(spec.to_string().as_bytes());
+    short_digest(&spec.to_string())
+}
+
+/// The first 6 bytes of the SHA-256 of `text`, in hex: a label-sized digest.
+pub fn short_digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 

@@ -11,14 +11,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use common::hosts::Host;
 use common::{Repo, Server, http_get, stderr};
 
-fn servers_of(server: &Server, app: &str) -> Vec<String> {
+/// Each of the app's containers, as (name, server), from `ps --json`.
+fn ps_servers(server: &Server, app: &str) -> Vec<(String, String)> {
     let ps: serde_json::Value =
         serde_json::from_str(&server.admin(&format!("ps {app} --json"))).unwrap();
-    let mut v: Vec<String> = ps
-        .as_array()
+    ps.as_array()
         .unwrap()
         .iter()
-        .map(|c| c["server"].as_str().unwrap().to_string())
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["server"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The server of each of the app's containers, sorted.
+fn servers_of(server: &Server, app: &str) -> Vec<String> {
+    let mut v: Vec<String> = ps_servers(server, app)
+        .into_iter()
+        .map(|(_, s)| s)
         .collect();
     v.sort();
     v
@@ -312,19 +325,9 @@ fn a_full_grid_asks_the_exec_provider_for_a_server_and_an_empty_one_goes_back() 
     );
 }
 
+/// Each of the app's containers (by name) and its server.
 fn placed(server: &Server, app: &str) -> std::collections::BTreeMap<String, String> {
-    let ps: serde_json::Value =
-        serde_json::from_str(&server.admin(&format!("ps {app} --json"))).unwrap();
-    ps.as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_string(),
-                c["server"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    ps_servers(server, app).into_iter().collect()
 }
 
 #[test]

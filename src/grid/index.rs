@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Id, Labels, Slot};
 
 /// Whether a block's labels include every required `k=v`.
-pub(super) fn carries(have: &Labels, need: &Labels) -> bool {
+pub fn carries(have: &Labels, need: &Labels) -> bool {
     need.iter().all(|(key, value)| have.get(key) == Some(value))
 }
 

@@ -58,6 +58,8 @@ mod types;
 pub use error::{GridError, NoFit};
 use hash::FixedMap;
 use index::FitIndexes;
+pub use index::carries;
+pub use types::show as show_labels;
 pub use types::{Block, BlockState, Event, Labels, Move, Options, Placement, Recovery, SliceSpec};
 
 /// A block or slice id inside the grid: shared, so that the indexes and the

@@ -210,7 +210,7 @@ pub struct Recovery {
 }
 
 /// `k=v,k2=v2`.
-pub(super) fn show(labels: &Labels) -> String {
+pub fn show(labels: &Labels) -> String {
     let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.join(",")
 }

@@ -28,42 +28,14 @@ impl Host {
         assert!((2..=9).contains(&n));
         let dir = PathBuf::from(format!("/tmp/quarry-test-host-{n}"));
         let bridge = format!("qtbr{n}");
-        // Leftovers of an earlier run that was killed: only an engine whose
-        // command line names this directory is ours to stop.
-        if let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid"))
-            && let Ok(pid) = pid.trim().parse::<i32>()
-            && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
-        {
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            wait_for(
-                "a stale test engine to stop",
-                Duration::from_secs(30),
-                || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
-            );
-        }
+        stop_stale_engine(&dir);
         let _ = Command::new("ip").args(["link", "del", &bridge]).output();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         remove_network_bridges(n);
-        for args in [
-            vec!["link", "add", bridge.as_str(), "type", "bridge"],
-            vec![
-                "addr",
-                "add",
-                &format!("10.212.{n}.1/24"),
-                "dev",
-                bridge.as_str(),
-            ],
-            vec!["link", "set", bridge.as_str(), "up"],
-        ] {
-            let out = Command::new("ip").args(&args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        ip_ok(&["link", "add", &bridge, "type", "bridge"]);
+        ip_ok(&["addr", "add", &format!("10.212.{n}.1/24"), "dev", &bridge]);
+        ip_ok(&["link", "set", &bridge, "up"]);
         let mut host = Host {
             n,
             dir,
@@ -139,15 +111,7 @@ impl Host {
     /// Stop this host's dockerd (a host failure); its containers stop with it.
     pub fn stop_engine(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            for _ in 0..300 {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child);
         }
     }
 
@@ -165,11 +129,7 @@ impl Host {
 
     /// `docker -H <this engine> args…`.
     pub fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(["-H", &self.endpoint()])
-            .args(args)
-            .output()
-            .unwrap()
+        docker_at(&self.endpoint(), args)
     }
 }
 
@@ -177,26 +137,8 @@ impl Drop for Host {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Its containers go with it.
-            let ids = self.docker(&["ps", "-aq"]);
-            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["-H", &self.endpoint(), "rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            for _ in 0..300 {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            remove_containers(&self.endpoint());
+            stop_child(&mut child);
         }
         self.remove_network_bridges();
         let _ = Command::new("ip")
@@ -224,6 +166,59 @@ fn remove_network_bridges(n: u8) {
         {
             let _ = Command::new("ip").args(["link", "del", dev]).output();
         }
+    }
+}
+
+/// Leftovers of an earlier run that was killed: stop the engine whose pidfile
+/// is in `dir`, but only if its command line names `dir` (then it is ours).
+fn stop_stale_engine(dir: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+    {
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        wait_for(
+            "a stale test engine to stop",
+            Duration::from_secs(30),
+            || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
+        );
+    }
+}
+
+/// SIGTERM to the engine we started, up to 30 s to exit, then SIGKILL.
+fn stop_child(child: &mut Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in 0..300 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `docker -H endpoint args…`.
+fn docker_at(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(["-H", endpoint])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Remove every container of the engine at `endpoint`.
+fn remove_containers(endpoint: &str) {
+    let ids = docker_at(endpoint, &["ps", "-aq"]);
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker_at(endpoint, &args);
     }
 }
 
@@ -293,18 +288,7 @@ impl NsHost {
         assert!((2..=9).contains(&n));
         let ns = format!("qtns{n}");
         let dir = PathBuf::from(format!("/tmp/quarry-test-ns-{n}"));
-        if let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid"))
-            && let Ok(pid) = pid.trim().parse::<i32>()
-            && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
-        {
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            wait_for(
-                "a stale test engine to stop",
-                Duration::from_secs(30),
-                || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()),
-            );
-        }
+        stop_stale_engine(&dir);
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -367,38 +351,16 @@ impl NsHost {
     }
 
     pub fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(["-H", &self.endpoint()])
-            .args(args)
-            .output()
-            .unwrap()
+        docker_at(&self.endpoint(), args)
     }
 }
 
 impl Drop for NsHost {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let ids = self.docker(&["ps", "-aq"]);
-            let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["-H", &self.endpoint(), "rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
+            remove_containers(&self.endpoint());
             // nsenter execs dockerd: the child's pid is the engine's.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            for _ in 0..300 {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child);
         }
         let _ = Command::new("ip")
             .args(["netns", "del", &format!("qtns{}", self.n)])
