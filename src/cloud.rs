@@ -221,6 +221,10 @@ pub struct Machine {
     /// Client certificate files for a `tcp://` engine with TLS.
     #[serde(default)]
     pub tls: Option<fleet::TlsFiles>,
+    /// A `tcp://` engine without TLS, on a network the provider vouches
+    /// for; without it such an answer is refused (and the machine given back).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// A source of servers. Errors are one line, the provider's own words.
@@ -526,6 +530,13 @@ pub async fn grow(
             return Err(e);
         }
     };
+    if machine.docker.starts_with("tcp://") && machine.tls.is_none() && !machine.insecure {
+        let _ = provider.remove(&machine.id, &request.name).await;
+        return Err(format!(
+            "provider {kind} answered {} without tls files: give \"tls\" in the answer, or \"insecure\": true for an engine on a trusted private network; machine {} was given back",
+            machine.docker, machine.id
+        ));
+    }
     let new = crate::command::NewServer {
         name: request.name.clone(),
         docker: machine.docker.clone(),
@@ -533,6 +544,7 @@ pub async fn grow(
         memory: machine.memory.unwrap_or(chosen.memory),
         labels: all_labels,
         tls: machine.tls.clone(),
+        insecure: machine.insecure,
     };
     let origin = Origin {
         provider: kind.to_string(),

@@ -190,6 +190,8 @@ pub struct NewServer {
     pub labels: BTreeMap<String, String>,
     /// PEM files for a `tcp://` engine with TLS.
     pub tls: Option<crate::fleet::TlsFiles>,
+    /// A plain `tcp://` engine without TLS, on purpose (`--insecure`).
+    pub insecure: bool,
 }
 
 /// A refused line: the message and the exit code class.
@@ -400,9 +402,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "servers:add",
         topic: "servers",
-        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port [--tls-ca FILE --tls-cert FILE --tls-key FILE] --address IP --memory MiB [--label k=v …]",
+        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] --address IP --memory MiB [--label k=v …]",
         summary: "add a server (a Docker engine) to the grid (admin)",
-        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills. An engine on tcp:// with --tlsverify takes the three --tls-* files (PEM paths on the Quarry host; they are copied into servers/NAME/tls/).",
+        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills. An engine on tcp:// with --tlsverify takes the three --tls-* files (PEM paths on the Quarry host; they are copied into servers/NAME/tls/); a tcp:// engine without TLS is refused unless --insecure says it sits on a trusted private network.",
     },
     Spec {
         name: "servers:drain",
@@ -911,7 +913,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             let a = Args::split(
                 command,
                 words,
-                &[],
+                &["--insecure"],
                 &[
                     "--docker",
                     "--address",
@@ -1001,6 +1003,9 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                     );
                 }
             };
+            let insecure = a.flag("--insecure");
+            crate::fleet::check_transport(docker, tls.is_some(), insecure)
+                .map_err(|e| a.usage_error(&e))?;
             Cmd::ServersAdd(NewServer {
                 name,
                 docker: docker.to_string(),
@@ -1008,6 +1013,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 memory,
                 labels,
                 tls,
+                insecure,
             })
         }
         "servers:drain" | "servers:remove" => {

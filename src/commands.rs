@@ -1403,7 +1403,13 @@ async fn servers(
                 "name:       {}\ndocker:     {}{}\nprovider:   {}\naddress:    {}\nstate:      {}\nmemory:     {} MiB\nlabels:     {}\nengine:     {}\nos:         {}\ncpus:       {}\ncontainers: {}\n",
                 v.name,
                 v.docker,
-                if v.tls { " (TLS)" } else { "" },
+                if v.tls {
+                    " (TLS)"
+                } else if v.docker.starts_with("tcp://") {
+                    " (no TLS: --insecure)"
+                } else {
+                    ""
+                },
                 v.origin.as_ref().map_or("- (added by hand)".to_string(), |o| format!(
                     "{} (id {}{})",
                     o.provider,
@@ -1460,6 +1466,8 @@ async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: 
         server.memory,
         if server.tls.is_some() {
             ", over TLS"
+        } else if server.insecure {
+            ", without TLS (--insecure)"
         } else {
             ""
         }

@@ -158,6 +158,14 @@ pub fn finish(
         .join(format!("v{}.log", release.number));
     match result {
         Ok(()) => {
+            // New live first: a crash between the writes leaves two live
+            // releases (start-up keeps the newest), never none.
+            test_pause(d, "finish-before", release.number);
+            release.status = ReleaseStatus::Live;
+            d.store
+                .write_release(app, release)
+                .map_err(|e| e.to_string())?;
+            test_pause(d, "finish-between", release.number);
             for mut old in d.store.releases(app).map_err(|e| e.to_string())? {
                 if old.status == ReleaseStatus::Live && old.number != release.number {
                     old.status = ReleaseStatus::Superseded;
@@ -166,13 +174,10 @@ pub fn finish(
                         .map_err(|e| e.to_string())?;
                 }
             }
-            release.status = ReleaseStatus::Live;
-            d.store
-                .write_release(app, release)
-                .map_err(|e| e.to_string())?;
             d.store
                 .set_status(app, AppStatus::Live)
                 .map_err(|e| e.to_string())?;
+            test_pause(d, "finish-after", release.number);
             let _ = store::write_atomic(&log_path, p.transcript().as_bytes(), 0o640);
             Ok(())
         }
@@ -196,6 +201,23 @@ pub fn finish(
                 0o640,
             );
             Err(reason)
+        }
+    }
+}
+
+/// A fault-injection point for the crash tests: with `QUARRY_TEST_PAUSE`
+/// set to `<point>@<release>`, the daemon writes `<data>/paused.<point>` when
+/// that release reaches that point, and blocks there for good, so a test can
+/// kill -9 it at exactly that moment. Unset, it costs one environment lookup.
+fn test_pause(d: &Daemon, point: &str, release: u32) {
+    let Some(wanted) = std::env::var_os("QUARRY_TEST_PAUSE") else {
+        return;
+    };
+    if wanted.to_str() == Some(&format!("{point}@{release}")) {
+        let _ = std::fs::write(d.store.root().join(format!("paused.{point}")), b"");
+        tracing::warn!(point, release, "paused for a test (QUARRY_TEST_PAUSE)");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
         }
     }
 }
@@ -755,6 +777,7 @@ impl<'a> Execution<'a> {
         if route {
             self.switch_route(found).await?;
         }
+        test_pause(d, "routed", self.release.number);
         self.retire_old().await;
         Ok(())
     }

@@ -97,6 +97,30 @@ pub struct Server {
     /// `servers/<name>/tls/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// A plain `tcp://` engine accepted with `--insecure` (or a provider's
+    /// `insecure: true`). Servers recorded before the flag existed read as
+    /// false and keep working: only new ones are checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+/// Why a new server's endpoint may not be used as given: a plain `tcp://`
+/// engine hands root on that machine to anyone who can reach the port, so
+/// it takes TLS files, or an explicit `insecure` for a trusted network.
+pub fn check_transport(endpoint: &str, tls: bool, insecure: bool) -> Result<(), String> {
+    let tcp = endpoint.starts_with("tcp://");
+    match (tcp, tls, insecure) {
+        (true, false, false) => Err(format!(
+            "{endpoint} has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
+        )),
+        (true, true, true) => Err(format!(
+            "--insecure is for a tcp:// engine without TLS, and {endpoint} has TLS files"
+        )),
+        (false, _, true) => Err(format!(
+            "--insecure is for a tcp:// engine without TLS, not {endpoint}"
+        )),
+        (true, false, true) | (true, true, false) | (false, _, false) => Ok(()),
+    }
 }
 
 /// Which provider made a server, and its id there.
@@ -335,6 +359,7 @@ pub async fn register(
     new: crate::command::NewServer,
     origin: Option<Origin>,
 ) -> Result<Server, String> {
+    check_transport(&new.docker, new.tls.is_some(), new.insecure)?;
     let tls = match &new.tls {
         Some(files) => Some(keep_tls_files(&d.store, &new.name, files)?),
         None => None,
@@ -363,6 +388,7 @@ pub async fn register(
         added: crate::store::now_rfc3339(),
         origin,
         tls,
+        insecure: new.insecure,
     };
     d.fleet.insert(&d.store, server.clone(), docker)?;
     Ok(server)
@@ -447,6 +473,29 @@ pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::ServerState::{self, *};
+    use super::check_transport;
+
+    #[test]
+    fn a_plain_tcp_engine_needs_tls_or_insecure() {
+        assert_eq!(
+            check_transport("tcp://10.0.0.5:2375", false, false).unwrap_err(),
+            "tcp://10.0.0.5:2375 has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
+        );
+        assert_eq!(check_transport("tcp://10.0.0.5:2375", false, true), Ok(()));
+        assert_eq!(check_transport("tcp://10.0.0.5:2376", true, false), Ok(()));
+        assert_eq!(
+            check_transport("unix:///run/docker.sock", false, false),
+            Ok(())
+        );
+        assert_eq!(
+            check_transport("unix:///run/docker.sock", false, true).unwrap_err(),
+            "--insecure is for a tcp:// engine without TLS, not unix:///run/docker.sock"
+        );
+        assert_eq!(
+            check_transport("tcp://10.0.0.5:2376", true, true).unwrap_err(),
+            "--insecure is for a tcp:// engine without TLS, and tcp://10.0.0.5:2376 has TLS files"
+        );
+    }
 
     #[test]
     fn only_the_named_transitions_are_legal() {

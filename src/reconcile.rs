@@ -1,11 +1,15 @@
 //! Reconcile: make what runs on the engine equal to what the db says.
 //!
-//! At start ([`at_start`]): a release left `deploying` by a crash is marked
-//! failed; containers of this instance that belong to no live release (the
-//! leftovers of an interrupted deploy, or of a destroyed app) are removed;
-//! a live app whose containers are gone is booted again from its live
-//! release; every live app's route is rewritten from the containers found,
-//! since their addresses may have changed while Quarry was down.
+//! At start ([`at_start`]): torn release records are made whole
+//! ([`repair`]: a release left `deploying` by a crash is failed, one release
+//! is live); containers of destroyed apps and of apps that never served are
+//! removed; each live app's live release is applied again beside whatever
+//! runs (so an interrupted rollout's containers keep serving until the live
+//! release's answer), its route rewritten from the containers found, since
+//! their addresses may have changed while Quarry was down, and only then
+//! are the other releases' containers removed. Running containers are never
+//! removed because the records are unclear: an app whose releases cannot be
+//! read is left alone.
 //!
 //! Always ([`run_forever`]): every few seconds, and at once when the engine
 //! reports a container of ours died, each live app is checked: node or
@@ -13,7 +17,7 @@
 //! `docker kill`) are removed and the live release is applied again, which
 //! boots replacements and reroutes nginx. Failures back off per app.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +30,9 @@ use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
 use crate::stack;
-use crate::store::ReleaseStatus;
+use crate::store::{AppStatus, Release};
+
+mod repair;
 
 pub async fn at_start(d: &Daemon) {
     if let Err(e) = run(d).await {
@@ -36,35 +42,40 @@ pub async fn at_start(d: &Daemon) {
 
 async fn run(d: &Daemon) -> Result<(), String> {
     let apps = d.store.apps().map_err(|e| e.to_string())?;
+    let found = d.containers(None).await?;
     let mut live = BTreeMap::new();
+    // Apps whose records cannot be read: nothing of theirs is touched.
+    let mut unclear = BTreeSet::new();
     for app in &apps {
-        for mut r in d.store.releases(app).map_err(|e| e.to_string())? {
-            if r.status == ReleaseStatus::Deploying {
+        match repair_records(d, app, &found) {
+            Ok(Some(r)) => {
+                live.insert(app.clone(), r);
+            }
+            Ok(None) => {}
+            Err(e) => {
                 warn!(
                     app,
-                    release = r.number,
-                    "deploy was interrupted; marking it failed"
+                    "cannot read the releases, leaving its containers alone: {e}"
                 );
-                r.status = ReleaseStatus::Failed;
-                r.reason = Some("interrupted: the daemon stopped during the deploy".into());
-                d.store.write_release(app, &r).map_err(|e| e.to_string())?;
+                unclear.insert(app.clone());
             }
-        }
-        if let Some(r) = d.store.live_release(app).map_err(|e| e.to_string())? {
-            live.insert(app.clone(), r);
         }
     }
 
-    let found = d.containers(None).await?;
     for c in &found {
-        // Services outlive releases; node containers belong to the live one.
-        let keep = live
-            .get(&c.app)
-            .is_some_and(|r| c.service.is_some() || r.number == c.release);
-        if !keep {
-            info!(container = %c.name, "removing orphan container");
-            let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
+        if unclear.contains(&c.app) || live.contains_key(&c.app) {
+            // A live app's other containers go only once its live release
+            // runs again (below): they may be what serves now.
+            continue;
         }
+        let recorded =
+            apps.contains(&c.app) && d.store.release(&c.app, c.release).ok().flatten().is_some();
+        if apps.contains(&c.app) && c.service.is_none() && !recorded {
+            warn!(container = %c.name, "keeping a container of a release with no record");
+            continue;
+        }
+        info!(container = %c.name, "removing orphan container");
+        let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
     }
 
     for (app, release) in &live {
@@ -91,16 +102,89 @@ async fn run(d: &Daemon) -> Result<(), String> {
                 continue;
             }
         };
-        // Boot what is missing; then route to wherever the containers are now.
+        // Boot what is missing beside whatever runs (a zero-downtime switch
+        // back from an interrupted rollout); then route to wherever the
+        // containers are now.
         if let Err(e) = crate::deploy::apply(d, app, release, &stack, &Progress::silent()).await {
-            warn!(app, "cannot restore v{}: {e}", release.number);
+            warn!(
+                app,
+                "cannot restore v{}: {e}; its running containers are kept", release.number
+            );
             continue;
         }
         if let Err(e) = crate::deploy::reroute(d, app, release, &stack).await {
             warn!(app, "cannot route: {e}");
+            continue;
+        }
+        // Only now is what other releases left behind no longer needed.
+        for c in d.containers(Some(app)).await.unwrap_or_default() {
+            if c.service.is_none() && c.release != release.number {
+                info!(container = %c.name, "removing a container of an earlier attempt");
+                let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
+            }
         }
     }
     Ok(())
+}
+
+/// Make `app`'s release records whole again after a crash ([`repair`]) and
+/// return the live release, if it has one.
+fn repair_records(
+    d: &Daemon,
+    app: &str,
+    found: &[launch::Found],
+) -> Result<Option<Release>, String> {
+    let releases = d.store.releases(app).map_err(|e| e.to_string())?;
+    let running: BTreeSet<u32> = found
+        .iter()
+        .filter(|c| c.app == app && c.service.is_none() && c.state == "running")
+        .map(|c| c.release)
+        .collect();
+    let seen: Vec<repair::Seen> = releases
+        .iter()
+        .map(|r| repair::Seen {
+            number: r.number,
+            status: r.status,
+        })
+        .collect();
+    let (fixes, live) = repair::repair(&seen, &running);
+    for fix in fixes {
+        let Some(mut r) = releases.iter().find(|r| r.number == fix.number).cloned() else {
+            continue;
+        };
+        warn!(
+            app,
+            release = r.number,
+            "{}; marking it {}",
+            fix.why.as_str(),
+            fix.status.as_str()
+        );
+        r.status = fix.status;
+        match fix.why {
+            repair::Why::Interrupted => r.reason = Some(fix.why.as_str().into()),
+            repair::Why::NewerLive | repair::Why::ServedLast => d.store.audit_system(
+                app,
+                "repair",
+                &format!(
+                    "v{} marked {} at start: {}",
+                    r.number,
+                    fix.status.as_str(),
+                    fix.why.as_str()
+                ),
+            ),
+        }
+        d.store.write_release(app, &r).map_err(|e| e.to_string())?;
+    }
+    let Some(number) = live else {
+        return Ok(None);
+    };
+    // A crash after the release went live but before the app did.
+    if matches!(d.store.status(app), AppStatus::New | AppStatus::Failed) {
+        d.store
+            .set_status(app, AppStatus::Live)
+            .map_err(|e| e.to_string())?;
+    }
+    d.store.release(app, number).map_err(|e| e.to_string())
 }
 
 /// How often every app is checked even without engine events.

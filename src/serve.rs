@@ -97,6 +97,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         added: crate::store::now_rfc3339(),
         origin: None,
         tls: None,
+        insecure: false,
     };
     let fleet = crate::fleet::Fleet::load(&store, local, docker.clone()).await;
     let daemon = Arc::new(Daemon {

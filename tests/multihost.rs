@@ -519,8 +519,16 @@ fn a_tcp_engine_behind_tls_is_a_server_like_any_other() {
         ],
     );
     let base = "servers:add secure --docker tcp://127.0.0.8:2376 --address 127.0.0.8 --memory 512 --label tls=yes";
-    // Without certificates the engine refuses the client.
+    // Without certificates Quarry refuses the endpoint, and with --insecure
+    // the engine refuses the client.
     let out = server.ssh(&server.admin, base);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tcp://127.0.0.8:2376 has no TLS"),
+        "{}",
+        stderr(&out)
+    );
+    let out = server.ssh(&server.admin, &format!("{base} --insecure"));
     assert!(
         !out.status.success() && stderr(&out).contains("does not answer"),
         "{}",
