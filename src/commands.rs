@@ -363,6 +363,20 @@ async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) ->
         print_json(out, &found).await;
         return Ok(());
     }
+    let waiting = d
+        .store
+        .live_release(app)
+        .map_err(io)?
+        .and_then(|r| stack::from_release(&r).ok())
+        .map(|stack| deploy::waiting_services(d, app, &stack))
+        .unwrap_or_default();
+    for (service, server) in &waiting {
+        out.out(format!(
+            "{}\n",
+            deploy::homes::degraded_line(service, server)
+        ))
+        .await;
+    }
     if found.is_empty() {
         out.out(format!("{app} has no containers\n")).await;
         return Ok(());
@@ -1535,10 +1549,34 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
             EXIT_CONFLICT,
         ));
     }
+    // Services that waited for it (it does not answer) start elsewhere now.
+    let mut moving = Vec::new();
+    for app in d.store.apps().map_err(io)? {
+        if let Some(stack) = d
+            .store
+            .live_release(&app)
+            .map_err(io)?
+            .and_then(|r| stack::from_release(&r).ok())
+        {
+            for (service, _) in deploy::waiting_services(d, &app, &stack)
+                .into_iter()
+                .filter(|(_, at)| at == name)
+            {
+                moving.push(format!("{app}.{service}"));
+            }
+        }
+    }
     d.fleet
         .remove(&d.store, name)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
     out.out(format!("removed server {name}\n")).await;
+    if !moving.is_empty() {
+        out.out(format!(
+            "services {} start on other servers with empty volumes; their data stays on {name}\n",
+            moving.join(", ")
+        ))
+        .await;
+    }
     Ok(())
 }
 

@@ -25,6 +25,8 @@ use crate::route::NodeRoute;
 use crate::stack::{self, Stack};
 use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus};
 
+pub mod homes;
+
 /// How long a second deploy of the same app waits for the first.
 pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 
@@ -432,6 +434,18 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
         services,
         nodes,
     })
+}
+
+/// The services of `app` (in `stack`) that wait for a server that does not
+/// answer, each with that server.
+pub fn waiting_services(d: &Daemon, app: &str, stack: &Stack) -> Vec<(String, String)> {
+    let services = stack
+        .manifest
+        .services
+        .iter()
+        .map(|(name, s)| (name.clone(), !s.volumes.is_empty()))
+        .collect();
+    homes::waiting(&d.store, &d.fleet, app, &services)
 }
 
 /// The web node that answers at `<app>.<root domain>`: `web`, else the first web node.
@@ -860,6 +874,16 @@ impl<'a> Execution<'a> {
                     .flatten(),
                 None => None,
             };
+            // Services placed before the record existed get one here.
+            homes::record(
+                &self.d.store,
+                self.app,
+                service,
+                homes::Home {
+                    server: c.server.clone(),
+                    published,
+                },
+            );
             self.services.insert(
                 service.clone(),
                 ServiceAt {
@@ -963,35 +987,70 @@ impl<'a> Execution<'a> {
         {
             return Ok(());
         }
-        self.p.step(format!("Starting service {service} ({image})"));
-        if let crate::manifest::ServiceSource::Build(dir) = &def.source {
-            self.build_service(dir, image).await?;
-        }
         // A service stays on its server (its volumes live there); a new one,
-        // or one whose server is gone, is placed by the grid.
+        // or one the operator moves off its server, is placed by the grid;
+        // one whose server does not answer waits for it if it has data.
         let old = found
             .iter()
             .find(|c| c.service.as_deref() == Some(service))
             .cloned();
+        let home = homes::read(&d.store, self.app).remove(service);
         let (server, docker) = match old.as_ref().filter(|c| d.server_running(&c.server)) {
             Some(c) => d
                 .fleet
                 .get(&c.server)
                 .ok_or_else(|| format!("server {} vanished", c.server))?,
             None => {
-                let group = format!("{}.{service}", self.app);
-                self.place(&group, &group, def.memory, &def.placement.labels)
-                    .await?
+                let state = home
+                    .as_ref()
+                    .map(|h| d.fleet.get(&h.server).map(|(s, _)| s.state));
+                match homes::placement(!def.volumes.is_empty(), state) {
+                    homes::Placement::Wait => {
+                        let home = home.expect("only a recorded service waits");
+                        self.p.warn(homes::degraded_line(service, &home.server));
+                        self.services.insert(
+                            service.to_string(),
+                            ServiceAt {
+                                server: home.server,
+                                published: home.published,
+                            },
+                        );
+                        return Ok(());
+                    }
+                    homes::Placement::Home => {
+                        let at = &home.as_ref().expect("only a recorded one").server;
+                        d.fleet
+                            .get(at)
+                            .ok_or_else(|| format!("server {at} vanished"))?
+                    }
+                    homes::Placement::Anywhere => {
+                        let group = format!("{}.{service}", self.app);
+                        self.place(&group, &group, def.memory, &def.placement.labels)
+                            .await?
+                    }
+                }
             }
         };
-        if let Some(c) = old.filter(|c| c.server != server.name) {
+        self.p.step(format!("Starting service {service} ({image})"));
+        if let crate::manifest::ServiceSource::Build(dir) = &def.source {
+            self.build_service(dir, image).await?;
+        }
+        if let Some(c) = old.as_ref().filter(|c| c.server != server.name) {
             let _ = launch::remove(&d.docker_on(&c.server), &c.id, 10).await;
-            if !def.volumes.is_empty() {
-                self.p.warn(format!(
-                    "service {service} moved from server {} to {}: it starts with empty volumes; the old data stays on {} (see volumes {})",
-                    c.server, server.name, c.server, self.app
-                ));
-            }
+        }
+        let was_on = old
+            .map(|c| c.server)
+            .or(home.map(|h| h.server))
+            .filter(|s| *s != server.name);
+        if let Some(was_on) = was_on
+            && !def.volumes.is_empty()
+        {
+            let moved = format!(
+                "service {service} moved from server {was_on} to {}: it starts with empty volumes; the old data stays on {was_on} (see volumes {})",
+                server.name, self.app
+            );
+            self.p.warn(&moved);
+            d.store.audit_system(self.app, "moved", &moved);
         }
         let local = server.name == crate::fleet::LOCAL;
         let network = if local {
@@ -1049,6 +1108,15 @@ impl<'a> Execution<'a> {
                 server.name
             ));
         }
+        homes::record(
+            &d.store,
+            self.app,
+            service,
+            homes::Home {
+                server: server.name.clone(),
+                published,
+            },
+        );
         self.services.insert(
             service.to_string(),
             ServiceAt {

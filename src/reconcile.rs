@@ -15,7 +15,11 @@
 //! reports a container of ours died, each live app is checked: node or
 //! service containers that stopped (a crash the engine gave up on, a
 //! `docker kill`) are removed and the live release is applied again, which
-//! boots replacements and reroutes nginx. Failures back off per app.
+//! boots replacements and reroutes nginx. Failures back off per app. A
+//! server that misses two pings is unknown: its nodes and stateless
+//! services are re-placed, but a service with volumes waits for it,
+//! degraded (in `events` and `ps`), until it answers or the operator moves
+//! it ([`crate::deploy::homes`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::daemon::Daemon;
+use crate::deploy::homes as deploy_homes;
 use crate::launch;
 use crate::progress::Progress;
 use crate::stack;
@@ -59,6 +64,13 @@ async fn run(d: &Daemon) -> Result<(), String> {
                 );
                 unclear.insert(app.clone());
             }
+        }
+    }
+
+    // Servers that did not answer at start: their services with data wait.
+    for server in d.fleet.list() {
+        if server.state == crate::fleet::ServerState::Unknown {
+            report_degraded(d, &server.name);
         }
     }
 
@@ -239,11 +251,41 @@ async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
             if alive {
                 misses.remove(&server.name);
                 if state == crate::fleet::ServerState::Unknown {
-                    let stale = crate::launch::list(&docker, &d.instance, None)
+                    // Services that waited for it run there still; the rest
+                    // were replaced elsewhere meanwhile.
+                    let waited: BTreeSet<(String, String)> = d
+                        .store
+                        .apps()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flat_map(|app| {
+                            waiting_for(&d, &app, &server.name)
+                                .into_iter()
+                                .map(move |s| (app.clone(), s))
+                        })
+                        .collect();
+                    let stale: Vec<launch::Found> = crate::launch::list(&docker, &d.instance, None)
                         .await
-                        .unwrap_or_default();
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| {
+                            !c.service
+                                .as_ref()
+                                .is_some_and(|s| waited.contains(&(c.app.clone(), s.clone())))
+                        })
+                        .collect();
                     for c in &stale {
                         let _ = crate::launch::remove(&docker, &c.id, 0).await;
+                    }
+                    for (app, service) in &waited {
+                        d.store.audit_system(
+                            app,
+                            "degraded",
+                            &format!(
+                                "service {service}: server {} answers again; the service is back with its volumes",
+                                server.name
+                            ),
+                        );
                     }
                     info!(server = %server.name, stale = stale.len(), "server answers again");
                     if let Err(e) = d.fleet.set_state(
@@ -276,7 +318,7 @@ async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
                 let n = misses.entry(server.name.clone()).or_insert(0);
                 *n += 1;
                 if *n >= MISSES_TO_UNKNOWN && state != crate::fleet::ServerState::Unknown {
-                    warn!(server = %server.name, "server does not answer; re-placing its containers");
+                    warn!(server = %server.name, "server does not answer; re-placing its stateless containers");
                     if let Err(e) = d.fleet.set_state(
                         &d.store,
                         &server.name,
@@ -284,6 +326,7 @@ async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
                     ) {
                         warn!("{e}");
                     }
+                    report_degraded(&d, &server.name);
                     wake.notify_one();
                 }
             }
@@ -402,7 +445,8 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
     Ok(())
 }
 
-/// How many containers (nodes and services) the live release should run.
+/// How many containers (nodes and services) the live release should run on
+/// servers that answer: a service waiting for its server is not missing.
 fn wanted_containers(d: &Daemon, app: &str, live: &crate::store::Release) -> usize {
     let Ok(stack) = stack::from_release(live) else {
         return 0;
@@ -411,5 +455,43 @@ fn wanted_containers(d: &Daemon, app: &str, live: &crate::store::Release) -> usi
         return 0;
     };
     let nodes: usize = desired.nodes.values().map(|n| n.scale as usize).sum();
-    nodes + desired.services.len()
+    let waiting = crate::deploy::waiting_services(d, app, &stack).len();
+    nodes + desired.services.len().saturating_sub(waiting)
+}
+
+/// `app`'s services with volumes that wait for `server` (per its live
+/// release's quarry.yml).
+fn waiting_for(d: &Daemon, app: &str, server: &str) -> Vec<String> {
+    let Some(stack) = d
+        .store
+        .live_release(app)
+        .ok()
+        .flatten()
+        .and_then(|r| stack::from_release(&r).ok())
+    else {
+        return Vec::new();
+    };
+    crate::deploy::waiting_services(d, app, &stack)
+        .into_iter()
+        .filter(|(_, at)| at == server)
+        .map(|(service, _)| service)
+        .collect()
+}
+
+/// A server stopped answering: say so in the events of every app with a
+/// service that now waits for it.
+fn report_degraded(d: &Daemon, server: &str) {
+    for app in d.store.apps().unwrap_or_default() {
+        for service in waiting_for(d, &app, server) {
+            warn!(
+                app,
+                service, server, "service degraded: waiting for its server"
+            );
+            d.store.audit_system(
+                &app,
+                "degraded",
+                &deploy_homes::degraded_line(&service, server),
+            );
+        }
+    }
 }

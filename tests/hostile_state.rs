@@ -98,11 +98,19 @@ fn live(server: &Server, app: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The bodies of v1, v2 and v3 of `app`: its own, so that no build shares
+/// cached layers with another test's (whose pruning could remove them).
+fn bodies(app: &str) -> [String; 3] {
+    ["one", "two", "three"].map(|n| format!("{n} {app}\n"))
+}
+
 /// Push v2 with the daemon set to stop at `point`, kill -9 it there, start
 /// it again; returns the server (serving again), the app and the repo.
-fn killed_at(point: &str, body1: &str, body2: &str) -> (Server, String, Repo) {
+fn killed_at(point: &str) -> (Server, String, Repo) {
     let mut server = Server::start_with_env(&[("QUARRY_TEST_PAUSE", &format!("{point}@2"))]);
     let app = common::unique_app("switch");
+    let [body1, body2, _] = bodies(&app);
+    let (body1, body2) = (body1.as_str(), body2.as_str());
     let repo = Repo::fixture("hello");
     repo.write("www/index.html", body1);
     repo.commit("v1");
@@ -149,13 +157,9 @@ fn killed_at(point: &str, body1: &str, body2: &str) -> (Server, String, Repo) {
 }
 
 /// After the switch: the release left live serves, alone, and a push works.
-fn then_one_live_and_the_next_push_works(
-    server: &Server,
-    app: &str,
-    repo: &Repo,
-    live_one: u64,
-    body: &str,
-) {
+fn then_one_live_and_the_next_push_works(server: &Server, app: &str, repo: &Repo, live_one: u64) {
+    let [one, two, three] = bodies(app);
+    let body = if live_one == 1 { one } else { two };
     assert_eq!(
         live(server, app),
         vec![live_one],
@@ -168,46 +172,46 @@ fn then_one_live_and_the_next_push_works(
     assert_eq!(containers[0].0, format!("{app}.web.1"));
     assert_eq!(containers[0].2, live_one.to_string());
 
-    repo.write("www/index.html", "after the crash\n");
+    repo.write("www/index.html", &three);
     repo.commit("v3");
     server.push_ok(repo.path(), app);
-    assert_eq!(server.body(app), "after the crash\n");
+    assert_eq!(server.body(app), three);
     assert_eq!(live(server, app), vec![3]);
 }
 
 #[test]
 fn a_kill_after_the_route_switch_but_before_the_release_is_live_goes_back_to_the_old_release() {
     // The new container serves, the old one still runs, nothing is written.
-    let (server, app, repo) = killed_at("routed", "one\n", "two\n");
+    let (server, app, repo) = killed_at("routed");
     let all = releases(&server, &app);
     assert_eq!(all[0], (2, "failed".to_string()), "{all:?}");
-    then_one_live_and_the_next_push_works(&server, &app, &repo, 1, "one\n");
+    then_one_live_and_the_next_push_works(&server, &app, &repo, 1);
 }
 
 #[test]
 fn a_kill_before_the_release_writes_goes_back_to_the_old_release_without_a_gap() {
     // The old container is gone and the new one serves: the old release
     // boots beside it before it is removed.
-    let (server, app, repo) = killed_at("finish-before", "one\n", "two\n");
+    let (server, app, repo) = killed_at("finish-before");
     let all = releases(&server, &app);
     assert_eq!(all[0], (2, "failed".to_string()), "{all:?}");
-    then_one_live_and_the_next_push_works(&server, &app, &repo, 1, "one\n");
+    then_one_live_and_the_next_push_works(&server, &app, &repo, 1);
 }
 
 #[test]
 fn a_kill_between_the_release_writes_keeps_the_new_release_live_alone() {
-    let (server, app, repo) = killed_at("finish-between", "one\n", "two\n");
+    let (server, app, repo) = killed_at("finish-between");
     let all = releases(&server, &app);
     assert_eq!(all[1], (1, "superseded".to_string()), "{all:?}");
-    then_one_live_and_the_next_push_works(&server, &app, &repo, 2, "two\n");
+    then_one_live_and_the_next_push_works(&server, &app, &repo, 2);
     let events = server.admin(&format!("events {app}"));
     assert!(events.contains("v1 marked superseded at start"), "{events}");
 }
 
 #[test]
 fn a_kill_after_the_release_writes_keeps_the_new_release() {
-    let (server, app, repo) = killed_at("finish-after", "one\n", "two\n");
-    then_one_live_and_the_next_push_works(&server, &app, &repo, 2, "two\n");
+    let (server, app, repo) = killed_at("finish-after");
+    then_one_live_and_the_next_push_works(&server, &app, &repo, 2);
 }
 
 /// Set release `n`'s status in its file (the daemon is stopped).
@@ -232,7 +236,8 @@ fn start_up_with_no_live_release_serves_the_newest_that_ran_and_keeps_its_contai
     let mut server = Server::start();
     let app = common::unique_app("torn");
     let repo = Repo::fixture("hello");
-    for (n, body) in [(1, "one\n"), (2, "two\n")] {
+    let [one, two, three] = bodies(&app);
+    for (n, body) in [(1, &one), (2, &two)] {
         repo.write("www/index.html", body);
         repo.commit(&format!("v{n}"));
         server.push_ok(repo.path(), &app);
@@ -243,7 +248,7 @@ fn start_up_with_no_live_release_serves_the_newest_that_ran_and_keeps_its_contai
     server.stop();
     set_status(&server, &app, 2, "superseded");
     server.restart();
-    assert_eq!(server.body(&app), "two\n");
+    assert_eq!(server.body(&app), two);
     assert_eq!(live(&server, &app), vec![2]);
     assert_eq!(
         container_id(&format!("{app}.web.1")),
@@ -257,14 +262,14 @@ fn start_up_with_no_live_release_serves_the_newest_that_ran_and_keeps_its_contai
     server.stop();
     set_status(&server, &app, 1, "live");
     server.restart();
-    assert_eq!(server.body(&app), "two\n");
+    assert_eq!(server.body(&app), two);
     assert_eq!(live(&server, &app), vec![2]);
     assert_eq!(container_id(&format!("{app}.web.1")), before);
 
-    repo.write("www/index.html", "three\n");
+    repo.write("www/index.html", &three);
     repo.commit("v3");
     server.push_ok(repo.path(), &app);
-    assert_eq!(server.body(&app), "three\n");
+    assert_eq!(server.body(&app), three);
     assert_eq!(live(&server, &app), vec![3]);
 }
 
