@@ -1111,6 +1111,30 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_tcp_server_is_refused_without_insecure() {
+        let add = "servers:add s2 --docker tcp://10.0.0.5:2375 --address 10.0.0.5 --memory 512";
+        assert_eq!(
+            err(add),
+            format!(
+                "servers:add: tcp://10.0.0.5:2375 has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network; usage: {}",
+                spec("servers:add").unwrap().usage
+            )
+        );
+        match cmd(&format!("{add} --insecure")) {
+            Cmd::ServersAdd(new) => assert!(new.insecure && new.tls.is_none()),
+            other => panic!("{other:?}"),
+        }
+        match cmd("servers:add s3 --docker unix:///run/d.sock --address 10.0.0.6 --memory 512") {
+            Cmd::ServersAdd(new) => assert!(!new.insecure),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            err("servers:add s3 --docker unix:///run/d.sock --address 10.0.0.6 --memory 512 --insecure")
+                .contains("--insecure is for a tcp:// engine without TLS, not unix:///run/d.sock")
+        );
+    }
+
+    #[test]
     fn git_paths() {
         for (line, want) in [
             ("git-receive-pack '/myapp'", "myapp"),
