@@ -358,18 +358,26 @@ async fn buildpack_build(
     let stack = stack::from_source(source).map_err(|e| e.to_string())?;
 
     p.step(format!("Making the app image {}", release.image));
-    let context = image_context(stack_image, &src, defaults.get("web").map(String::as_str))
-        .await
-        .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
-    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     // Kept so another server can build the same image on its own copy of
     // the stack instead of receiving the whole image (see `remote_build`).
-    keep_context(d, app, &release.image, stack_image, &context)
+    let kept = context_paths(d, app, &release.image).0;
+    image_context(
+        stack_image,
+        &src,
+        defaults.get("web").map(String::as_str),
+        &kept,
+    )
+    .await
+    .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
+    keep_context(d, app, &release.image, stack_image)
         .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
+    let context =
+        fs::File::open(&kept).map_err(|e| format!("cannot read the compiled app: {e}"))?;
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     build::build_dockerfile(
         &d.docker,
         app,
-        build::Context::Bytes(context),
+        build::Context::File(context),
         &release.image,
         labels,
         &Progress::silent(),
@@ -411,10 +419,8 @@ fn context_paths(d: &Daemon, app: &str, image: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str, context: &[u8]) -> io::Result<()> {
-    let (tar, stack_file) = context_paths(d, app, image);
-    fs::create_dir_all(tar.parent().expect("images dir"))?;
-    crate::store::write_atomic(&tar, context, 0o600)?;
+fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str) -> io::Result<()> {
+    let (_, stack_file) = context_paths(d, app, image);
     crate::store::write_atomic(&stack_file, stack.as_bytes(), 0o644)
 }
 
@@ -469,26 +475,55 @@ pub async fn remote_build(
     Ok(Some(said.join(", ")))
 }
 
-/// The app image's context: the compiled BUILD dir as `build/`, and a Dockerfile.
-async fn image_context(stack: &str, build: &Path, web: Option<&str>) -> io::Result<Vec<u8>> {
+/// The app image's Dockerfile. The compiled dir travels as `build/app`,
+/// copied onto `/`: that way `/app` itself (which an older stack made for
+/// uid 1000) is handed to [`BUILD_UID`] too.
+fn image_dockerfile(stack: &str, web: Option<&str>) -> io::Result<String> {
     let mut dockerfile = format!(
-        "FROM {stack}\nCOPY --chown={BUILD_UID}:{BUILD_UID} build /app\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
+        "FROM {stack}\nCOPY --chown={BUILD_UID}:{BUILD_UID} build /\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
     );
     if let Some(web) = web {
         let cmd = serde_json::to_string(&["/bin/sh", "-c", web]).map_err(io::Error::other)?;
         dockerfile.push_str(&format!("CMD {cmd}\n"));
     }
-    let build = build.to_path_buf();
+    Ok(dockerfile)
+}
+
+/// Write the app image's context (a Dockerfile and the compiled BUILD dir,
+/// walked without following links) to `dest`, atomically, on disk.
+async fn image_context(
+    stack: &str,
+    build: &Path,
+    web: Option<&str>,
+    dest: &Path,
+) -> io::Result<()> {
+    let dockerfile = image_dockerfile(stack, web)?;
+    let (build, dest) = (build.to_path_buf(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let mut b = tar::Builder::new(Vec::new());
-        b.follow_symlinks(false);
+        let dir = dest.parent().expect("images dir");
+        fs::create_dir_all(dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut b = tar::Builder::new(io::BufWriter::new(tmp.reopen()?));
         let mut h = tar::Header::new_gnu();
         h.set_size(dockerfile.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
         b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
-        b.append_dir_all("build", &build)?;
-        b.into_inner()
+        crate::confined::append_dir(
+            &mut b,
+            &build,
+            "",
+            "build/app",
+            crate::receive::max_tree_bytes(),
+        )
+        .map_err(io::Error::other)?;
+        b.into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o600))?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(())
     })
     .await
     .map_err(io::Error::other)?

@@ -190,6 +190,25 @@ pub fn read_file(root: &Path, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, 
     Ok(Some(buf))
 }
 
+/// The type of `rel` under `root` as `lstat` sees it, reached through no symlink.
+fn kind(root: &Path, rel: &str) -> Option<FileType> {
+    let parts = components(rel).ok()?;
+    let (name, parents) = parts.split_last()?;
+    let dir = open_dir(root, &parents.join("/")).ok()?;
+    let st = rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(FileType::from_raw_mode(st.st_mode))
+}
+
+/// Whether `rel` under `root` is a regular file (not a link to one).
+pub fn is_file(root: &Path, rel: &str) -> bool {
+    kind(root, rel) == Some(FileType::RegularFile)
+}
+
+/// Whether `rel` under `root` is a folder (not a link to one).
+pub fn is_dir(root: &Path, rel: &str) -> bool {
+    kind(root, rel) == Some(FileType::Directory)
+}
+
 /// The entries of an open folder (without `.` and `..`), with their type as
 /// `lstat` sees it.
 fn entries(dir: BorrowedFd<'_>, shown: &str) -> Result<Vec<(String, FileType)>, ConfinedError> {
@@ -287,11 +306,34 @@ fn chown_in(
 /// followed); at most `limit` bytes of file content. Returns the bytes of
 /// content written.
 pub fn tar_dir<W: Write>(root: &Path, rel: &str, out: W, limit: u64) -> Result<u64, ConfinedError> {
-    let fd = open_dir(root, rel)?;
     let mut builder = tar::Builder::new(out);
-    let mut total = 0;
-    tar_in(&mut builder, fd.as_fd(), "", limit, &mut total, 0)?;
+    let total = append_dir(&mut builder, root, rel, "", limit)?;
     builder.finish().map_err(|e| io_err(rel, e))?;
+    Ok(total)
+}
+
+/// Like [`tar_dir`], into an existing tar, under `prefix` (a folder entry
+/// of its own when not empty).
+pub fn append_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &str,
+    prefix: &str,
+    limit: u64,
+) -> Result<u64, ConfinedError> {
+    let fd = open_dir(root, rel)?;
+    if !prefix.is_empty() {
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(rel, e))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_size(0);
+        builder
+            .append_data(&mut h, format!("{prefix}/"), io::empty())
+            .map_err(|e| io_err(rel, e))?;
+    }
+    let mut total = 0;
+    tar_in(builder, fd.as_fd(), prefix, limit, &mut total, 0)?;
     Ok(total)
 }
 

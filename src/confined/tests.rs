@@ -97,3 +97,28 @@ fn tar_dir_keeps_links_as_links_and_refuses_a_linked_folder() {
     let e = tar_dir(src.path(), "svc", &mut Vec::new(), 4).unwrap_err();
     assert_eq!(e.to_string(), "the folder is larger than 4 bytes");
 }
+
+#[test]
+fn append_dir_under_a_prefix_names_every_entry_under_it() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("node_modules/x")).unwrap();
+    std::fs::write(src.path().join("server.js"), "js").unwrap();
+    std::fs::write(src.path().join("node_modules/x/i.js"), "i").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    append_dir(&mut b, src.path(), "", "build/app", 1 << 20).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut names = Vec::new();
+    for e in tar::Archive::new(&tar[..]).entries().unwrap() {
+        names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    assert_eq!(
+        names,
+        [
+            "build/app/",
+            "build/app/node_modules/",
+            "build/app/node_modules/x/",
+            "build/app/node_modules/x/i.js",
+            "build/app/server.js"
+        ]
+    );
+}
