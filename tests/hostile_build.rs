@@ -118,18 +118,25 @@ fn a_build_that_swaps_its_cache_for_a_symlink_cannot_make_pruning_delete_host_fi
     let canary = old_canary(server.dir.path());
     let before = files_under(&canary);
     assert_eq!(before, ["a.txt", "sub/b.txt"]);
+    // pip is a link to the canary; npm is a real folder with an old
+    // download (which pruning must remove, proving it ran) and an old link
+    // to the canary (removed as a link).
     let compile = format!(
-        "#!/bin/sh\nset -eu\nrm -rf \"$2/pip\" \"$2/npm\"\nln -s {c} \"$2/pip\"\nln -s {c} \"$2/npm\"\necho \"<h1>hostile $(date +%s%N)</h1>\" > \"$1/index.html\"\n",
+        "#!/bin/sh\nset -eu\nrm -rf \"$2/pip\"\nln -s {c} \"$2/pip\"\nmkdir -p \"$2/npm\"\necho old > \"$2/npm/old.tgz\"\nln -sfn {c} \"$2/npm/inner\"\ntouch -h -d 2001-01-01 \"$2/npm/old.tgz\" \"$2/npm/inner\"\necho \"<h1>hostile $(date +%s%N)</h1>\" > \"$1/index.html\"\n",
         c = canary.display()
     );
     let repo = buildpack_app(&compile, "#!/bin/sh\nprintf -- '---\\n'\n");
     let app = common::unique_app("cachelink");
     // releases.keep 1: from the second push on, pruning runs on every push.
+    let mut log = String::new();
     for n in 0..3 {
         repo.write("n.txt", &n.to_string());
         repo.commit(&format!("push {n}"));
-        server.push_ok(repo.path(), &app);
+        log = server.push_ok(repo.path(), &app);
     }
+    assert!(log.contains("pruned 1 MB of cached downloads"), "{log}");
+    let npm = server.data.join(format!("stacks/{app}/build/cache/npm"));
+    assert!(!npm.join("old.tgz").exists() && !npm.join("inner").exists());
     assert_eq!(files_under(&canary), before, "pruning followed the link");
     assert_eq!(
         fs::read_to_string(canary.join("a.txt")).unwrap(),
@@ -446,6 +453,8 @@ fn the_build_and_the_buildpack_app_run_as_the_dedicated_uid() {
     let app = common::unique_app("uid");
     let log = server.push_ok(repo.path(), &app);
     assert!(log.contains(&format!("build uid: {BUILD_UID}")), "{log}");
+    // The compiled app is in the image, owned by the uid it runs as.
+    assert!(server.body(&app).contains("ok"));
     assert!(!log.contains("build uid: 1000"), "{log}");
     let cache = server.data.join(format!("stacks/{app}/build/cache"));
     let owner = {
