@@ -4,9 +4,14 @@
 //! pushed tree (a tar from `git archive`) as its context. Base images already
 //! on the engine are used as they are: Quarry never forces a pull, and a
 //! missing base image is named in the error. Build output streams to the
-//! pusher line by line. May touch: the Docker engine (build only).
+//! pusher line by line, and only its last lines are kept. Every build has
+//! a deadline and resource limits; a base image may not be another app's
+//! (see [`images`]). May touch: the Docker engine (build only).
+
+pub mod images;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptionsBuilder;
@@ -19,14 +24,79 @@ pub fn image_tag(app: &str, number: u32) -> String {
     format!("quarry/{app}:v{number}")
 }
 
-/// Build `context` (a tar) into `tag`; returns the image id.
+/// The longest any build may run unless the operator sets [`MAX_BUILD_ENV`].
+pub const MAX_BUILD: Duration = Duration::from_secs(30 * 60);
+
+/// The daemon's environment may set the longest build, in seconds: the
+/// default and the ceiling for quarry.yml `build.timeout`.
+pub const MAX_BUILD_ENV: &str = "QUARRY_MAX_BUILD_SECONDS";
+
+/// Memory of one build (its RUN steps or its buildpack container), bytes.
+pub const BUILD_MEMORY: i64 = 2_000_000_000;
+
+/// Processes of one buildpack build container.
+pub const BUILD_PIDS: i64 = 1024;
+
+/// CPU weight of a build: half of an app container's, so apps stay responsive.
+pub const BUILD_CPU_SHARES: i64 = 512;
+
+/// The operator's longest build.
+pub fn max_build() -> Duration {
+    std::env::var(MAX_BUILD_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .map_or(MAX_BUILD, Duration::from_secs)
+}
+
+/// The deadline of a build: quarry.yml `build.timeout` (seconds), never
+/// above the operator's maximum.
+pub fn deadline(asked: Option<u32>) -> Duration {
+    let max = max_build();
+    asked.map_or(max, |s| Duration::from_secs(s.into()).min(max))
+}
+
+/// What a build is sent: a tar in memory (small, made here) or spooled on disk.
+pub enum Context {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl Context {
+    fn chunks(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+    > {
+        match self {
+            Context::Bytes(b) => Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(b))])),
+            Context::File(f) => {
+                let file = tokio::fs::File::from_std(f);
+                let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    buf.truncate(n);
+                    Ok(Some((bytes::Bytes::from(buf), file)))
+                });
+                Box::pin(chunks)
+            }
+        }
+    }
+}
+
+/// Build `context` (a tar) into `tag` within `deadline`; returns the image id.
 pub async fn build_dockerfile(
     docker: &Docker,
     app: &str,
-    context: Vec<u8>,
+    context: Context,
     tag: &str,
     labels: HashMap<String, String>,
     progress: &Progress,
+    deadline: Duration,
 ) -> Result<String, String> {
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
@@ -34,12 +104,35 @@ pub async fn build_dockerfile(
         .rm(true)
         .forcerm(true)
         .labels(&labels)
+        .memory(BUILD_MEMORY as i32)
+        .memswap(BUILD_MEMORY as i32)
+        .cpushares(BUILD_CPU_SHARES as i32)
         .build();
-    let mut stream = docker.build_image(
+    let stream = docker.build_image(
         options,
         None,
-        Some(bollard::body_full(bytes::Bytes::from(context))),
+        Some(bollard::body_try_stream(context.chunks())),
     );
+    // Dropping the stream closes the connection, and the engine cancels the
+    // build (its RUN container is killed).
+    match tokio::time::timeout(deadline, follow(docker, stream, app, tag, progress)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "build of {app} failed: build timed out after {}s",
+            deadline.as_secs()
+        )),
+    }
+}
+
+async fn follow(
+    docker: &Docker,
+    mut stream: impl futures_util::Stream<
+        Item = Result<bollard::models::BuildInfo, bollard::errors::Error>,
+    > + Unpin,
+    app: &str,
+    tag: &str,
+    progress: &Progress,
+) -> Result<String, String> {
     let mut tail: Vec<String> = Vec::new();
     let mut image_id = None;
     let mut pending = String::new();
@@ -48,6 +141,12 @@ pub async fn build_dockerfile(
             Ok(info) => {
                 if let Some(text) = info.stream {
                     pending.push_str(&text);
+                    // A line without an end (`RUN yes | tr -d '\\n'`) is cut, not kept whole.
+                    if pending.len() > MAX_LINE && !pending.contains('\n') {
+                        let cut: String = pending.chars().take(MAX_LINE).collect();
+                        pending.clear();
+                        progress.detail(&cut);
+                    }
                     while let Some(pos) = pending.find('\n') {
                         let line: String = pending.drain(..=pos).collect();
                         let line = line.trim_end().to_string();
@@ -89,6 +188,9 @@ pub async fn build_dockerfile(
             .ok_or_else(|| format!("the build of {tag} finished but produced no image")),
     }
 }
+
+/// Longest build output line passed on.
+const MAX_LINE: usize = 4096;
 
 fn remember(tail: &mut Vec<String>, line: String) {
     if tail.len() == 20 {

@@ -5,7 +5,7 @@
 //! config var names a buildpack; without a Dockerfile the built-in buildpacks
 //! are asked in order (`bin/detect`). The chosen buildpack's `bin/detect`,
 //! `bin/compile BUILD CACHE ENV` and `bin/release BUILD` run in one throwaway
-//! container from the stack image, as the stack's user `app` (uid 1000); the
+//! container from the stack image, as uid 65000 (no host account); the
 //! compiled BUILD dir becomes the app image (`FROM <stack>`, `/app`). The
 //! cache dir is the app's own (`stacks/<app>/build/cache`), kept across pushes.
 //! May touch: the app's `build/` dir, `<data>/buildpacks`, the Docker engine
@@ -41,8 +41,17 @@ pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
 /// The config var that names a buildpack (Heroku's).
 pub const BUILDPACK_URL: &str = "BUILDPACK_URL";
 
-/// The uid and gid of the stack's user `app`, which compile runs as.
-const APP_UID: u32 = 1000;
+/// The uid and gid builds and buildpack apps run as, given explicitly to
+/// the engine so the stack image's own user does not matter. No host
+/// account: above `useradd`'s range (login.defs UID_MAX 60000) and below the
+/// subordinate ranges (100000 and up), never 1000, the first real user.
+pub const BUILD_UID: u32 = 65_000;
+
+/// Largest Dockerfile read to check its base images.
+const MAX_DOCKERFILE: u64 = 1024 * 1024;
+
+/// Largest `bin/release` output read back.
+const MAX_RELEASE_YML: u64 = 64 * 1024;
 
 /// The built-in buildpacks in detect order, with their scripts (from `buildpacks/`).
 pub const BUILTIN: &[(&str, [(&str, &str); 3])] = &[
@@ -173,17 +182,35 @@ pub async fn build_stage(
     app: &str,
     key: &crate::store::KeyRecord,
     release: &mut Release,
-    tree: Vec<u8>,
+    tree: crate::receive::Tree,
     stack: Stack,
     p: &Progress,
 ) -> Result<Stack, String> {
+    let deadline = build::deadline(stack.manifest.build.timeout);
     // One label only: the classic builder adds a build step per label.
     // The tag names the app; the label scopes cleanup to this instance.
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     match choose(&stack, &release.env)? {
         Choice::Dockerfile => {
+            let dockerfile = tree
+                .open()
+                .and_then(|f| {
+                    crate::receive::file_in_tar(io::BufReader::new(f), "Dockerfile", MAX_DOCKERFILE)
+                })
+                .map_err(|e| format!("Dockerfile: {e}"))?
+                .unwrap_or_default();
+            build::images::check_dockerfile(
+                app,
+                "Dockerfile",
+                &String::from_utf8_lossy(&dockerfile),
+            )?;
             p.step(format!("Building {} from the Dockerfile", release.image));
-            build::build_dockerfile(&d.docker, app, tree, &release.image, labels, p).await?;
+            let context = build::Context::File(
+                tree.open()
+                    .map_err(|e| format!("cannot read the pushed tree: {e}"))?,
+            );
+            build::build_dockerfile(&d.docker, app, context, &release.image, labels, p, deadline)
+                .await?;
             Ok(stack)
         }
         Choice::Buildpack(asked) => {
@@ -191,8 +218,17 @@ pub async fn build_stage(
                 .map_err(|e| format!("cannot make the build dir of {app}: {e}"))?;
             // Only an admin's push may read a buildpack from the server's disk.
             let trusted = key.role == crate::store::Role::Admin;
-            let stack =
-                buildpack_build(d, app, release, &tree, &stack, (asked, trusted), &work, p).await;
+            let stack = buildpack_build(
+                d,
+                app,
+                release,
+                &tree,
+                &stack,
+                (asked, trusted, deadline),
+                &work,
+                p,
+            )
+            .await;
             drop(work);
             let stack = stack?;
             cache::prune_downloads(d, app, release, stack.manifest.releases.keep, p);
@@ -248,15 +284,18 @@ async fn buildpack_build(
     d: &Daemon,
     app: &str,
     release: &Release,
-    tree: &[u8],
+    tree: &crate::receive::Tree,
     stack: &Stack,
-    (asked, trusted): (Option<Source>, bool),
+    (asked, trusted, deadline): (Option<Source>, bool, std::time::Duration),
     work: &Work,
     p: &Progress,
 ) -> Result<Stack, String> {
     let src = work.src();
     {
-        let mut archive = tar::Archive::new(tree);
+        let reader = tree
+            .open()
+            .map_err(|e| format!("cannot read the pushed tree: {e}"))?;
+        let mut archive = tar::Archive::new(io::BufReader::new(reader));
         archive.set_preserve_permissions(true);
         archive
             .unpack(&src)
@@ -280,48 +319,69 @@ async fn buildpack_build(
     let cache = cache_dir(d, app);
     fs::create_dir_all(&cache).map_err(|e| format!("cannot make the build cache: {e}"))?;
     let owned = [src.clone(), work.env(), work.out()];
-    tokio::task::spawn_blocking(move || -> io::Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<(), crate::confined::ConfinedError> {
         for dir in &owned {
-            chown_tree(dir)?;
+            crate::confined::chown_tree(dir, BUILD_UID)?;
         }
-        std::os::unix::fs::lchown(&cache, Some(APP_UID), Some(APP_UID))
+        // A cache left by an older uid (1000) is handed over once, as a whole.
+        use std::os::unix::fs::MetadataExt;
+        let owner = fs::symlink_metadata(&cache).map(|m| m.uid()).ok();
+        if owner != Some(BUILD_UID) {
+            crate::confined::chown_tree(&cache, BUILD_UID)?;
+        }
+        Ok(())
     })
     .await
     .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot hand the build dirs to uid {APP_UID}: {e}"))?;
+    .map_err(|e| format!("cannot hand the build dirs to uid {BUILD_UID}: {e}"))?;
 
     p.step(format!(
         "Building {} with the {name} buildpack on {stack_image}",
         release.image
     ));
     let compiled = Instant::now();
-    container::run_build_container(d, app, release, &name, &dir, work, stack_image, p).await?;
+    let started_build = Instant::now();
+    container::run_build_container(d, app, release, &name, &dir, work, stack_image, deadline, p)
+        .await?;
     p.detail(format!(
         "compiled in {:.1}s",
         compiled.elapsed().as_secs_f64()
     ));
 
-    let release_yml = fs::read_to_string(work.out().join("release.yml")).unwrap_or_default();
+    // The build wrote out/: no link is followed, no FIFO waited on.
+    let release_yml = crate::confined::read_file(&work.out(), "release.yml", MAX_RELEASE_YML)
+        .map_err(|e| format!("the {name} buildpack's bin/release output: {e}"))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let defaults = process_types(&name, &release_yml)?;
     let source = manifest_source(stack.source.as_ref(), &defaults, &name)?;
     let stack = stack::from_source(source).map_err(|e| e.to_string())?;
 
     p.step(format!("Making the app image {}", release.image));
-    let context = image_context(stack_image, &src, defaults.get("web").map(String::as_str))
-        .await
-        .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
-    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     // Kept so another server can build the same image on its own copy of
     // the stack instead of receiving the whole image (see `remote_build`).
-    keep_context(d, app, &release.image, stack_image, &context)
+    let kept = context_paths(d, app, &release.image).0;
+    image_context(
+        stack_image,
+        &src,
+        defaults.get("web").map(String::as_str),
+        &kept,
+    )
+    .await
+    .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
+    keep_context(d, app, &release.image, stack_image)
         .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
+    let context =
+        fs::File::open(&kept).map_err(|e| format!("cannot read the compiled app: {e}"))?;
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     build::build_dockerfile(
         &d.docker,
         app,
-        context,
+        build::Context::File(context),
         &release.image,
         labels,
         &Progress::silent(),
+        deadline.saturating_sub(started_build.elapsed()),
     )
     .await?;
     let size = |image: &str| {
@@ -359,10 +419,8 @@ fn context_paths(d: &Daemon, app: &str, image: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str, context: &[u8]) -> io::Result<()> {
-    let (tar, stack_file) = context_paths(d, app, image);
-    fs::create_dir_all(tar.parent().expect("images dir"))?;
-    crate::store::write_atomic(&tar, context, 0o600)?;
+fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str) -> io::Result<()> {
+    let (_, stack_file) = context_paths(d, app, image);
     crate::store::write_atomic(&stack_file, stack.as_bytes(), 0o644)
 }
 
@@ -387,7 +445,7 @@ pub async fn remote_build(
     p: &Progress,
 ) -> Result<Option<String>, String> {
     let (tar, stack_file) = context_paths(d, app, image);
-    let (Ok(context), Ok(stack)) = (fs::read(&tar), fs::read_to_string(&stack_file)) else {
+    let (Ok(context), Ok(stack)) = (fs::File::open(&tar), fs::read_to_string(&stack_file)) else {
         return Ok(None);
     };
     let mut said = Vec::new();
@@ -398,9 +456,18 @@ pub async fn remote_build(
         crate::fleet::ensure_image(&d.docker, target, &stack).await?;
         said.push(format!("copied {stack}"));
     }
-    let size = context.len();
+    let size = context.metadata().map(|m| m.len()).unwrap_or(0);
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-    build::build_dockerfile(target, app, context, image, labels, &Progress::silent()).await?;
+    build::build_dockerfile(
+        target,
+        app,
+        build::Context::File(context),
+        image,
+        labels,
+        &Progress::silent(),
+        build::max_build(),
+    )
+    .await?;
     said.push(format!(
         "built {image} there from the compiled app ({:.1} MB)",
         size as f64 / 1e6
@@ -408,44 +475,58 @@ pub async fn remote_build(
     Ok(Some(said.join(", ")))
 }
 
-/// The app image's context: the compiled BUILD dir as `build/`, and a Dockerfile.
-async fn image_context(stack: &str, build: &Path, web: Option<&str>) -> io::Result<Vec<u8>> {
+/// The app image's Dockerfile. The compiled dir travels as `build/app`,
+/// copied onto `/`: that way `/app` itself (which an older stack made for
+/// uid 1000) is handed to [`BUILD_UID`] too.
+fn image_dockerfile(stack: &str, web: Option<&str>) -> io::Result<String> {
     let mut dockerfile = format!(
-        "FROM {stack}\nCOPY --chown=app build /app\nUSER app\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
+        "FROM {stack}\nCOPY --chown={BUILD_UID}:{BUILD_UID} build /\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
     );
     if let Some(web) = web {
         let cmd = serde_json::to_string(&["/bin/sh", "-c", web]).map_err(io::Error::other)?;
         dockerfile.push_str(&format!("CMD {cmd}\n"));
     }
-    let build = build.to_path_buf();
+    Ok(dockerfile)
+}
+
+/// Write the app image's context (a Dockerfile and the compiled BUILD dir,
+/// walked without following links) to `dest`, atomically, on disk.
+async fn image_context(
+    stack: &str,
+    build: &Path,
+    web: Option<&str>,
+    dest: &Path,
+) -> io::Result<()> {
+    let dockerfile = image_dockerfile(stack, web)?;
+    let (build, dest) = (build.to_path_buf(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let mut b = tar::Builder::new(Vec::new());
-        b.follow_symlinks(false);
+        let dir = dest.parent().expect("images dir");
+        fs::create_dir_all(dir)?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut b = tar::Builder::new(io::BufWriter::new(tmp.reopen()?));
         let mut h = tar::Header::new_gnu();
         h.set_size(dockerfile.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
         b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
-        b.append_dir_all("build", &build)?;
-        b.into_inner()
+        crate::confined::append_dir(
+            &mut b,
+            &build,
+            "",
+            "build/app",
+            crate::receive::max_tree_bytes(),
+        )
+        .map_err(io::Error::other)?;
+        b.into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o600))?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(())
     })
     .await
     .map_err(io::Error::other)?
-}
-
-/// `chown -R 1000:1000`, not following symlinks.
-fn chown_tree(dir: &Path) -> io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(APP_UID), Some(APP_UID))?;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            chown_tree(&path)?;
-        } else {
-            std::os::unix::fs::lchown(&path, Some(APP_UID), Some(APP_UID))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -102,8 +102,11 @@ async fn push_locked(
 
     let result = async {
         p.step(format!("Receiving {app} at {short}"));
-        let tree = receive::archive(&repo, commit, git_env).await?;
+        let spool = d.store.app_dir(app);
+        let tree =
+            receive::archive(&repo, commit, git_env, &spool, receive::max_tree_bytes()).await?;
         let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
+        check_images(app, &stack)?;
         release.manifest = stack.source.clone();
         d.store
             .write_release(app, &release)
@@ -136,6 +139,23 @@ async fn push_locked(
         started.elapsed().as_secs_f64()
     ));
     Ok(number)
+}
+
+/// Services' `image:` may not be another app's release image.
+fn check_images(app: &str, stack: &stack::Stack) -> Result<(), String> {
+    let file = stack
+        .source
+        .as_ref()
+        .map_or("quarry.yml", |s| s.file.as_str());
+    for (name, service) in &stack.manifest.services {
+        match &service.source {
+            crate::manifest::ServiceSource::Image(image) => {
+                build::images::check_image(app, &format!("{file}: services.{name}.image"), image)?
+            }
+            crate::manifest::ServiceSource::Build(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn http_port_suffix(d: &Daemon) -> String {
@@ -1129,20 +1149,44 @@ impl<'a> Execution<'a> {
 
     async fn build_service(&self, dir: &str, image: &str) -> Result<(), String> {
         let d = self.d;
-        let src = d.store.app_dir(self.app).join("src").join(dir);
-        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut b = tar::Builder::new(Vec::new());
-            b.follow_symlinks(false);
-            b.append_dir_all(".", &src)?;
-            b.into_inner()
+        let app_dir = d.store.app_dir(self.app);
+        let (src, rel, app) = (app_dir.join("src"), dir.to_string(), self.app.to_string());
+        // The checkout is the pushed tree: walked without following a link,
+        // so a `build:` folder that is (or holds) a symlink cannot put a
+        // host folder into the context.
+        let context = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            let spool = tempfile::tempfile_in(&app_dir).map_err(|e| e.to_string())?;
+            let mut out = std::io::BufWriter::new(spool);
+            crate::confined::tar_dir(&src, &rel, &mut out, receive::max_tree_bytes())
+                .map_err(|e| e.to_string())?;
+            let mut file = out.into_inner().map_err(|e| e.to_string())?;
+            std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
+            let path = format!("{rel}/Dockerfile");
+            let dockerfile = crate::confined::read_file(&src, &path, 1 << 20)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            crate::build::images::check_dockerfile(
+                &app,
+                &path,
+                &String::from_utf8_lossy(&dockerfile),
+            )?;
+            Ok(file)
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot read service build directory {dir}: {e}"))?;
+        .map_err(|e| format!("service build directory {dir}: {e}"))?;
         let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-        build::build_dockerfile(&d.docker, self.app, tar, image, labels, self.p)
-            .await
-            .map(|_| ())
+        build::build_dockerfile(
+            &d.docker,
+            self.app,
+            build::Context::File(context),
+            image,
+            labels,
+            self.p,
+            build::deadline(self.stack.manifest.build.timeout),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Roll `node` over to `release`: all at once, or `deploy.batch`

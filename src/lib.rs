@@ -23,6 +23,7 @@
 //! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
+//! - [`confined`]: no-follow, size-capped access to folders a tenant controls.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
 //! - [`validate`]: every name that crosses the edge.
 
@@ -31,6 +32,7 @@ pub mod buildpack;
 pub mod cloud;
 pub mod command;
 pub mod commands;
+pub mod confined;
 pub mod daemon;
 pub mod deploy;
 pub mod fleet;

@@ -176,6 +176,10 @@ pub struct Build {
     /// The buildpack to build with, even if there is a Dockerfile: a built-in
     /// name, a path (in the repository or on the server) or a git URL.
     pub buildpack: Option<String>,
+    /// Seconds the build may take (`build.timeout`); the operator's maximum
+    /// applies above it.
+    #[serde(default)]
+    pub timeout: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,8 +46,37 @@ pub async fn ref_value(repo: &Path, refname: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Largest pushed tree Quarry unpacks (bytes of tar).
-pub const MAX_TREE_BYTES: usize = 2 * 1024 * 1024 * 1024;
+/// Largest pushed tree Quarry unpacks (bytes of tar), unless the operator
+/// sets [`MAX_TREE_ENV`].
+pub const MAX_TREE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The daemon's environment may lower (or raise) the unpacked tree limit, in bytes.
+pub const MAX_TREE_ENV: &str = "QUARRY_MAX_TREE_SIZE";
+
+/// Largest push git accepts (`receive.maxInputSize`, bytes of pack), unless
+/// the operator sets [`MAX_PUSH_ENV`].
+pub const MAX_PUSH_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The daemon's environment may set the push limit, in bytes.
+pub const MAX_PUSH_ENV: &str = "QUARRY_MAX_PUSH_SIZE";
+
+fn limit_from_env(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The unpacked tree limit in force.
+pub fn max_tree_bytes() -> u64 {
+    limit_from_env(MAX_TREE_ENV, MAX_TREE_BYTES)
+}
+
+/// The push limit in force.
+pub fn max_push_bytes() -> u64 {
+    limit_from_env(MAX_PUSH_ENV, MAX_PUSH_BYTES)
+}
 
 /// Create the app: its directory and a bare repository with Quarry's hooks.
 pub fn create_app(store: &Store, app: &str) -> io::Result<()> {
@@ -84,7 +113,22 @@ pub fn create_app(store: &Store, app: &str) -> io::Result<()> {
 pub fn install_hooks(repo: &Path) -> io::Result<()> {
     let path = repo.join("hooks").join("pre-receive");
     write_atomic(&path, PRE_RECEIVE.as_bytes(), 0o755)?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    // git itself refuses a bigger pack before anything is written or unpacked.
+    let status = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["config", "receive.maxInputSize"])
+        .arg(max_push_bytes().to_string())
+        .stdin(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "git config receive.maxInputSize failed: {status}"
+        )))
+    }
 }
 
 /// Point the bare repo's HEAD at the branch that was pushed, so a clone
@@ -103,13 +147,40 @@ pub async fn set_head(repo: &Path, branch_ref: &str) -> io::Result<()> {
     }
 }
 
-/// `git archive --format=tar <commit>` of the pushed commit, read through
-/// the quarantine variables in `git_env`.
+/// A pushed tree as a tar, spooled to an unnamed-after-use file beside the
+/// app's repo: never held whole in memory.
+pub struct Tree {
+    file: tempfile::NamedTempFile,
+    len: u64,
+}
+
+impl Tree {
+    /// A reader from the start of the tar, independent of any other.
+    pub fn open(&self) -> io::Result<fs::File> {
+        self.file.reopen()
+    }
+
+    /// Bytes of tar.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// `git archive --format=tar <treeish>` (a commit, or `<commit>:<dir>`),
+/// read through the quarantine variables in `git_env` and streamed into a
+/// file in `spool` with at most `cap` bytes; a bigger tree stops git there.
 pub async fn archive(
     repo: &Path,
     commit: &str,
     git_env: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, String> {
+    spool: &Path,
+    cap: u64,
+) -> Result<Tree, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("invalid commit id {commit:?}"));
     }
@@ -126,32 +197,73 @@ pub async fn archive(
             cmd.env(k, v);
         }
     }
-    let out = cmd
-        .output()
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run git archive: {e}"))?;
+    let file = tempfile::NamedTempFile::new_in(spool)
+        .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
+    let mut out = tokio::fs::File::from_std(
+        file.reopen()
+            .map_err(|e| format!("cannot spool the pushed tree: {e}"))?,
+    );
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(4096).read_to_end(&mut text).await;
+        // Keep draining so git never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        text
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len: u64 = 0;
+    loop {
+        let n = stdout
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("cannot read git archive: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        if len > cap {
+            let _ = child.kill().await;
+            return Err(format!(
+                "the pushed tree is larger than {} MB unpacked; make it smaller (the operator sets the limit with {MAX_TREE_ENV})",
+                cap / 1_000_000
+            ));
+        }
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
+    let status = child
+        .wait()
         .await
         .map_err(|e| format!("cannot run git archive: {e}"))?;
-    if !out.status.success() {
+    let errors = errors.await.unwrap_or_default();
+    if !status.success() {
         return Err(format!(
             "git archive {commit} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&errors).trim()
         ));
     }
-    if out.stdout.len() > MAX_TREE_BYTES {
-        return Err("the pushed tree is larger than 2 GiB".into());
-    }
-    Ok(out.stdout)
+    Ok(Tree { file, len })
 }
 
 /// Replace `stacks/<app>/src` with the tree in `tar`, atomically: unpack
 /// beside it, then swap.
-pub fn unpack_src(store: &Store, app: &str, tar: &[u8]) -> io::Result<()> {
+pub fn unpack_src(store: &Store, app: &str, tree: &Tree) -> io::Result<()> {
     let dir = store.app_dir(app);
     let new = dir.join(".src.new");
     let old = dir.join(".src.old");
     let _ = fs::remove_dir_all(&new);
     let _ = fs::remove_dir_all(&old);
     fs::create_dir_all(&new)?;
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(io::BufReader::new(tree.open()?));
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
     // tar::Archive::unpack refuses entries escaping `new` (`..`, absolute).
@@ -166,7 +278,7 @@ pub fn unpack_src(store: &Store, app: &str, tar: &[u8]) -> io::Result<()> {
 }
 
 /// Read one file from the pushed tree (`quarry.yml`, `Procfile`, …).
-pub fn file_in_tar(tar: &[u8], name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
+pub fn file_in_tar<R: io::Read>(tar: R, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -178,7 +290,7 @@ pub fn file_in_tar(tar: &[u8], name: &str, limit: u64) -> io::Result<Option<Vec<
                 )));
             }
             let mut buf = Vec::new();
-            io::Read::read_to_end(&mut entry, &mut buf)?;
+            io::Read::read_to_end(&mut io::Read::take(&mut entry, limit), &mut buf)?;
             return Ok(Some(buf));
         }
     }

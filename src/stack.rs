@@ -59,9 +59,16 @@ impl fmt::Display for StackError {
 }
 
 /// Read the stack from the pushed tree (a tar).
-pub fn detect(tree: &[u8]) -> Result<Stack, StackError> {
+pub fn detect(tree: &crate::receive::Tree) -> Result<Stack, StackError> {
     let read = |name: &str| {
-        file_in_tar(tree, name, manifest::MAX_MANIFEST_LEN as u64)
+        tree.open()
+            .and_then(|f| {
+                file_in_tar(
+                    std::io::BufReader::new(f),
+                    name,
+                    manifest::MAX_MANIFEST_LEN as u64,
+                )
+            })
             .map_err(|e| StackError(format!("{name}: {e}")))
     };
     let text = |name: &str, bytes: Vec<u8>| {

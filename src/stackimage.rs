@@ -291,7 +291,16 @@ async fn build_from(docker: &Docker, name: &str, base: &str, p: &Progress) -> Re
         add("certs/.keep", b"", 0o644).map_err(|e| e.to_string())?;
     }
     let ctx = ctx.into_inner().map_err(|e| e.to_string())?;
-    crate::build::build_dockerfile(docker, "the stack", ctx, name, HashMap::new(), p).await?;
+    crate::build::build_dockerfile(
+        docker,
+        "the stack",
+        crate::build::Context::Bytes(ctx),
+        name,
+        HashMap::new(),
+        p,
+        BUILD_DEADLINE,
+    )
+    .await?;
     Ok(())
 }
 
@@ -301,7 +310,7 @@ fn from_dockerfile(base: &str) -> String {
          USER root\n\
          RUN set -e; if ! command -v python3 >/dev/null || ! command -v npm >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
          apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip nodejs npm ca-certificates && rm -rf /var/lib/apt/lists/*; fi; \
-         id -u app >/dev/null 2>&1 || useradd --uid 1000 --user-group --home-dir /app --create-home --shell /bin/bash app\n\
+         id -u app >/dev/null 2>&1 || useradd --uid 65000 --user-group --home-dir /app --create-home --shell /bin/bash app\n\
          COPY certs/ /usr/local/share/ca-certificates/\n\
          RUN (command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null 2>&1) || true\n\
          COPY quarry-entrypoint /usr/local/bin/quarry-entrypoint\n\
@@ -381,7 +390,7 @@ mod tests {
     fn from_dockerfile_keeps_the_contract() {
         let d = from_dockerfile("debian:bookworm");
         assert!(d.starts_with("FROM debian:bookworm\n"), "{d}");
-        assert!(d.contains("useradd --uid 1000"), "{d}");
+        assert!(d.contains("useradd --uid 65000"), "{d}");
         assert!(d.contains("/usr/local/bin/quarry-entrypoint"), "{d}");
     }
 }

@@ -6,7 +6,7 @@
 # debootstrap a minimal Debian bookworm (--variant=minbase) from the mirror this
 # machine's apt uses, install what the built-in buildpacks need at build and run
 # time (python3, python3-venv, python3-pip, nodejs, npm, ca-certificates), add
-# the user `app` (uid 1000, home /app) and /usr/local/bin/quarry-entrypoint
+# the user `app` (uid 65000, no host account; home /app) and /usr/local/bin/quarry-entrypoint
 # (sources /app/.profile.d/*.sh, then execs its arguments), drop apt's caches,
 # then `docker import` the tree. No registry is needed. Runs as root. The host's
 # own CAs (/usr/local/share/ca-certificates/*.crt) are trusted in the image too.
@@ -115,8 +115,8 @@ chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEN
   /bin/sh -c 'apt-get update -qq && apt-get upgrade -y -qq && apt-get install -y -qq python3 python3-venv python3-pip nodejs npm ca-certificates && echo "$(dpkg-query -f . -W | wc -c) packages installed"' \
   2>&1 | drop '^(Get:|Selecting previously|Preparing to unpack|Unpacking|Setting up|Processing triggers|\(Reading database|debconf: delaying|E: Can not write log|update-alternatives: |$|Current default time zone|Local time is now|Universal Time is now|Run .dpkg-reconfigure tzdata)' | indent
 
-step "Adding user app (uid 1000, home /app) and /usr/local/bin/quarry-entrypoint"
-chroot "$ROOT" useradd --uid 1000 --user-group --home-dir /app --create-home --shell /bin/bash app
+step "Adding user app (uid 65000, no host account; home /app) and /usr/local/bin/quarry-entrypoint"
+chroot "$ROOT" useradd --uid 65000 --user-group --home-dir /app --create-home --shell /bin/bash app
 cat >"$ROOT/usr/local/bin/quarry-entrypoint" <<'ENTRY'
 #!/bin/sh
 # quarry-entrypoint — what a Heroku dyno does before a process: source every

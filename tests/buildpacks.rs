@@ -199,7 +199,8 @@ fn build_cache_redeploy(
             .output()
             .unwrap(),
     );
-    assert_eq!(id, "1000\n/app\n");
+    // The dedicated build uid, not the stack's user: no host account.
+    assert_eq!(id, "65000\n/app\n");
     // A config change makes a release from the same image, with the same processes.
     server.admin(&format!("config:set {app} GREETING=hi"));
     body_becomes(&server, &app, &body_v1.replace("v1", "v2"));

@@ -1,8 +1,8 @@
 //! The app's build cache (`stacks/<app>/build/cache`): kept across pushes,
-//! its download caches pruned with the releases no longer kept. May touch:
-//! that directory.
+//! its download caches pruned with the releases no longer kept. Its contents
+//! are the build's: pruning never follows a link in it. May touch: that
+//! directory.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,22 +70,9 @@ pub(super) fn download_cutoff(
     Some(std::time::UNIX_EPOCH + Duration::from_secs(at.unix_timestamp().max(0) as u64))
 }
 
-/// Remove files under `dir` last modified before `cutoff`; returns the bytes freed.
+/// Remove files under `dir` last modified before `cutoff`; returns the bytes
+/// freed. The build wrote this folder: links are removed as links, never
+/// walked through (see [`crate::confined`]).
 pub(super) fn remove_older(dir: &Path, cutoff: std::time::SystemTime) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut freed = 0;
-    for entry in entries.flatten() {
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        if meta.is_dir() {
-            freed += remove_older(&entry.path(), cutoff);
-        } else if meta.modified().is_ok_and(|m| m < cutoff) && fs::remove_file(entry.path()).is_ok()
-        {
-            freed += meta.len();
-        }
-    }
-    freed
+    crate::confined::remove_older(dir, cutoff)
 }

@@ -1,5 +1,5 @@
 //! The build container: the buildpack's detect, compile and release in one
-//! throwaway container from the stack image, as uid 1000, with BUILD, CACHE,
+//! throwaway container from the stack image, as uid 65000, with BUILD, CACHE,
 //! ENV and the buildpack mounted; its output streams to the pusher. May
 //! touch: the Docker engine (that one container).
 
@@ -11,7 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
-use super::{APP_UID, Work, cache_dir};
+use super::{BUILD_UID, Work, cache_dir};
 use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
@@ -28,9 +28,6 @@ const PROXY_VARS: &[&str] = &[
     "no_proxy",
 ];
 
-/// A compile runs at most this long.
-const COMPILE_DEADLINE: Duration = Duration::from_secs(30 * 60);
-
 /// Runs in the build container: detect, compile, release, with markers in
 /// /tmp/out so Quarry can tell which step failed. Fixed text: nothing of the
 /// user's reaches a shell line.
@@ -45,7 +42,7 @@ fi
 "#;
 
 /// detect + compile + release in a throwaway container from the stack,
-/// as uid 1000, streaming its output to the pusher.
+/// as [`BUILD_UID`], streaming its output to the pusher.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_build_container(
     d: &Daemon,
@@ -55,6 +52,7 @@ pub(super) async fn run_build_container(
     buildpack: &Path,
     work: &Work,
     stack_image: &str,
+    deadline: Duration,
     p: &Progress,
 ) -> Result<(), String> {
     let docker = &d.docker;
@@ -101,7 +99,7 @@ pub(super) async fn run_build_container(
     }
     let body = ContainerCreateBody {
         image: Some(stack_image.to_string()),
-        user: Some(format!("{APP_UID}:{APP_UID}")),
+        user: Some(format!("{BUILD_UID}:{BUILD_UID}")),
         env: Some(env),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
         cmd: Some(vec![BUILD_SCRIPT.to_string(), "quarry-build".to_string()]),
@@ -114,6 +112,12 @@ pub(super) async fn run_build_container(
             // of the build's code.
             network_mode: Some("bridge".into()),
             init: Some(true),
+            memory: Some(crate::build::BUILD_MEMORY),
+            memory_swap: Some(crate::build::BUILD_MEMORY),
+            pids_limit: Some(crate::build::BUILD_PIDS),
+            cpu_shares: Some(crate::build::BUILD_CPU_SHARES),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
             ..Default::default()
         }),
         ..Default::default()
@@ -138,12 +142,12 @@ pub(super) async fn run_build_container(
                 launch::docker_message(&e)
             )
         })?;
-        tokio::time::timeout(COMPILE_DEADLINE, follow(docker, &id, p))
+        tokio::time::timeout(deadline, follow(docker, &id, p))
             .await
             .map_err(|_| {
                 format!(
-                    "the build of {app} did not finish within {} min",
-                    COMPILE_DEADLINE.as_secs() / 60
+                    "build of {app} failed: build timed out after {}s",
+                    deadline.as_secs()
                 )
             })
     }
@@ -179,6 +183,9 @@ pub(super) async fn run_build_container(
     })
 }
 
+/// Longest output line passed on.
+const MAX_LINE: usize = 4096;
+
 /// Stream the container's output to the pusher until it exits; returns the last lines.
 async fn follow(docker: &bollard::Docker, id: &str, p: &Progress) -> Vec<String> {
     let options = LogsOptionsBuilder::default()
@@ -202,6 +209,12 @@ async fn follow(docker: &bollard::Docker, id: &str, p: &Progress) -> Vec<String>
         while let Some(pos) = pending.find('\n') {
             let line: String = pending.drain(..=pos).collect();
             line_out(&line, &mut tail);
+        }
+        // Output without line ends is passed on in pieces, never kept whole.
+        if pending.len() > MAX_LINE {
+            let cut: String = pending.chars().take(MAX_LINE).collect();
+            pending.clear();
+            line_out(&cut, &mut tail);
         }
     }
     if !pending.trim().is_empty() {

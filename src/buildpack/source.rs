@@ -107,13 +107,7 @@ pub(super) async fn resolve(
     Ok(match asked {
         None => {
             let root = builtin_dir(d.store.root());
-            let mut found = None;
-            for name in builtin_names() {
-                if detect_on_host(&root.join(name), src).await {
-                    found = Some(name);
-                    break;
-                }
-            }
+            let found = builtin_names().into_iter().find(|name| detects(name, src));
             let Some(name) = found else {
                 return Err(format!(
                     "no buildpack detected this app (tried {}): add a Dockerfile, a requirements.txt, package.json, index.html or Procfile, or set build.buildpack",
@@ -198,19 +192,21 @@ fn outside_data_dir(d: &Daemon, path: &Path) -> Result<(), String> {
     }
 }
 
-/// `bin/detect BUILD_DIR` of a built-in, on the host (they only look at files).
-async fn detect_on_host(dir: &Path, src: &Path) -> bool {
-    let run = tokio::process::Command::new(dir.join("bin").join("detect"))
-        .arg(src)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(30), run).await,
-        Ok(Ok(s)) if s.success()
-    )
+/// What a built-in's `bin/detect` looks for, decided here instead of
+/// running the script on the host: the pushed tree is the tenant's, and a
+/// shell's `[ -f ]` follows a symlink out of it. Only regular files and
+/// folders that are no links count (the scripts apply the same rules in the
+/// build container).
+pub(super) fn detects(builtin: &str, src: &Path) -> bool {
+    let file = |name: &str| crate::confined::is_file(src, name);
+    let dir = |name: &str| crate::confined::is_dir(src, name);
+    match builtin {
+        "python" => file("requirements.txt") || file("pyproject.toml"),
+        "node" => file("package.json"),
+        "static" => dir("public") || file("index.html"),
+        "procfile" => file("Procfile"),
+        _ => false,
+    }
 }
 
 /// `git clone --depth 1 [--branch REF] -- URL DIR`, with only plain transports allowed.

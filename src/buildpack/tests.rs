@@ -171,3 +171,33 @@ fn dockerfile_wins_unless_a_buildpack_is_asked_for() {
     stack.manifest.build.buildpack = None;
     assert_eq!(choose(&stack, &env).unwrap(), Choice::Buildpack(None));
 }
+
+#[test]
+fn the_app_image_runs_as_the_build_uid_whatever_the_stack_says() {
+    assert_eq!(
+        image_dockerfile("quarry-stack/bookworm:latest", Some("python app.py")).unwrap(),
+        "FROM quarry-stack/bookworm:latest\n\
+         COPY --chown=65000:65000 build /\n\
+         USER 65000:65000\n\
+         WORKDIR /app\n\
+         ENTRYPOINT [\"/usr/local/bin/quarry-entrypoint\"]\n\
+         CMD [\"/bin/sh\",\"-c\",\"python app.py\"]\n"
+    );
+}
+
+#[test]
+fn builtin_detection_ignores_symlinks_out_of_the_tree() {
+    let src = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("package.json"), "{}").unwrap();
+    std::os::unix::fs::symlink(
+        host.path().join("package.json"),
+        src.path().join("package.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(host.path(), src.path().join("public")).unwrap();
+    assert!(!super::source::detects("node", src.path()));
+    assert!(!super::source::detects("static", src.path()));
+    fs::write(src.path().join("requirements.txt"), "").unwrap();
+    assert!(super::source::detects("python", src.path()));
+}

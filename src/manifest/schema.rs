@@ -20,6 +20,8 @@ const MEMORY_MIB: RangeInclusive<u32> = 4..=1_048_576;
 const PORT: RangeInclusive<u32> = 1..=65_535;
 const SECONDS: RangeInclusive<u32> = 1..=3_600;
 const DRAIN_SECONDS: RangeInclusive<u32> = 0..=3_600;
+/// `build.timeout`, seconds; the daemon's own maximum may be lower.
+const BUILD_TIMEOUT_SECONDS: RangeInclusive<u32> = 1..=86_400;
 const ATTEMPTS: RangeInclusive<u32> = 1..=1_000;
 const BATCH: RangeInclusive<u32> = 1..=100;
 const KEEP: RangeInclusive<u32> = 1..=1_000;
@@ -61,7 +63,9 @@ pub(super) fn read(text: &str) -> Result<Manifest, ManifestError> {
 
     let mut build = Build::default();
     if let Some(at) = f.get("build") {
-        build.buildpack = at.fields(&["buildpack"])?.read("buildpack", buildpack)?;
+        let f = at.fields(&["buildpack", "timeout"])?;
+        build.buildpack = f.read("buildpack", buildpack)?;
+        build.timeout = f.int("timeout", BUILD_TIMEOUT_SECONDS)?;
     }
     let mut deploy = Deploy::default();
     if let Some(at) = f.get("deploy") {

@@ -17,6 +17,13 @@ use super::ManifestError;
 const MAX_DEPTH: usize = 32;
 /// Nodes after alias expansion; stops "billion laughs" documents.
 const MAX_NODES: usize = 100_000;
+/// Bytes the tree may take after alias expansion, per byte of input (plus
+/// [`BYTES_FLOOR`]): an alias of a long scalar costs its length each time,
+/// so a small file cannot make a big tree.
+const BYTES_PER_INPUT_BYTE: usize = 10;
+const BYTES_FLOOR: usize = 64 * 1024;
+/// What one node costs besides its text (about its size in memory).
+const NODE_BYTES: usize = 48;
 
 /// One YAML node and the line it starts on (1-based).
 #[derive(Debug, Clone)]
@@ -61,6 +68,9 @@ pub(super) fn parse(text: &str) -> Result<Option<Yaml>, ManifestError> {
         events: Parser::new_from_str(text),
         anchors: HashMap::new(),
         nodes: 0,
+        bytes: 0,
+        budget: text.len().saturating_mul(BYTES_PER_INPUT_BYTE) + BYTES_FLOOR,
+        input: text.len(),
     }
     .stream()
 }
@@ -69,6 +79,11 @@ struct Builder<'i> {
     events: Parser<'i, StrInput<'i>>,
     anchors: HashMap<usize, Yaml>,
     nodes: usize,
+    /// Bytes of the tree so far (see [`weight`]), against `budget`.
+    bytes: usize,
+    budget: usize,
+    /// Bytes of the text parsed, for the budget's message.
+    input: usize,
 }
 
 fn invalid(line: Option<usize>, reason: &str) -> ManifestError {
@@ -152,12 +167,23 @@ impl<'i> Builder<'i> {
         }
     }
 
-    fn count(&mut self, n: usize, line: usize) -> Result<(), ManifestError> {
+    fn count(&mut self, n: usize, bytes: usize, line: usize) -> Result<(), ManifestError> {
         self.nodes += n;
         if self.nodes > MAX_NODES {
             return Err(invalid(
                 Some(line),
                 &format!("more than {MAX_NODES} nodes (after expanding aliases)"),
+            ));
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.budget {
+            return Err(invalid(
+                Some(line),
+                &format!(
+                    "aliases expand to more than {} KB (the limit for a {} KB file)",
+                    self.budget / 1024,
+                    self.input.div_ceil(1024)
+                ),
             ));
         }
         Ok(())
@@ -189,9 +215,11 @@ impl<'i> Builder<'i> {
                 let Some(target) = self.anchors.get(&id) else {
                     return Err(invalid(Some(line), "alias to an unknown anchor"));
                 };
-                let mut copy = target.clone();
+                // Counted before the copy is made: the budget bounds memory.
+                let (n, bytes) = (size(target), weight(target));
+                self.count(n, bytes, line)?;
+                let mut copy = self.anchors[&id].clone();
                 copy.line = line;
-                self.count(size(&copy), line)?;
                 return Ok(copy);
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -228,7 +256,13 @@ impl<'i> Builder<'i> {
             _ => return Err(invalid(Some(line), "expected a value")),
         };
         let node = Yaml { line, value };
-        self.count(1, line)?;
+        let own = NODE_BYTES
+            + match &node.value {
+                Value::Scalar { text, .. } => text.len(),
+                Value::List(_) => 0,
+                Value::Map(entries) => entries.iter().map(|e| e.key.len()).sum(),
+            };
+        self.count(1, own, line)?;
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -277,6 +311,16 @@ fn size(node: &Yaml) -> usize {
         Value::List(items) => items.iter().map(size).sum(),
         Value::Map(entries) => entries.iter().map(|e| size(&e.value)).sum(),
     }
+}
+
+/// Bytes of a tree: [`NODE_BYTES`] per node, plus its scalars and keys.
+fn weight(node: &Yaml) -> usize {
+    NODE_BYTES
+        + match &node.value {
+            Value::Scalar { text, .. } => text.len(),
+            Value::List(items) => items.iter().map(weight).sum(),
+            Value::Map(entries) => entries.iter().map(|e| e.key.len() + weight(&e.value)).sum(),
+        }
 }
 
 /// YAML 1.2 core schema resolution of a plain scalar.
@@ -572,7 +616,24 @@ mod tests {
             text += &format!("l{i}: &l{i} [{refs}]\n");
         }
         let e = parse(&text).unwrap_err();
-        assert!(e.reason.contains("more than 100000 nodes"), "{e}");
+        assert!(e.reason.contains("aliases expand to more than"), "{e}");
+    }
+
+    #[test]
+    fn an_alias_bomb_of_long_scalars_is_stopped_by_bytes_not_nodes() {
+        // 40 KB scalar, aliased 2,000 times: few nodes, 80 MB if expanded.
+        let mut text = format!("a: &a \"{}\"\nb: [", "x".repeat(40_000));
+        text += &vec!["*a"; 2_000].join(", ");
+        text += "]\n";
+        let started = std::time::Instant::now();
+        let e = parse(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(e.to_string().lines().count(), 1, "one line: {e}");
+        assert!(
+            e.reason
+                == "invalid YAML: aliases expand to more than 532 KB (the limit for a 47 KB file)",
+            "{e}"
+        );
     }
 
     #[test]
