@@ -26,6 +26,13 @@ use crate::daemon::Daemon;
 use crate::store::KeyRecord;
 use crate::validate;
 
+pub mod gate;
+pub mod redact;
+pub mod sessions;
+
+use gate::{Gate, Guarded, Limits, Refusal, Switch, Ticket};
+use sessions::Live;
+
 /// Where a command writes: stdout and stderr of one SSH channel.
 #[derive(Clone)]
 pub struct Output {
@@ -88,27 +95,86 @@ impl Closed {
     }
 }
 
-/// Accept connections until `shutdown` fires.
+/// Accept connections until `shutdown` fires. Accept errors (a full
+/// descriptor table above all) are logged and retried after a short pause:
+/// the listener ends only with the daemon.
 pub async fn run(
     daemon: Arc<Daemon>,
     listener: TcpListener,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(server_config(&daemon)?);
+    let gate = Gate::new(limits);
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut accept_errors = gate::Throttle::new(Duration::from_secs(5));
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => r?,
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = shutdown.changed() => return Ok(()),
         };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                pause = ACCEPT_PAUSE_MIN;
+                a
+            }
+            Err(e) => {
+                if let Some(n) = accept_errors.hit(std::time::Instant::now()) {
+                    warn!(
+                        "ssh listener: accept failed ({n} time(s) since the last report): {e}; retrying"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
+        };
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(refusal) => {
+                if let Some(n) = gate.log_refusal() {
+                    let why = match refusal {
+                        Refusal::Global => format!(
+                            "{} unauthenticated connections in all",
+                            gate.limits().max_unauthenticated
+                        ),
+                        Refusal::PerAddress => format!(
+                            "{} unauthenticated connections from this address",
+                            gate.limits().max_unauthenticated_per_address
+                        ),
+                    };
+                    warn!(%peer, refused = n, "ssh connection closed at accept: already {why}");
+                }
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let switch = Arc::new(Switch::default());
         let handler = Connection {
             daemon: daemon.clone(),
             peer,
             key: None,
             channels: HashMap::new(),
+            switch: switch.clone(),
+            ticket: Some(ticket),
+            live: None,
         };
         let config = config.clone();
+        let limit = gate.limits().auth_timeout;
         tokio::spawn(async move {
+            let watchdog = tokio::spawn({
+                let switch = switch.clone();
+                async move {
+                    if switch.deadline(limit).await {
+                        debug!(%peer, "ssh connection closed: not authenticated within {limit:?}");
+                    }
+                }
+            });
+            let stream = Guarded::new(stream, switch);
             match russh::server::run_stream(config, stream, handler).await {
                 Ok(session) => {
                     if let Err(e) = session.await {
@@ -117,9 +183,15 @@ pub async fn run(
                 }
                 Err(e) => debug!(%peer, "ssh handshake failed: {e}"),
             }
+            watchdog.abort();
         });
     }
 }
+
+/// Pauses between failed accepts: short enough that the port answers again
+/// soon after descriptors free up, long enough not to spin.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 fn server_config(daemon: &Daemon) -> anyhow::Result<russh::server::Config> {
     let mut methods = MethodSet::empty();
@@ -156,8 +228,23 @@ struct ChannelState {
 struct Connection {
     daemon: Arc<Daemon>,
     peer: SocketAddr,
+    /// As of the last exec (re-read from the db at each).
     key: Option<KeyRecord>,
     channels: HashMap<ChannelId, ChannelState>,
+    /// Fails the stream: at the auth deadline, or when the key is removed.
+    switch: Arc<Switch>,
+    /// The connection's place under the unauthenticated caps, until it authenticates.
+    ticket: Option<Ticket>,
+    /// Its entry in the daemon's live sessions, once authenticated.
+    live: Option<(u64, Arc<Live>)>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((id, _)) = &self.live {
+            self.daemon.sessions.remove(*id);
+        }
+    }
 }
 
 impl russh::server::Handler for Connection {
@@ -172,6 +259,13 @@ impl russh::server::Handler for Connection {
         match self.daemon.store.key_by_fingerprint(&fingerprint)? {
             Some(record) => {
                 info!(peer = %self.peer, user, key = %record.name, "authenticated");
+                self.switch.set_authenticated();
+                self.ticket = None;
+                self.live = Some(self.daemon.sessions.add(
+                    &record.name,
+                    &record.fingerprint,
+                    self.switch.clone(),
+                ));
                 self.key = Some(record);
                 Ok(Auth::Accept)
             }
@@ -254,10 +348,21 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(key) = self.key.clone() else {
+        let Some(authenticated) = self.key.clone() else {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        // Role and grants as they are now, not as they were at login.
+        let current = self
+            .daemon
+            .store
+            .key_by_fingerprint(&authenticated.fingerprint);
+        if let Ok(Some(k)) = &current {
+            self.key = Some(k.clone());
+        }
+        if let Some((_, live)) = &self.live {
+            live.open_channel(&session.handle(), channel);
+        }
         let Some(state) = self.channels.get_mut(&channel) else {
             session.channel_failure(channel)?;
             return Ok(());
@@ -287,6 +392,26 @@ impl russh::server::Handler for Connection {
         };
         // Slow work never runs on the connection's event loop.
         tokio::spawn(async move {
+            let key = match current {
+                Ok(Some(k)) => k,
+                Ok(None) => {
+                    warn!(key = %authenticated.name, "exec refused: the key was removed");
+                    out.err(format!("quarry: key {} was removed\n", authenticated.name))
+                        .await;
+                    out.finish(command::EXIT_DENIED).await;
+                    daemon.sessions.close_removed(&daemon.store).await;
+                    return;
+                }
+                Err(e) => {
+                    out.err(format!(
+                        "quarry: cannot read key {}: {e}\n",
+                        authenticated.name
+                    ))
+                    .await;
+                    out.finish(command::EXIT_FAILURE).await;
+                    return;
+                }
+            };
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
@@ -295,7 +420,7 @@ impl russh::server::Handler for Connection {
                     return;
                 }
             };
-            info!(key = %key.name, command = %line.chars().take(200).collect::<String>(), "exec");
+            info!(key = %key.name, command = %redact::loggable(&line), "exec");
             match command::parse_line(&line) {
                 Ok(Request::Git { service, app }) => {
                     let code =
@@ -349,6 +474,9 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        if let Some((_, live)) = &self.live {
+            live.close_channel(channel);
+        }
         Ok(())
     }
 }
