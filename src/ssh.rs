@@ -162,6 +162,7 @@ pub async fn run(
             switch: switch.clone(),
             ticket: Some(ticket),
             live: None,
+            max_sessions_per_key: gate.limits().max_sessions_per_key,
         };
         let config = config.clone();
         let limit = gate.limits().auth_timeout;
@@ -237,6 +238,7 @@ struct Connection {
     ticket: Option<Ticket>,
     /// Its entry in the daemon's live sessions, once authenticated.
     live: Option<(u64, Arc<Live>)>,
+    max_sessions_per_key: usize,
 }
 
 impl Drop for Connection {
@@ -258,14 +260,24 @@ impl russh::server::Handler for Connection {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         match self.daemon.store.key_by_fingerprint(&fingerprint)? {
             Some(record) => {
-                info!(peer = %self.peer, user, key = %record.name, "authenticated");
-                self.switch.set_authenticated();
-                self.ticket = None;
-                self.live = Some(self.daemon.sessions.add(
+                let cap =
+                    (record.role != crate::store::Role::Admin).then_some(self.max_sessions_per_key);
+                self.live = self.daemon.sessions.add_within(
                     &record.name,
                     &record.fingerprint,
                     self.switch.clone(),
-                ));
+                    cap,
+                );
+                if self.live.is_some() {
+                    info!(peer = %self.peer, user, key = %record.name, "authenticated");
+                    self.switch.set_authenticated();
+                    self.ticket = None;
+                } else {
+                    // Logged in but over its key's cap: it stays under the
+                    // unauthenticated rules (deadline, caps) and its first
+                    // exec is answered with the reason.
+                    warn!(peer = %self.peer, key = %record.name, "connection over the key's cap of {} sessions", self.max_sessions_per_key);
+                }
                 self.key = Some(record);
                 Ok(Auth::Accept)
             }
@@ -362,6 +374,23 @@ impl russh::server::Handler for Connection {
         }
         if let Some((_, live)) = &self.live {
             live.open_channel(&session.handle(), channel);
+        } else {
+            session.channel_success(channel)?;
+            let out = Output {
+                handle: session.handle(),
+                channel,
+            };
+            let (name, cap) = (authenticated.name.clone(), self.max_sessions_per_key);
+            // The client leaves after the exit status; one that stays is
+            // closed at the auth deadline, as it never counted as logged in.
+            tokio::spawn(async move {
+                out.err(format!(
+                    "quarry: key {name} has {cap} connections open already; close one and try again\n"
+                ))
+                .await;
+                out.finish(command::EXIT_DENIED).await;
+            });
+            return Ok(());
         }
         let Some(state) = self.channels.get_mut(&channel) else {
             session.channel_failure(channel)?;

@@ -97,6 +97,13 @@ fn idle_connections_past_the_descriptor_limit_are_closed_at_the_auth_deadline_an
     );
     let started = Instant::now();
     let mut conns = idle_connections(&server, 300);
+    let rss = fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let rss = rss
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("daemon during the flood: {rss}");
     wait_for(
         "the daemon to close all 300 idle connections",
         Duration::from_secs(60),
@@ -458,4 +465,41 @@ fn the_data_dir_and_app_dirs_are_closed_to_other_users_even_when_made_open_befor
     assert_eq!(mode(&server.data) & 0o077, 0o011);
     assert_eq!(mode(&app_dir), 0o700);
     server.body(&app);
+}
+
+#[test]
+fn a_deployer_key_holds_at_most_its_cap_of_connections() {
+    let server = Server::start_with_env(&[("QUARRY_MAX_SESSIONS_PER_KEY", "2")]);
+    let dev = new_key(server.dir.path(), "dev", "ed25519");
+    add_key(&server, &dev, "--role deployer");
+    let mut masters: Vec<Child> = (0..2)
+        .map(|i| {
+            master(
+                &server,
+                &dev,
+                &server.dir.path().join(format!("dev{i}.mux")),
+            )
+        })
+        .collect();
+    let out = server.ssh(&dev, "apps");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("key dev has 2 connections open already"),
+        "{}",
+        stderr(&out)
+    );
+    // Admins are not capped.
+    for _ in 0..3 {
+        server.admin("apps");
+    }
+    let mut one = masters.pop().unwrap();
+    let _ = one.kill();
+    let _ = one.wait();
+    wait_for("a freed slot", Duration::from_secs(20), || {
+        server.ssh(&dev, "apps").status.success().then_some(())
+    });
+    for mut m in masters {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
 }

@@ -32,6 +32,8 @@ pub struct Limits {
     pub max_unauthenticated: usize,
     /// Connections not yet authenticated from one source address.
     pub max_unauthenticated_per_address: usize,
+    /// Logged-in connections of one deployer key (admins are not capped).
+    pub max_sessions_per_key: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +42,7 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(30),
             max_unauthenticated: 64,
             max_unauthenticated_per_address: 10,
+            max_sessions_per_key: 32,
         }
     }
 }
@@ -55,7 +58,8 @@ pub struct LimitError {
 
 impl Limits {
     /// `QUARRY_AUTH_TIMEOUT` (seconds), `QUARRY_MAX_UNAUTHENTICATED`,
-    /// `QUARRY_MAX_UNAUTHENTICATED_PER_ADDRESS`; unset ones keep the defaults.
+    /// `QUARRY_MAX_UNAUTHENTICATED_PER_ADDRESS`, `QUARRY_MAX_SESSIONS_PER_KEY`;
+    /// unset ones keep the defaults.
     pub fn from_env() -> Result<Limits, LimitError> {
         Limits::from_lookup(|var| std::env::var(var).ok())
     }
@@ -85,6 +89,11 @@ impl Limits {
             max_unauthenticated_per_address: number(
                 "QUARRY_MAX_UNAUTHENTICATED_PER_ADDRESS",
                 d.max_unauthenticated_per_address as u64,
+                1_000_000,
+            )? as usize,
+            max_sessions_per_key: number(
+                "QUARRY_MAX_SESSIONS_PER_KEY",
+                d.max_sessions_per_key as u64,
                 1_000_000,
             )? as usize,
         })
@@ -387,6 +396,7 @@ mod tests {
             auth_timeout: Duration::from_secs(1),
             max_unauthenticated: 3,
             max_unauthenticated_per_address: 2,
+            max_sessions_per_key: 1,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();

@@ -98,8 +98,25 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Record an authenticated connection; keep the id to [`Sessions::remove`] it.
-    pub fn add(&self, key: &str, fingerprint: &str, switch: Arc<Switch>) -> (u64, Arc<Live>) {
+    /// Record an authenticated connection unless its key has `cap` already;
+    /// keep the id to [`Sessions::remove`] it.
+    pub fn add_within(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        switch: Arc<Switch>,
+        cap: Option<usize>,
+    ) -> Option<(u64, Arc<Live>)> {
+        let mut all = self.live.lock().expect("sessions");
+        if let Some(cap) = cap
+            && all
+                .values()
+                .filter(|l| l.fingerprint == fingerprint)
+                .count()
+                >= cap
+        {
+            return None;
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let live = Arc::new(Live {
             key: key.to_string(),
@@ -108,8 +125,8 @@ impl Sessions {
             handle: Mutex::default(),
             channels: Mutex::default(),
         });
-        self.live.lock().expect("sessions").insert(id, live.clone());
-        (id, live)
+        all.insert(id, live.clone());
+        Some((id, live))
     }
 
     pub fn remove(&self, id: u64) {
@@ -168,5 +185,46 @@ impl Sessions {
             }
             self.close_removed(&store).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_key_gets_no_more_sessions_and_others_are_not_counted() {
+        let sessions = Sessions::default();
+        let switch = || Arc::new(Switch::default());
+        let (first, _) = sessions
+            .add_within("dev", "SHA256:dev", switch(), Some(2))
+            .unwrap();
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_some()
+        );
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_none()
+        );
+        assert!(
+            sessions
+                .add_within("ops", "SHA256:ops", switch(), Some(2))
+                .is_some()
+        );
+        assert!(
+            sessions
+                .add_within("root", "SHA256:root", switch(), None)
+                .is_some()
+        );
+        sessions.remove(first);
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_some()
+        );
+        assert_eq!(sessions.len(), 4);
     }
 }
