@@ -339,6 +339,17 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
                 .map_err(fail)?;
         }
     }
+    // Grants go with the app: whoever creates the name again starts with
+    // no deployers of the old one.
+    let revoked = d.store.revoke_app(app).map_err(io)?;
+    if !revoked.is_empty() {
+        d.store.audit(
+            None,
+            key,
+            "keys:revoke",
+            &format!("{app} from {}", revoked.join(", ")),
+        );
+    }
     // Move aside first so a half-removed app never looks like an app.
     let dir = d.store.app_dir(app);
     let trash = d
@@ -756,7 +767,10 @@ async fn logs(
     }
     // Follow live until the client goes away. Containers come and go with
     // redeploys, scaling and restarts: look for new ones every second.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Bounded: a client that reads slowly slows the followers, which stop
+    // reading the engine's stream (the engine keeps the log), instead of
+    // lines piling up here.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(FOLLOW_QUEUE);
     let mut followed: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     // The first pass shows only what comes after the lines printed above.
     let mut since = std::time::SystemTime::now()
@@ -794,12 +808,15 @@ async fn logs(
     Ok(())
 }
 
+/// Lines of `logs -f` between the followers and the client.
+const FOLLOW_QUEUE: usize = 256;
+
 /// Send a container's log lines from `since` (unix seconds) until it stops.
 async fn follow_container(
     docker: bollard::Docker,
     c: launch::Found,
     since: i32,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    tx: tokio::sync::mpsc::Sender<String>,
 ) {
     let options = bollard::query_parameters::LogsOptionsBuilder::default()
         .stdout(true)
@@ -811,7 +828,11 @@ async fn follow_container(
     while let Some(Ok(chunk)) = stream.next().await {
         let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
         for line in text.lines() {
-            if tx.send(format!("{}.{} {line}\n", c.node, c.index)).is_err() {
+            if tx
+                .send(format!("{}.{} {line}\n", c.node, c.index))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -1004,6 +1025,15 @@ async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> R
         return Err(Fail(format!("no key named {name}"), EXIT_NOT_FOUND));
     }
     out.out(format!("removed key {name}\n")).await;
+    // Its open connections too, not only new ones.
+    let closed = d.sessions.close_removed(&d.store).await;
+    if closed > 0 {
+        tracing::info!(
+            key = name,
+            connections = closed,
+            "closed the connections of a removed key"
+        );
+    }
     Ok(())
 }
 

@@ -38,6 +38,8 @@ pub struct Daemon {
     pub fleet: crate::fleet::Fleet,
     /// Answers the grid's create/destroy events through the provider.
     pub cloud: crate::cloud::Cloud,
+    /// Authenticated SSH connections by key, closed when their key goes.
+    pub sessions: Arc<crate::ssh::sessions::Sessions>,
 }
 
 impl Daemon {

@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -116,19 +117,38 @@ pub fn pre_receive() -> i32 {
     fail("the Quarry daemon went away before the deploy finished; the push was not applied")
 }
 
-/// Accept hook connections until `shutdown`.
+/// A hook request is one line of JSON: a token, one ref update and a few
+/// paths. Anything longer, or slower, is not from our hook.
+const MAX_REQUEST: u64 = 64 * 1024;
+const REQUEST_TIME: Duration = Duration::from_secs(10);
+
+/// Accept hook connections until `shutdown`. Accept errors are logged and
+/// retried after a pause, so a full descriptor table never ends the listener.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut errors = crate::ssh::gate::Throttle::new(Duration::from_secs(5));
     loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => { warn!("hook socket: {e}"); continue; }
-            },
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = shutdown.changed() => return,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                if let Some(n) = errors.hit(std::time::Instant::now()) {
+                    warn!(
+                        "hook socket: accept failed ({n} time(s) since the last report): {e}; retrying"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
         };
         let daemon = daemon.clone();
         tokio::spawn(async move {
@@ -141,16 +161,50 @@ pub async fn serve(
 
 async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut read = tokio::io::BufReader::new(read);
+    let mut read = tokio::io::BufReader::new(read).take(MAX_REQUEST + 1);
     let mut line = String::new();
-    read.read_line(&mut line).await?;
+    match tokio::time::timeout(REQUEST_TIME, read.read_line(&mut line)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return reply_exit(&mut write, &format!("bad hook request: {e}"), 1).await,
+        Err(_) => {
+            let msg = format!(
+                "bad hook request: no complete line within {}s",
+                REQUEST_TIME.as_secs()
+            );
+            return reply_exit(&mut write, &msg, 1).await;
+        }
+    }
+    if line.len() as u64 > MAX_REQUEST {
+        let msg = format!("bad hook request: longer than {MAX_REQUEST} bytes");
+        return reply_exit(&mut write, &msg, 1).await;
+    }
     let request: HookRequest = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => return reply_exit(&mut write, &format!("bad hook request: {e}"), 1).await,
     };
-    let Some(push) = daemon.pushes.lookup(&request.token) else {
+    let Some(mut push) = daemon.pushes.lookup(&request.token) else {
         return reply_exit(&mut write, "this push is not known to the daemon", 1).await;
     };
+    // The key as it is now: removed or ungranted while the pack uploaded,
+    // it deploys nothing.
+    match daemon.store.key_by_fingerprint(&push.key.fingerprint) {
+        Ok(Some(k)) if k.may_manage(&push.app) => push.key = k,
+        Ok(Some(k)) => {
+            let msg = format!(
+                "permission denied: key {} may not push to app {}",
+                k.name, push.app
+            );
+            return reply_exit(&mut write, &msg, 1).await;
+        }
+        Ok(None) => {
+            let msg = format!("key {} was removed", push.key.name);
+            return reply_exit(&mut write, &msg, 1).await;
+        }
+        Err(e) => {
+            let msg = format!("cannot read key {}: {e}", push.key.name);
+            return reply_exit(&mut write, &msg, 1).await;
+        }
+    }
     let update = match check_updates(&request.updates) {
         Ok(u) => u,
         Err(e) => return reply_exit(&mut write, &e, 1).await,

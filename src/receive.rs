@@ -80,7 +80,7 @@ pub fn max_push_bytes() -> u64 {
 
 /// Create the app: its directory and a bare repository with Quarry's hooks.
 pub fn create_app(store: &Store, app: &str) -> io::Result<()> {
-    let dir = store.app_dir(app);
+    let dir = store.create_app_dir(app)?;
     let repo = store.repo_dir(app);
     for sub in ["env", "releases", "build", "log"] {
         fs::create_dir_all(dir.join(sub))?;

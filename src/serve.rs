@@ -58,6 +58,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     clean_temp_files(store.root());
+    let limits = crate::ssh::gate::Limits::from_env()?;
+    match crate::ssh::gate::raise_nofile_limit() {
+        Ok((before, after)) if before != after => {
+            info!(?before, ?after, "raised the open file limit");
+        }
+        Ok(_) => {}
+        Err(e) => warn!("cannot raise the open file limit: {e}"),
+    }
 
     let host_key = host_key(store.root())?;
     let instance = store.instance_id()?;
@@ -113,6 +121,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         locks: AppLocks::default(),
         cloud: crate::cloud::Cloud::default(),
         fleet,
+        sessions: Default::default(),
     });
 
     crate::reconcile::at_start(&daemon).await;
@@ -122,8 +131,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let ssh_task = tokio::spawn(crate::ssh::run(
         daemon.clone(),
         ssh_listener,
+        limits,
         stop_rx.clone(),
     ));
+    let key_sweep = tokio::spawn(
+        daemon
+            .sessions
+            .clone()
+            .sweep_forever(daemon.store.clone(), stop_rx.clone()),
+    );
     let hook_task = tokio::spawn(crate::hook::serve(
         daemon.clone(),
         hook_listener,
@@ -163,6 +179,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = ssh_task.await;
     hook_task.abort();
+    key_sweep.abort();
     supervise.abort();
     let _ = reconciler.await;
     daemon.router.stop().await;

@@ -17,14 +17,22 @@ use russh::keys::ssh_key::HashAlg;
 use russh::server::{Auth, Handle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::command::{self, GitService, Request};
 use crate::daemon::Daemon;
 use crate::store::KeyRecord;
 use crate::validate;
+
+pub mod gate;
+mod listen;
+pub mod redact;
+pub mod sessions;
+
+use gate::{Switch, Ticket};
+pub use listen::run;
+use sessions::Live;
 
 /// Where a command writes: stdout and stderr of one SSH channel.
 #[derive(Clone)]
@@ -88,39 +96,6 @@ impl Closed {
     }
 }
 
-/// Accept connections until `shutdown` fires.
-pub async fn run(
-    daemon: Arc<Daemon>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let config = Arc::new(server_config(&daemon)?);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => r?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = Connection {
-            daemon: daemon.clone(),
-            peer,
-            key: None,
-            channels: HashMap::new(),
-        };
-        let config = config.clone();
-        tokio::spawn(async move {
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        debug!(%peer, "ssh session ended: {e}");
-                    }
-                }
-                Err(e) => debug!(%peer, "ssh handshake failed: {e}"),
-            }
-        });
-    }
-}
-
 fn server_config(daemon: &Daemon) -> anyhow::Result<russh::server::Config> {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
@@ -156,8 +131,24 @@ struct ChannelState {
 struct Connection {
     daemon: Arc<Daemon>,
     peer: SocketAddr,
+    /// As of the last exec (re-read from the db at each).
     key: Option<KeyRecord>,
     channels: HashMap<ChannelId, ChannelState>,
+    /// Fails the stream: at the auth deadline, or when the key is removed.
+    switch: Arc<Switch>,
+    /// The connection's place under the unauthenticated caps, until it authenticates.
+    ticket: Option<Ticket>,
+    /// Its entry in the daemon's live sessions, once authenticated.
+    live: Option<(u64, Arc<Live>)>,
+    max_sessions_per_key: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((id, _)) = &self.live {
+            self.daemon.sessions.remove(*id);
+        }
+    }
 }
 
 impl russh::server::Handler for Connection {
@@ -171,7 +162,24 @@ impl russh::server::Handler for Connection {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         match self.daemon.store.key_by_fingerprint(&fingerprint)? {
             Some(record) => {
-                info!(peer = %self.peer, user, key = %record.name, "authenticated");
+                let cap =
+                    (record.role != crate::store::Role::Admin).then_some(self.max_sessions_per_key);
+                self.live = self.daemon.sessions.add_within(
+                    &record.name,
+                    &record.fingerprint,
+                    self.switch.clone(),
+                    cap,
+                );
+                if self.live.is_some() {
+                    info!(peer = %self.peer, user, key = %record.name, "authenticated");
+                    self.switch.set_authenticated();
+                    self.ticket = None;
+                } else {
+                    // Logged in but over its key's cap: it stays under the
+                    // unauthenticated rules (deadline, caps) and its first
+                    // exec is answered with the reason.
+                    warn!(peer = %self.peer, key = %record.name, "connection over the key's cap of {} sessions", self.max_sessions_per_key);
+                }
                 self.key = Some(record);
                 Ok(Auth::Accept)
             }
@@ -254,10 +262,38 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(key) = self.key.clone() else {
+        let Some(authenticated) = self.key.clone() else {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        // Role and grants as they are now, not as they were at login.
+        let current = self
+            .daemon
+            .store
+            .key_by_fingerprint(&authenticated.fingerprint);
+        if let Ok(Some(k)) = &current {
+            self.key = Some(k.clone());
+        }
+        if let Some((_, live)) = &self.live {
+            live.open_channel(&session.handle(), channel);
+        } else {
+            session.channel_success(channel)?;
+            let out = Output {
+                handle: session.handle(),
+                channel,
+            };
+            let (name, cap) = (authenticated.name.clone(), self.max_sessions_per_key);
+            // The client leaves after the exit status; one that stays is
+            // closed at the auth deadline, as it never counted as logged in.
+            tokio::spawn(async move {
+                out.err(format!(
+                    "quarry: key {name} has {cap} connections open already; close one and try again\n"
+                ))
+                .await;
+                out.finish(command::EXIT_DENIED).await;
+            });
+            return Ok(());
+        }
         let Some(state) = self.channels.get_mut(&channel) else {
             session.channel_failure(channel)?;
             return Ok(());
@@ -287,6 +323,26 @@ impl russh::server::Handler for Connection {
         };
         // Slow work never runs on the connection's event loop.
         tokio::spawn(async move {
+            let key = match current {
+                Ok(Some(k)) => k,
+                Ok(None) => {
+                    warn!(key = %authenticated.name, "exec refused: the key was removed");
+                    out.err(format!("quarry: key {} was removed\n", authenticated.name))
+                        .await;
+                    out.finish(command::EXIT_DENIED).await;
+                    daemon.sessions.close_removed(&daemon.store).await;
+                    return;
+                }
+                Err(e) => {
+                    out.err(format!(
+                        "quarry: cannot read key {}: {e}\n",
+                        authenticated.name
+                    ))
+                    .await;
+                    out.finish(command::EXIT_FAILURE).await;
+                    return;
+                }
+            };
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
@@ -295,7 +351,7 @@ impl russh::server::Handler for Connection {
                     return;
                 }
             };
-            info!(key = %key.name, command = %line.chars().take(200).collect::<String>(), "exec");
+            info!(key = %key.name, command = %redact::loggable(&line), "exec");
             match command::parse_line(&line) {
                 Ok(Request::Git { service, app }) => {
                     let code =
@@ -349,6 +405,9 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        if let Some((_, live)) = &self.live {
+            live.close_channel(channel);
+        }
         Ok(())
     }
 }

@@ -130,6 +130,22 @@ pub fn parse_public_key(line: &str) -> Result<(String, String), String> {
     Ok((canonical, fingerprint))
 }
 
+/// Folders of the data directory that hold state only Quarry may read.
+const PRIVATE_DIRS: [&str; 6] = ["keys", "env", "stacks", "servers", "grid", "log"];
+
+/// The data directory's own mode (see [`Store::open`]).
+pub const ROOT_MODE: u32 = 0o711;
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    // A link in the data dir is not ours to change the target of.
+    if meta.is_dir() && meta.permissions().mode() & 0o777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// The data directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -137,13 +153,43 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (and create when missing) the data directory at `root`.
+    /// Open (and create when missing) the data directory at `root`, and
+    /// (again at every open, for instances made before) keep its modes:
+    /// everything holding sources, secrets or keys is owner-only.
     pub fn open(root: &Path) -> io::Result<Store> {
-        for dir in ["keys", "env", "stacks", "servers", "grid", "log"] {
+        for dir in PRIVATE_DIRS {
             fs::create_dir_all(root.join(dir))?;
         }
         let root = root.canonicalize()?;
-        Ok(Store { root })
+        let store = Store { root };
+        store.secure_modes()?;
+        Ok(store)
+    }
+
+    /// The root is 0711: others may pass through it but not list it, as
+    /// nginx's workers (an unprivileged user) must to reach their temp files
+    /// under `nginx/`; every folder below it that holds state is 0700, and
+    /// so is every app's folder.
+    fn secure_modes(&self) -> io::Result<()> {
+        set_mode(&self.root, ROOT_MODE)?;
+        for dir in PRIVATE_DIRS {
+            set_mode(&self.root.join(dir), 0o700)?;
+        }
+        for entry in fs::read_dir(self.root.join("stacks"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                set_mode(&entry.path(), 0o700)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `stacks/<app>` (owner-only) if it is missing.
+    pub fn create_app_dir(&self, app: &str) -> io::Result<PathBuf> {
+        let dir = self.app_dir(app);
+        fs::create_dir_all(&dir)?;
+        set_mode(&dir, 0o700)?;
+        Ok(dir)
     }
 
     pub fn root(&self) -> &Path {
@@ -437,6 +483,21 @@ impl Store {
         Ok(events)
     }
 
+    /// Take `app` out of every key's grants (the app is being destroyed: a
+    /// new app of the same name starts with no deployers). Returns the keys
+    /// that had it.
+    pub fn revoke_app(&self, app: &str) -> io::Result<Vec<String>> {
+        let mut had = Vec::new();
+        for mut k in self.keys()? {
+            if k.apps.iter().any(|a| a == app) {
+                k.apps.retain(|a| a != app);
+                write_json(&self.key_path(&k.name), &k, 0o600)?;
+                had.push(k.name);
+            }
+        }
+        Ok(had)
+    }
+
     /// Give a deployer's key one more app (it created it).
     pub fn grant(&self, name: &str, app: &str) -> io::Result<()> {
         if let Some(mut k) = read_json::<KeyRecord>(&self.key_path(name))?
@@ -637,6 +698,42 @@ mod tests {
         assert_eq!(env["GREETING"], "hi there\n");
         assert!(store.unset_app_env("app", "GREETING").unwrap());
         assert!(!store.unset_app_env("app", "GREETING").unwrap());
+    }
+
+    #[test]
+    fn data_dir_and_app_dirs_are_owner_only_even_when_made_open_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        fs::create_dir_all(root.join("stacks/old")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("stacks/old"), fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::open(&root).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o711);
+        assert_eq!(mode(&root.join("stacks/old")), 0o700);
+        assert_eq!(mode(&root.join("keys")), 0o700);
+        assert_eq!(mode(&store.create_app_dir("new").unwrap()), 0o700);
+    }
+
+    #[test]
+    fn revoking_an_app_takes_it_from_every_key_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (name, apps) in [("a", vec!["x", "y"]), ("b", vec!["y"]), ("c", vec![])] {
+            let record = KeyRecord {
+                name: name.into(),
+                role: Role::Deployer,
+                apps: apps.into_iter().map(String::from).collect(),
+                create: false,
+                public_key: String::new(),
+                fingerprint: format!("SHA256:{name}"),
+                added: String::new(),
+            };
+            store.add_key(&record).unwrap();
+        }
+        assert_eq!(store.revoke_app("y").unwrap(), vec!["a", "b"]);
+        let apps: Vec<Vec<String>> = store.keys().unwrap().into_iter().map(|k| k.apps).collect();
+        assert_eq!(apps, vec![vec!["x".to_string()], vec![], vec![]]);
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub fn new_key(dir: &Path, name: &str, kind: &str) -> Key {
 pub struct Server {
     /// Environment for `quarry serve` (kept across restarts).
     env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft, hard) for `quarry serve`, when a test sets one.
+    nofile: Option<(u64, u64)>,
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub admin: Key,
@@ -130,6 +132,12 @@ impl Server {
 
     /// [`Server::start`] with more environment for `quarry serve`.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        Server::start_limited(env, None)
+    }
+
+    /// [`Server::start_with_env`], with `quarry serve`'s descriptor limit
+    /// (soft, hard) set before it runs.
+    pub fn start_limited(env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Server {
         ensure_base_image();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -150,6 +158,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            nofile,
             dir,
             data,
             admin,
@@ -171,7 +180,24 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("serve.log"))
             .unwrap();
-        let child = Command::new(quarry_bin())
+        let mut command = Command::new(quarry_bin());
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--data")
             .arg(&self.data)
