@@ -38,6 +38,8 @@ pub struct Daemon {
     pub fleet: crate::fleet::Fleet,
     /// Answers the grid's create/destroy events through the provider.
     pub cloud: crate::cloud::Cloud,
+    /// Scheduled jobs running now (one run per job at a time).
+    pub cron: crate::cron::Runs,
 }
 
 impl Daemon {

@@ -24,6 +24,9 @@
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
+//! - [`oneoff`]: `run`, `enter` and the containers of scheduled jobs.
+//! - [`cron`]: the scheduler of quarry.yml `cron:` jobs.
+//! - [`schedule`]: cron schedule text → due times (pure).
 //! - [`validate`]: every name that crosses the edge.
 
 pub mod build;
@@ -31,6 +34,7 @@ pub mod buildpack;
 pub mod cloud;
 pub mod command;
 pub mod commands;
+pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod fleet;
@@ -38,11 +42,13 @@ pub mod grid;
 pub mod hook;
 pub mod launch;
 pub mod manifest;
+pub mod oneoff;
 pub mod plan;
 pub mod progress;
 pub mod receive;
 pub mod reconcile;
 pub mod route;
+pub mod schedule;
 pub mod serve;
 pub mod ssh;
 pub mod stack;
