@@ -10,6 +10,9 @@ use std::fmt;
 
 use crate::validate;
 
+mod oneoff;
+pub use oneoff::{DEFAULT_TIMEOUT_SECS as RUN_TIMEOUT_SECS, RunArgs};
+
 /// Exit codes, distinct per class of failure.
 pub const EXIT_OK: u32 = 0;
 pub const EXIT_FAILURE: u32 = 1;
@@ -118,6 +121,8 @@ pub enum Cmd {
         lines: usize,
         follow: bool,
         node: Option<String>,
+        /// The output of a scheduled job's runs instead of the containers'.
+        cron: Option<String>,
     },
     Releases {
         app: String,
@@ -175,6 +180,23 @@ pub enum Cmd {
     VolumesRemove {
         app: String,
         service: String,
+    },
+    /// `run`: a one-off container of the live release.
+    Run(oneoff::RunArgs),
+    /// `enter`: a process in a running container.
+    Enter {
+        app: String,
+        node: String,
+        index: u32,
+        command: Option<crate::manifest::Command>,
+    },
+    Cron {
+        app: String,
+        json: bool,
+    },
+    CronRun {
+        app: String,
+        job: String,
     },
 }
 
@@ -360,9 +382,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "logs",
         topic: "logs",
-        usage: "logs APP [-n N] [-f] [--node NODE]",
+        usage: "logs APP [-n N] [-f] [--node NODE] [--cron JOB]",
         summary: "the app's container logs, merged and time-ordered",
-        details: "-n N shows the last N lines (default 100); -f follows until you disconnect.",
+        details: "-n N shows the last N lines (default 100); -f follows until you disconnect. --cron JOB shows the output of the scheduled job's last runs instead.",
     },
     Spec {
         name: "releases",
@@ -454,6 +476,34 @@ pub const SPECS: &[Spec] = &[
         usage: "keys:remove NAME",
         summary: "revoke a key (admin)",
         details: "",
+    },
+    Spec {
+        name: "run",
+        topic: "run",
+        usage: "run APP [--node NODE] [--env K=V]… [--detach] [--timeout SECONDS] -- CMD [ARGS…]",
+        summary: "run a command in a throwaway container of the live release",
+        details: oneoff::RUN_HELP,
+    },
+    Spec {
+        name: "enter",
+        topic: "run",
+        usage: "enter APP NODE.N [-- CMD [ARGS…]]",
+        summary: "run a command (default /bin/sh) inside a running container",
+        details: oneoff::ENTER_HELP,
+    },
+    Spec {
+        name: "cron",
+        topic: "cron",
+        usage: "cron APP [--json]",
+        summary: "the app's scheduled jobs: schedule, last run, next run",
+        details: oneoff::CRON_HELP,
+    },
+    Spec {
+        name: "cron:run",
+        topic: "cron",
+        usage: "cron:run APP JOB",
+        summary: "start a scheduled job now and wait for it",
+        details: "Runs JOB of the live release at once, like its schedule would, and prints its output and exit code. Refused while the same job is still running.",
     },
     Spec {
         name: "events",
@@ -674,7 +724,12 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
         )));
     };
     let command = spec.name;
-    if words.iter().any(|w| w == "--help" || w == "-h") {
+    // After `--` come the words of a command to run, which may have their own --help.
+    if words
+        .iter()
+        .take_while(|w| *w != "--")
+        .any(|w| w == "--help" || w == "-h")
+    {
         return Ok(Cmd::CommandHelp { name: command });
     }
     let json = &["--json"][..];
@@ -853,7 +908,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 command,
                 words,
                 &["-f", "--follow"],
-                &["-n", "--num", "--node"],
+                &["-n", "--num", "--node", "--cron"],
             )?;
             let lines = match a.options.get("-n").or(a.options.get("--num")) {
                 Some(n) => n
@@ -870,6 +925,15 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 lines,
                 follow: a.flag("-f") || a.flag("--follow"),
                 node: a.options.get("--node").map(|n| node(n)).transpose()?,
+                cron: a
+                    .options
+                    .get("--cron")
+                    .map(|j| {
+                        validate::process_name("job name", j)
+                            .map_err(|e| ParseError::usage(e.to_string()))?;
+                        Ok::<_, ParseError>(j.to_string())
+                    })
+                    .transpose()?,
             }
         }
         "releases" => {
@@ -1079,6 +1143,25 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 service: p[1].to_string(),
             }
         }
+        "run" => oneoff::run(command, words)?,
+        "enter" => oneoff::enter(command, words)?,
+        "cron" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Cron {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "cron:run" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let p = a.exactly(2)?;
+            validate::process_name("job name", p[1])
+                .map_err(|e| ParseError::usage(e.to_string()))?;
+            Cmd::CronRun {
+                app: app(p[0])?,
+                job: p[1].to_string(),
+            }
+        }
         "events" => {
             let a = Args::split(command, words, json, &[])?;
             let p = a.positionals.clone();
@@ -1190,7 +1273,18 @@ mod tests {
                 app: "app".into(),
                 lines: 5,
                 follow: true,
-                node: Some("web".into())
+                node: Some("web".into()),
+                cron: None,
+            }
+        );
+        assert_eq!(
+            cmd("logs app --cron nightly"),
+            Cmd::Logs {
+                app: "app".into(),
+                lines: 100,
+                follow: false,
+                node: None,
+                cron: Some("nightly".into()),
             }
         );
         assert_eq!(

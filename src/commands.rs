@@ -18,9 +18,11 @@ use crate::daemon::Daemon;
 use crate::deploy;
 use crate::launch;
 use crate::progress::Progress;
-use crate::ssh::{Closed, Input, Output, read_input};
+use crate::ssh::{Closed, Input, Output, Terminal, read_input};
 use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
+
+mod oneoff;
 
 /// A failed command: message and exit code.
 struct Fail(String, u32);
@@ -39,9 +41,10 @@ pub async fn run(
     input: Input,
     out: Output,
     closed: Closed,
+    terminal: Option<Terminal>,
 ) -> u32 {
     let audit = audited(&cmd);
-    let result = dispatch(d, key, cmd, input, &out, closed).await;
+    let result = dispatch(d, key, cmd, input, &out, closed, terminal).await;
     if let Some((app, action, detail)) = audit {
         let outcome = match &result {
             Ok(()) => detail,
@@ -53,6 +56,8 @@ pub async fn run(
     }
     match result {
         Ok(()) => EXIT_OK,
+        // A one-off's own non-zero exit: it has said what it had to.
+        Err(Fail(msg, code)) if msg.is_empty() => code,
         Err(Fail(msg, code)) => {
             out.err(format!("quarry: {msg}\n")).await;
             code
@@ -67,6 +72,7 @@ async fn dispatch(
     input: Input,
     out: &Output,
     closed: Closed,
+    terminal: Option<Terminal>,
 ) -> Res {
     match cmd {
         Cmd::Help { topic } => help(topic, out).await,
@@ -88,9 +94,33 @@ async fn dispatch(
         Cmd::Logs {
             app,
             lines,
+            follow: _,
+            node: _,
+            cron: Some(job),
+        } => oneoff::logs(d, key, &app, &job, lines, out).await,
+        Cmd::Logs {
+            app,
+            lines,
             follow,
             node,
+            cron: None,
         } => logs(d, key, &app, lines, follow, node, out, closed).await,
+        Cmd::Run(args) => {
+            oneoff::exit(oneoff::run(d, key, args, input, out, closed, terminal).await)
+        }
+        Cmd::Enter {
+            app,
+            node,
+            index,
+            command,
+        } => oneoff::exit(
+            oneoff::enter(
+                d, key, &app, &node, index, command, input, out, closed, terminal,
+            )
+            .await,
+        ),
+        Cmd::Cron { app, json } => oneoff::list(d, key, &app, json, out).await,
+        Cmd::CronRun { app, job } => oneoff::exit(oneoff::run_now(d, key, &app, &job, out).await),
         Cmd::Config { app, json } => config(d, key, &app, json, out).await,
         Cmd::ConfigGet { app, key: var } => config_get(d, key, &app, &var, out).await,
         Cmd::ConfigSet { app, vars } => config_change(d, key, &app, vars, Vec::new(), out).await,
@@ -417,6 +447,13 @@ async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: &Output) ->
         &rows,
     ))
     .await;
+    for o in crate::oneoff::list(d, app).await {
+        out.out(format!(
+            "one-off {} on {} ({} by {}, v{}): {} [{}]\n",
+            o.name, o.server, o.kind, o.by, o.release, o.command, o.status
+        ))
+        .await;
+    }
     let kept: Vec<VolumeView> = volume_views(d, app)
         .await?
         .into_iter()
@@ -1315,7 +1352,11 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
         }
+        // Audited as they start, by their handlers: a session may last hours.
+        Cmd::Run(_) | Cmd::Enter { .. } => return None,
+        Cmd::CronRun { app, job } => (Some(app.clone()), "cron:run", job.clone()),
         Cmd::Help { .. }
+        | Cmd::Cron { .. }
         | Cmd::CommandHelp { .. }
         | Cmd::Apps { .. }
         | Cmd::Ps { .. }

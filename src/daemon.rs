@@ -40,6 +40,8 @@ pub struct Daemon {
     pub cloud: crate::cloud::Cloud,
     /// Authenticated SSH connections by key, closed when their key goes.
     pub sessions: Arc<crate::ssh::sessions::Sessions>,
+    /// Scheduled jobs running now (one run per job at a time).
+    pub cron: crate::cron::Runs,
 }
 
 impl Daemon {

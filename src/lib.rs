@@ -25,6 +25,9 @@
 //! - [`store`]: the filesystem db, atomic writes.
 //! - [`confined`]: no-follow, size-capped access to folders a tenant controls.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
+//! - [`oneoff`]: `run`, `enter` and the containers of scheduled jobs.
+//! - [`cron`]: the scheduler of quarry.yml `cron:` jobs.
+//! - [`schedule`]: cron schedule text → due times (pure).
 //! - [`validate`]: every name that crosses the edge.
 
 pub mod build;
@@ -33,6 +36,7 @@ pub mod cloud;
 pub mod command;
 pub mod commands;
 pub mod confined;
+pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod fleet;
@@ -40,11 +44,13 @@ pub mod grid;
 pub mod hook;
 pub mod launch;
 pub mod manifest;
+pub mod oneoff;
 pub mod plan;
 pub mod progress;
 pub mod receive;
 pub mod reconcile;
 pub mod route;
+pub mod schedule;
 pub mod serve;
 pub mod ssh;
 pub mod stack;

@@ -7,8 +7,11 @@
 //! the same [`Manifest`]. Pure: no I/O, no clock, nothing outside itself
 //! except the shared name rules in [`crate::validate`].
 
+mod cron;
 mod schema;
 mod yaml;
+
+pub use cron::{CronJob, default_node};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +37,9 @@ pub struct Manifest {
     pub build: Build,
     pub deploy: Deploy,
     pub releases: Releases,
+    /// Scheduled one-off jobs of the live release, by name.
+    #[serde(default)]
+    pub cron: BTreeMap<String, CronJob>,
 }
 
 /// A command: a string runs with `/bin/sh -c`, a list runs as is.
@@ -265,6 +271,7 @@ pub fn default_manifest() -> Manifest {
         build: Build::default(),
         deploy: Deploy::default(),
         releases: Releases::default(),
+        cron: BTreeMap::new(),
     }
 }
 

@@ -119,6 +119,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         publish_address: http.ip().to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
+        cron: crate::cron::Runs::default(),
         cloud: crate::cloud::Cloud::default(),
         fleet,
         sessions: Default::default(),
@@ -149,6 +150,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         daemon.clone(),
         stop_rx.clone(),
     ));
+    let scheduler = tokio::spawn(crate::cron::run_forever(daemon.clone(), stop_rx.clone()));
     let supervise = {
         let daemon = daemon.clone();
         let mut stop = stop_rx.clone();
@@ -181,6 +183,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     hook_task.abort();
     key_sweep.abort();
     supervise.abort();
+    let _ = scheduler.await;
     let _ = reconciler.await;
     daemon.router.stop().await;
     let _ = std::fs::remove_file(daemon.store.root().join("serve.json"));

@@ -86,6 +86,15 @@ pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, Stri
     Ok(buf)
 }
 
+/// A terminal the client asked for (`ssh -t`): its type and its size,
+/// which follows every window change.
+#[derive(Clone)]
+pub struct Terminal {
+    pub term: String,
+    /// (columns, rows).
+    pub size: watch::Receiver<(u16, u16)>,
+}
+
 /// Resolves when the client closes the channel or the connection.
 #[derive(Clone)]
 pub struct Closed(watch::Receiver<()>);
@@ -126,6 +135,8 @@ struct ChannelState {
     closed_rx: watch::Receiver<()>,
     git_protocol: Option<String>,
     started: bool,
+    /// Set by a pty request before the exec; window changes update it.
+    terminal: Option<(String, watch::Sender<(u16, u16)>)>,
 }
 
 struct Connection {
@@ -205,6 +216,7 @@ impl russh::server::Handler for Connection {
                 closed_rx: rx,
                 git_protocol: None,
                 started: false,
+                terminal: None,
             },
         );
         // The `Channel` itself is dropped: all traffic goes through the
@@ -311,6 +323,10 @@ impl russh::server::Handler for Connection {
             channel,
         };
         let closed = Closed(state.closed_rx.clone());
+        let terminal = state.terminal.as_ref().map(|(term, size)| Terminal {
+            term: term.clone(),
+            size: size.subscribe(),
+        });
         let git_protocol = state.git_protocol.clone();
         let daemon = self.daemon.clone();
         let line = if data.len() > validate::MAX_COMMAND_LEN {
@@ -360,9 +376,16 @@ impl russh::server::Handler for Connection {
                     out.finish(code).await;
                 }
                 Ok(Request::Command(cmd)) => {
-                    let code =
-                        crate::commands::run(&daemon, &key, cmd, stdin_rx, out.clone(), closed)
-                            .await;
+                    let code = crate::commands::run(
+                        &daemon,
+                        &key,
+                        cmd,
+                        stdin_rx,
+                        out.clone(),
+                        closed,
+                        terminal,
+                    )
+                    .await;
                     out.finish(code).await;
                 }
                 Err(e) => {
@@ -371,6 +394,53 @@ impl russh::server::Handler for Connection {
                 }
             }
         });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.get_mut(&channel) {
+            Some(state) if !state.started => {
+                let term: String = term
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(64)
+                    .collect();
+                let (tx, _) = watch::channel(terminal_size(col_width, row_height));
+                state.terminal = Some((term, tx));
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some((_, size)) = self
+            .channels
+            .get(&channel)
+            .and_then(|s| s.terminal.as_ref())
+        {
+            size.send_replace(terminal_size(col_width, row_height));
+        }
         Ok(())
     }
 
@@ -410,6 +480,15 @@ impl russh::server::Handler for Connection {
         }
         Ok(())
     }
+}
+
+/// A window size as the engine takes it, clamped to something sane.
+fn terminal_size(cols: u32, rows: u32) -> (u16, u16) {
+    let clamp = |v: u32, default: u16| match v {
+        0 => default,
+        v => u16::try_from(v.min(1000)).unwrap_or(1000),
+    };
+    (clamp(cols, 80), clamp(rows, 24))
 }
 
 /// Run `git receive-pack` or `git upload-pack` for `app`, bridged to the channel.

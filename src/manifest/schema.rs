@@ -35,7 +35,7 @@ pub(super) fn read(text: &str) -> Result<Manifest, ManifestError> {
     let root = yaml::parse(text)?;
     let root = At::root(root.as_ref().unwrap_or(&empty));
     let f = root.fields(&[
-        "env", "services", "nodes", "release", "build", "deploy", "releases",
+        "env", "services", "nodes", "release", "build", "deploy", "releases", "cron",
     ])?;
 
     let env = f.read("env", env)?.unwrap_or_default();
@@ -80,7 +80,12 @@ pub(super) fn read(text: &str) -> Result<Manifest, ManifestError> {
             .int("keep", KEEP)?
             .unwrap_or(releases.keep);
     }
+    let cron = match f.get("cron") {
+        Some(at) => super::cron::jobs(at, &nodes)?,
+        None => BTreeMap::new(),
+    };
     Ok(Manifest {
+        cron,
         env,
         services,
         nodes,
@@ -242,7 +247,7 @@ fn service(name: &str, at: &At) -> Result<Service, ManifestError> {
 }
 
 /// A string runs with a shell; a list runs as is, its items read as text (`[sleep, 10]`).
-fn command(at: &At) -> Result<Command, ManifestError> {
+pub(super) fn command(at: &At) -> Result<Command, ManifestError> {
     let no_nul = |at: &At, s: &str| {
         if s.contains('\0') {
             Err(at.fail("contains a NUL byte"))

@@ -245,7 +245,7 @@ fn unknown_field() {
     );
     assert_eq!(
         refuse("nodes: {web: }\nplacement: {}\n"),
-        "quarry.yml:2: placement: unknown field, expected one of env, services, nodes, release, build, deploy, releases"
+        "quarry.yml:2: placement: unknown field, expected one of env, services, nodes, release, build, deploy, releases, cron"
     );
     assert_eq!(
         refuse("nodes:\n  web:\n    placement: {label: {}}\n"),

@@ -283,7 +283,7 @@ impl Server {
         self.spawn(Some(ports));
     }
 
-    fn ssh_base(&self, key: &Key) -> Command {
+    pub fn ssh_base(&self, key: &Key) -> Command {
         let mut c = Command::new("ssh");
         c.arg("-i")
             .arg(&key.private)
