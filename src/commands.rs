@@ -22,6 +22,9 @@ use crate::ssh::{Closed, Input, Output, read_input};
 use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 
+#[path = "commands_certs.rs"]
+mod certs;
+
 /// A failed command: message and exit code.
 struct Fail(String, u32);
 
@@ -110,7 +113,10 @@ async fn dispatch(
         Cmd::PsStart { app } => ps_stop_start(d, key, &app, false, out).await,
         Cmd::Plan { app, json } => plan(d, key, &app, json, out).await,
         Cmd::Domains { app, json } => domains(d, key, &app, json, out).await,
-        Cmd::DomainsAdd { app, domains } => domains_change(d, key, &app, domains, true, out).await,
+        Cmd::DomainsAdd { app, domains } => {
+            domains_change(d, key, &app, domains, true, out).await?;
+            certs::after_domains_add(d, &app, out).await
+        }
         Cmd::DomainsRemove { app, domains } => {
             domains_change(d, key, &app, domains, false, out).await
         }
@@ -124,6 +130,12 @@ async fn dispatch(
         Cmd::Stacks { json } => stacks(d, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
+        Cmd::Certs { app, json } => certs::show_certs(d, key, &app, json, out).await,
+        Cmd::CertsEnable { app } => certs::enable(d, key, &app, out).await,
+        Cmd::CertsDisable { app } => certs::disable(d, key, &app, out).await,
+        Cmd::CertsAdd { app } => certs::add(d, key, &app, input, out).await,
+        Cmd::CertsRemove { app } => certs::remove(d, key, &app, out).await,
+        Cmd::CertsRenew { app, force } => certs::renew(d, key, &app, force, out).await,
     }
 }
 
@@ -1271,6 +1283,15 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
         }
+        Cmd::CertsEnable { app } => (Some(app.clone()), "certs:enable", String::new()),
+        Cmd::CertsDisable { app } => (Some(app.clone()), "certs:disable", String::new()),
+        Cmd::CertsAdd { app } => (Some(app.clone()), "certs:add", String::new()),
+        Cmd::CertsRemove { app } => (Some(app.clone()), "certs:remove", String::new()),
+        Cmd::CertsRenew { app, force } => (
+            Some(app.clone()),
+            "certs:renew",
+            if *force { "--force" } else { "" }.to_string(),
+        ),
         Cmd::Help { .. }
         | Cmd::CommandHelp { .. }
         | Cmd::Apps { .. }
@@ -1288,7 +1309,8 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::Stacks { .. }
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
-        | Cmd::Volumes { .. } => return None,
+        | Cmd::Volumes { .. }
+        | Cmd::Certs { .. } => return None,
     })
 }
 

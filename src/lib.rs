@@ -23,6 +23,7 @@
 //! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
+//! - [`tls`]: certificates (ACME, user-given), their renewal.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
 //! - [`validate`]: every name that crosses the edge.
 
@@ -48,4 +49,5 @@ pub mod ssh;
 pub mod stack;
 pub mod stackimage;
 pub mod store;
+pub mod tls;
 pub mod validate;

@@ -115,6 +115,8 @@ pub struct Server {
     child: Option<Child>,
     pub ssh_port: u16,
     pub http_port: u16,
+    /// nginx's HTTPS port (kept across restarts).
+    pub https_port: u16,
     pub instance: String,
 }
 
@@ -156,6 +158,7 @@ impl Server {
             child: None,
             ssh_port: 0,
             http_port: 0,
+            https_port: 0,
             instance: String::new(),
         };
         s.spawn(None);
@@ -179,6 +182,8 @@ impl Server {
             .arg(format!("127.0.0.1:{ssh}"))
             .arg("--http")
             .arg(format!("127.0.0.1:{http}"))
+            .arg("--https")
+            .arg(format!("127.0.0.1:{}", self.https_port))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -210,6 +215,7 @@ impl Server {
         };
         self.ssh_port = port("ssh");
         self.http_port = port("http");
+        self.https_port = port("https");
         self.instance = fs::read_to_string(self.data.join("instance"))
             .unwrap()
             .trim()
