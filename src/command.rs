@@ -1288,6 +1288,37 @@ mod tests {
     }
 
     #[test]
+    fn certs_commands() {
+        assert_eq!(
+            cmd("certs shop --json"),
+            Cmd::Certs {
+                app: "shop".into(),
+                json: true
+            }
+        );
+        assert_eq!(
+            cmd("certs:enable shop"),
+            Cmd::CertsEnable { app: "shop".into() }
+        );
+        assert_eq!(cmd("certs:add shop"), Cmd::CertsAdd { app: "shop".into() });
+        assert_eq!(
+            cmd("certs:renew shop --force"),
+            Cmd::CertsRenew {
+                app: "shop".into(),
+                force: true
+            }
+        );
+        assert_eq!(
+            err("certs:add shop --cert a.pem"),
+            "certs:add: unknown option --cert; usage: certs:add APP < fullchain-and-key.pem"
+        );
+        assert_eq!(
+            err("certs:disable"),
+            "certs:disable: missing argument; usage: certs:disable APP"
+        );
+    }
+
+    #[test]
     fn every_spec_parses_its_help() {
         for s in SPECS {
             assert_eq!(

@@ -42,6 +42,11 @@ struct Pebble {
 impl Pebble {
     /// A pebble whose HTTP-01 checks go to `http_port` on 127.0.0.1.
     fn start(http_port: u16) -> Pebble {
+        Pebble::start_with_validity(http_port, None)
+    }
+
+    /// The same, issuing certificates valid for `validity` seconds.
+    fn start_with_validity(http_port: u16, validity: Option<u64>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         // A CA and a localhost certificate for pebble's own listener.
@@ -115,7 +120,8 @@ impl Pebble {
                 "httpPort": http_port,
                 "tlsPort": tls,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
+                "externalAccountBindingRequired": false,
+                "certificateValidityPeriod": validity.unwrap_or(90 * 24 * 3600)
             }})
             .to_string(),
         )
@@ -578,4 +584,31 @@ fn certs_add_refuses_a_key_that_does_not_match_and_foreign_domains() {
     let rm = server.ssh(&server.admin, &format!("certs:remove {app}"));
     assert!(rm.status.success(), "{}", stderr(&rm));
     assert_eq!(server.get(&host, "/").0, 200);
+}
+
+#[test]
+fn the_reconciler_renews_a_certificate_that_expires_within_30_days() {
+    let server = Server::start();
+    let pebble = Pebble::start_with_validity(server.http_port, Some(29 * 24 * 3600));
+    fs::write(server.data.join("config.yml"), pebble.config_yml()).unwrap();
+    let app = unique_app("auto");
+    let repo = Repo::fixture("hello");
+    server.push_ok(repo.path(), &app);
+    let host = format!("{app}.localhost");
+    let enable = server.ssh(&server.admin, &format!("certs:enable {app}"));
+    assert!(enable.status.success(), "{}", stderr(&enable));
+    let first = served_serial(&server, &host);
+    let v: serde_json::Value =
+        serde_json::from_str(&server.admin(&format!("certs {app} --json"))).unwrap();
+    assert_eq!(v[0]["state"], "expiring");
+    // No command: the renewal loop sees 29 days left and issues again.
+    wait_for("an automatic renewal", Duration::from_secs(90), || {
+        let now = served_serial(&server, &host);
+        (now.starts_with("serial=") && now != first).then_some(())
+    });
+    let events = server.admin(&format!("events {app}"));
+    assert!(
+        events.contains("certs:renew") && events.contains("issued for"),
+        "{events}"
+    );
 }
