@@ -324,6 +324,10 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
         .await
         .map_err(fail)?;
     d.router.remove_app(app).await.map_err(fail)?;
+    // A later app of the same name must not inherit its certificate and key.
+    crate::tls::disable(d, app)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let containers = d.containers(Some(app)).await.map_err(fail)?;
     for c in &containers {
         launch::remove(&d.docker_on(&c.server), &c.id, 5)

@@ -584,6 +584,23 @@ fn certs_add_refuses_a_key_that_does_not_match_and_foreign_domains() {
     let rm = server.ssh(&server.admin, &format!("certs:remove {app}"));
     assert!(rm.status.success(), "{}", stderr(&rm));
     assert_eq!(server.get(&host, "/").0, 200);
+    assert!(
+        !https_get(&server, &dir.path().join("good.pem"), &host)
+            .status
+            .success()
+    );
+
+    // A destroyed app's certificate does not pass to a new app of its name.
+    let ok = server.ssh_with_input(&server.admin, &cmd, format!("{cert}{key}").as_bytes());
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    server.admin(&format!("apps:destroy {app} --force"));
+    assert!(!server.data.join("tls/apps").join(&app).exists());
+    server.admin(&format!("apps:create {app}"));
+    assert!(
+        server
+            .admin(&format!("certs {app}"))
+            .contains("state:      none")
+    );
 }
 
 #[test]
