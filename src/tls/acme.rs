@@ -218,3 +218,30 @@ fn acme(e: instant_acme::Error) -> TlsError {
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(json: &str) -> instant_acme::Error {
+        instant_acme::Error::Api(serde_json::from_str::<Problem>(json).unwrap())
+    }
+
+    #[test]
+    fn a_rate_limit_is_told_apart() {
+        let e = acme(problem(
+            r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-12-02T10:00:00Z","status":429}"#,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "rate limited by the ACME server: too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-12-02T10:00:00Z; quarry retries later"
+        );
+        let e = acme(problem(
+            r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"name is blocked","status":400}"#,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the ACME server refused: rejectedIdentifier: name is blocked"
+        );
+    }
+}
