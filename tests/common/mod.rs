@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod pebble;
 
 use std::fs;
 use std::io::{Read, Write};
