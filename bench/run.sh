@@ -346,7 +346,7 @@ DATA=$W/data
 mkdir -p "$DATA"
 "$QUARRY" keys add bench --data "$DATA" --role admin < "$KEY.pub" > /dev/null
 QUARRY_LOG=$LOGS/quarry-serve.log
-"$QUARRY" serve --data "$DATA" --ssh 127.0.0.1:0 --http 127.0.0.1:0 > "$QUARRY_LOG" 2>&1 &
+"$QUARRY" serve --data "$DATA" --ssh 127.0.0.1:0 --http 127.0.0.1:0 --https 127.0.0.1:0 > "$QUARRY_LOG" 2>&1 &
 QPID=$!
 track "$QPID"
 for ((i = 0; i < 600; i++)); do
@@ -401,6 +401,9 @@ row grid.place "grid: place 100k slices on 10k servers (criterion median)" ms
 row grid.replace "grid: re-place after losing 10% of servers (criterion median)" ms
 row router.add "router: add 1 route with $ROUTED_APPS routed (write + nginx -t + HUP + answer)" ms
 row router.test "↳ of which nginx -t" ms
+row tls.issue "HTTPS: certs:enable / certs:renew --force against pebble (order → HTTP-01 via nginx → cert served)" ms
+row tls.https "HTTPS: new connection + GET through nginx (TLS 1.3 handshake, HTTP/2)" ms tls.http
+row tls.http "↳ baseline: new connection + GET through nginx, plain HTTP" ms
 row rss.idle "daemon RSS idle after start" MiB
 row rss.apps "daemon RSS with $IDLE_APPS apps created" MiB
 row rss.deploy "daemon peak RSS during a first deploy (VmRSS polled)" MiB
@@ -751,6 +754,11 @@ grid_line() { # BENCH-name key
 }
 grid_line place_100k_slices_on_10k_servers grid.place
 grid_line replace_after_losing_10pct_of_servers grid.replace
+
+# ----- 8. HTTPS -----------------------------------------------------------------
+
+# Its own quarry serve, pebble and DNS (bench/tls.sh); samples into $OUT.
+OUT="$OUT" LOGS="$LOGS" QUARRY="$QUARRY" bash "$ROOT/bench/tls.sh" || die "the HTTPS bench failed (see $LOGS/tls-*.log)"
 
 # ----- report -------------------------------------------------------------------
 

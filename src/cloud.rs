@@ -51,6 +51,8 @@ use crate::store::Store;
 pub struct Config {
     pub grid: GridConfig,
     pub provider: ProviderConfig,
+    /// Certificates and HTTPS (docs/tls.md).
+    pub tls: crate::tls::config::TlsConfig,
 }
 
 /// The fleet's bounds (`grid:` in config.yml).

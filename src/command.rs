@@ -198,6 +198,27 @@ pub enum Cmd {
         app: String,
         job: String,
     },
+    Certs {
+        app: String,
+        json: bool,
+    },
+    CertsEnable {
+        app: String,
+    },
+    CertsDisable {
+        app: String,
+    },
+    /// The chain and key come on standard input.
+    CertsAdd {
+        app: String,
+    },
+    CertsRemove {
+        app: String,
+    },
+    CertsRenew {
+        app: String,
+        force: bool,
+    },
 }
 
 /// `servers:add` arguments.
@@ -377,6 +398,48 @@ pub const SPECS: &[Spec] = &[
         topic: "domains",
         usage: "domains:remove APP DOMAIN…",
         summary: "stop routing domains to the app",
+        details: "",
+    },
+    Spec {
+        name: "certs",
+        topic: "certs",
+        usage: "certs APP [--json]",
+        summary: "the app's certificate: domains, issuer, expiry and state",
+        details: "States: pending (no certificate yet), valid, expiring (renewed within 30 days of expiry), expired, failing (the last issuance failed; see the error and events).",
+    },
+    Spec {
+        name: "certs:enable",
+        topic: "certs",
+        usage: "certs:enable APP",
+        summary: "serve the app over HTTPS with a certificate from the ACME server, renewed automatically",
+        details: "The certificate covers every domain routed to the app; a domain added later is added to it. The ACME server validates over HTTP (HTTP-01), so each domain's DNS must point at this server. See docs/tls.md.",
+    },
+    Spec {
+        name: "certs:disable",
+        topic: "certs",
+        usage: "certs:disable APP",
+        summary: "serve the app over plain HTTP only and forget its certificates",
+        details: "",
+    },
+    Spec {
+        name: "certs:add",
+        topic: "certs",
+        usage: "certs:add APP < fullchain-and-key.pem",
+        summary: "serve the app with your own certificate",
+        details: "Standard input holds the PEM chain (leaf first) and its unencrypted PKCS#8 key, e.g. `cat fullchain.pem key.pem | ssh … certs:add APP`. Refused when the key does not match, the certificate expired, or it names a domain that is not the app's. Quarry does not renew it.",
+    },
+    Spec {
+        name: "certs:remove",
+        topic: "certs",
+        usage: "certs:remove APP",
+        summary: "remove a certificate given with certs:add (the app goes back to HTTP)",
+        details: "",
+    },
+    Spec {
+        name: "certs:renew",
+        topic: "certs",
+        usage: "certs:renew APP [--force]",
+        summary: "issue the app's certificate again now if it is due, or always with --force",
         details: "",
     },
     Spec {
@@ -1173,6 +1236,30 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 json: a.flag("--json"),
             }
         }
+        "certs" => {
+            let a = Args::split(command, words, json, &[])?;
+            Cmd::Certs {
+                app: app(a.exactly(1)?[0])?,
+                json: a.flag("--json"),
+            }
+        }
+        "certs:enable" | "certs:disable" | "certs:add" | "certs:remove" => {
+            let a = Args::split(command, words, &[], &[])?;
+            let app = app(a.exactly(1)?[0])?;
+            match command {
+                "certs:enable" => Cmd::CertsEnable { app },
+                "certs:disable" => Cmd::CertsDisable { app },
+                "certs:add" => Cmd::CertsAdd { app },
+                _ => Cmd::CertsRemove { app },
+            }
+        }
+        "certs:renew" => {
+            let a = Args::split(command, words, &["--force"], &[])?;
+            Cmd::CertsRenew {
+                app: app(a.exactly(1)?[0])?,
+                force: a.flag("--force"),
+            }
+        }
         other => unreachable!("command {other} is in SPECS but not parsed"),
     };
     Ok(cmd)
@@ -1322,6 +1409,37 @@ mod tests {
         assert!(err("apps:destroy a").contains("confirm with"));
         assert_eq!(err(""), "no command given; run `help` to see the commands");
         assert_eq!(err("ps 'a"), "unbalanced quotes in the command line");
+    }
+
+    #[test]
+    fn certs_commands() {
+        assert_eq!(
+            cmd("certs shop --json"),
+            Cmd::Certs {
+                app: "shop".into(),
+                json: true
+            }
+        );
+        assert_eq!(
+            cmd("certs:enable shop"),
+            Cmd::CertsEnable { app: "shop".into() }
+        );
+        assert_eq!(cmd("certs:add shop"), Cmd::CertsAdd { app: "shop".into() });
+        assert_eq!(
+            cmd("certs:renew shop --force"),
+            Cmd::CertsRenew {
+                app: "shop".into(),
+                force: true
+            }
+        );
+        assert_eq!(
+            err("certs:add shop --cert a.pem"),
+            "certs:add: unknown option --cert; usage: certs:add APP < fullchain-and-key.pem"
+        );
+        assert_eq!(
+            err("certs:disable"),
+            "certs:disable: missing argument; usage: certs:disable APP"
+        );
     }
 
     #[test]

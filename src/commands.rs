@@ -23,6 +23,7 @@ use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 
 mod oneoff;
+mod certs;
 
 /// A failed command: message and exit code.
 struct Fail(String, u32);
@@ -140,7 +141,10 @@ async fn dispatch(
         Cmd::PsStart { app } => ps_stop_start(d, key, &app, false, out).await,
         Cmd::Plan { app, json } => plan(d, key, &app, json, out).await,
         Cmd::Domains { app, json } => domains(d, key, &app, json, out).await,
-        Cmd::DomainsAdd { app, domains } => domains_change(d, key, &app, domains, true, out).await,
+        Cmd::DomainsAdd { app, domains } => {
+            domains_change(d, key, &app, domains, true, out).await?;
+            certs::after_domains_add(d, &app, out).await
+        }
         Cmd::DomainsRemove { app, domains } => {
             domains_change(d, key, &app, domains, false, out).await
         }
@@ -154,6 +158,12 @@ async fn dispatch(
         Cmd::Stacks { json } => stacks(d, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
+        Cmd::Certs { app, json } => certs::show_certs(d, key, &app, json, out).await,
+        Cmd::CertsEnable { app } => certs::enable(d, key, &app, out).await,
+        Cmd::CertsDisable { app } => certs::disable(d, key, &app, out).await,
+        Cmd::CertsAdd { app } => certs::add(d, key, &app, input, out).await,
+        Cmd::CertsRemove { app } => certs::remove(d, key, &app, out).await,
+        Cmd::CertsRenew { app, force } => certs::renew(d, key, &app, force, out).await,
     }
 }
 
@@ -342,6 +352,10 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
         .await
         .map_err(fail)?;
     d.router.remove_app(app).await.map_err(fail)?;
+    // A later app of the same name must not inherit its certificate and key.
+    crate::tls::disable(d, app)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let containers = d.containers(Some(app)).await.map_err(fail)?;
     for c in &containers {
         launch::remove(&d.docker_on(&c.server), &c.id, 5)
@@ -1355,6 +1369,15 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         // Audited as they start, by their handlers: a session may last hours.
         Cmd::Run(_) | Cmd::Enter { .. } => return None,
         Cmd::CronRun { app, job } => (Some(app.clone()), "cron:run", job.clone()),
+        Cmd::CertsEnable { app } => (Some(app.clone()), "certs:enable", String::new()),
+        Cmd::CertsDisable { app } => (Some(app.clone()), "certs:disable", String::new()),
+        Cmd::CertsAdd { app } => (Some(app.clone()), "certs:add", String::new()),
+        Cmd::CertsRemove { app } => (Some(app.clone()), "certs:remove", String::new()),
+        Cmd::CertsRenew { app, force } => (
+            Some(app.clone()),
+            "certs:renew",
+            if *force { "--force" } else { "" }.to_string(),
+        ),
         Cmd::Help { .. }
         | Cmd::Cron { .. }
         | Cmd::CommandHelp { .. }
@@ -1373,7 +1396,8 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::Stacks { .. }
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
-        | Cmd::Volumes { .. } => return None,
+        | Cmd::Volumes { .. }
+        | Cmd::Certs { .. } => return None,
     })
 }
 

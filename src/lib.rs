@@ -24,6 +24,7 @@
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
 //! - [`confined`]: no-follow, size-capped access to folders a tenant controls.
+//! - [`tls`]: certificates (ACME, user-given), their renewal.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
 //! - [`oneoff`]: `run`, `enter` and the containers of scheduled jobs.
 //! - [`cron`]: the scheduler of quarry.yml `cron:` jobs.
@@ -56,4 +57,5 @@ pub mod ssh;
 pub mod stack;
 pub mod stackimage;
 pub mod store;
+pub mod tls;
 pub mod validate;

@@ -29,6 +29,10 @@ enum Command {
         /// HTTP listen address of Quarry's nginx (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
+        /// HTTPS listen address of Quarry's nginx (port 0 picks a free port;
+        /// `off`: no HTTPS).
+        #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_https)]
+        https: Https,
         /// Apps answer at <app>.<root-domain>.
         #[arg(long, default_value = "localhost")]
         root_domain: String,
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             data,
             ssh,
             http,
+            https,
             root_domain,
             nginx,
         } => {
@@ -148,6 +153,7 @@ fn main() -> ExitCode {
                 data,
                 ssh,
                 http,
+                https: https.0,
                 root_domain,
                 nginx,
             };
@@ -290,4 +296,17 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             }
         }
     }
+}
+
+/// `--https ADDR` or `--https off`.
+#[derive(Clone, Debug)]
+struct Https(Option<SocketAddr>);
+
+fn parse_https(s: &str) -> Result<Https, String> {
+    if s == "off" {
+        return Ok(Https(None));
+    }
+    s.parse()
+        .map(|a| Https(Some(a)))
+        .map_err(|_| format!("expected ADDRESS:PORT or off, found {s:?}"))
 }

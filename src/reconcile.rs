@@ -207,6 +207,7 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
     let wake = Arc::new(Notify::new());
     let events = tokio::spawn(watch_events(d.clone(), wake.clone()));
     let servers = tokio::spawn(watch_servers(d.clone(), wake.clone()));
+    let certs = tokio::spawn(crate::tls::renew::run(d.clone(), shutdown.clone()));
     let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
     loop {
         tokio::select! {
@@ -226,6 +227,7 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
     }
     events.abort();
     servers.abort();
+    certs.abort();
 }
 
 /// How often every server is pinged, and how many misses make it unknown.

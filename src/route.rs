@@ -24,6 +24,9 @@ use tracing::{info, warn};
 use crate::store::write_atomic;
 use crate::validate;
 
+mod tls;
+pub use tls::{Challenge, SiteTls, decorate};
+
 /// The routes of one web node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRoute {
@@ -62,6 +65,7 @@ http {{\n\
         include {d}/generation.conf;\n\
         location / {{ default_type text/plain; return 404 \"quarry: no app is routed at this host\\n\"; }}\n\
     }}\n\
+    include {d}/https.conf;\n\
     include {d}/sites/*.conf;\n\
 }}\n"
     )
@@ -111,6 +115,7 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
                 "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
                 "proxy_set_header X-Forwarded-Proto $scheme;",
                 "proxy_set_header X-Forwarded-Host $host;",
+                "proxy_set_header X-Request-Id $request_id;",
                 "proxy_next_upstream error timeout http_502 http_503;",
                 "proxy_connect_timeout 5s;",
             ] {
@@ -126,16 +131,28 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
 pub struct Router {
     dir: PathBuf,
     listen: SocketAddr,
+    /// The TLS listener of every app with a certificate.
+    https: Option<SocketAddr>,
     nginx: PathBuf,
     generation: AtomicU64,
+    /// Each routed app's last routes, to render it again when its TLS changes.
+    routes: std::sync::Mutex<std::collections::HashMap<String, Vec<NodeRoute>>>,
+    /// Apps served over HTTPS.
+    tls: std::sync::Mutex<std::collections::HashMap<String, SiteTls>>,
     /// One config change at a time: test and reload see a consistent tree.
     lock: Mutex<()>,
     child: Mutex<Option<Child>>,
 }
 
 impl Router {
-    /// Write the main config and start nginx listening on `listen`.
-    pub async fn start(data: &Path, listen: SocketAddr, nginx: PathBuf) -> Result<Router, String> {
+    /// Write the main config and start nginx listening on `listen` (and
+    /// `https` for TLS).
+    pub async fn start(
+        data: &Path,
+        listen: SocketAddr,
+        https: Option<SocketAddr>,
+        nginx: PathBuf,
+    ) -> Result<Router, String> {
         let dir = data.join("nginx");
         for sub in ["sites", "tmp"] {
             fs::create_dir_all(dir.join(sub))
@@ -164,9 +181,13 @@ impl Router {
             0o644,
         )
         .map_err(|e| e.to_string())?;
+        Router::write_tls_files(&dir, https)?;
         let router = Router {
             dir,
             listen,
+            https,
+            routes: Default::default(),
+            tls: Default::default(),
             nginx,
             generation: AtomicU64::new(generation),
             lock: Mutex::new(()),
@@ -259,12 +280,17 @@ impl Router {
 
     /// Route `app`'s web nodes; on any failure the previous routes stay.
     pub async fn set_app(&self, app: &str, routes: &[NodeRoute]) -> Result<(), String> {
-        let text = render_app(app, self.listen, routes);
+        self.routes
+            .lock()
+            .expect("routes")
+            .insert(app.to_string(), routes.to_vec());
+        let text = self.render_site(app, routes);
         self.apply(app, Some(text)).await
     }
 
     /// Stop routing `app`.
     pub async fn remove_app(&self, app: &str) -> Result<(), String> {
+        self.routes.lock().expect("routes").remove(app);
         self.apply(app, None).await
     }
 
@@ -499,6 +525,7 @@ server {
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Request-Id $request_id;
         proxy_next_upstream error timeout http_502 http_503;
         proxy_connect_timeout 5s;
     }

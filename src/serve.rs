@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub data: PathBuf,
     pub ssh: SocketAddr,
     pub http: SocketAddr,
+    /// TLS listener of nginx (`None`: no HTTPS).
+    pub https: Option<SocketAddr>,
     pub root_domain: String,
     pub nginx: PathBuf,
 }
@@ -39,6 +41,8 @@ pub struct Running {
     pub pid: u32,
     pub ssh: SocketAddr,
     pub http: SocketAddr,
+    #[serde(default)]
+    pub https: Option<SocketAddr>,
 }
 
 /// Run until a signal arrives.
@@ -72,7 +76,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let docker = connect_docker().await?;
 
     let http = resolve_port(config.http)?;
-    let router = Router::start(store.root(), http, config.nginx.clone())
+    let https = config.https.map(resolve_port).transpose()?;
+    let router = Router::start(store.root(), http, https, config.nginx.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     let ssh_listener = TcpListener::bind(config.ssh)
@@ -125,6 +130,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         sessions: Default::default(),
     });
 
+    crate::tls::load_all(&daemon).await;
     crate::reconcile::at_start(&daemon).await;
     crate::buildpack::at_start(&daemon).await;
 
@@ -168,11 +174,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         pid: std::process::id(),
         ssh: ssh_addr,
         http,
+        https,
     };
     write_json(&daemon.store.root().join("serve.json"), &running, 0o644)?;
-    info!(ssh = %ssh_addr, http = %http, data = %daemon.store.root().display(), "quarry is serving");
+    let https_text = https.map_or("off".to_string(), |a| a.to_string());
+    info!(ssh = %ssh_addr, http = %http, https = %https_text, data = %daemon.store.root().display(), "quarry is serving");
     println!(
-        "quarry is serving: ssh {ssh_addr}, http {http}, data {}",
+        "quarry is serving: ssh {ssh_addr}, http {http}, https {https_text}, data {}",
         daemon.store.root().display()
     );
 

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod pebble;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -117,6 +118,8 @@ pub struct Server {
     child: Option<Child>,
     pub ssh_port: u16,
     pub http_port: u16,
+    /// nginx's HTTPS port (kept across restarts).
+    pub https_port: u16,
     pub instance: String,
 }
 
@@ -165,6 +168,7 @@ impl Server {
             child: None,
             ssh_port: 0,
             http_port: 0,
+            https_port: 0,
             instance: String::new(),
         };
         s.spawn(None);
@@ -205,6 +209,8 @@ impl Server {
             .arg(format!("127.0.0.1:{ssh}"))
             .arg("--http")
             .arg(format!("127.0.0.1:{http}"))
+            .arg("--https")
+            .arg(format!("127.0.0.1:{}", self.https_port))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -236,6 +242,7 @@ impl Server {
         };
         self.ssh_port = port("ssh");
         self.http_port = port("http");
+        self.https_port = port("https");
         self.instance = fs::read_to_string(self.data.join("instance"))
             .unwrap()
             .trim()

@@ -1,0 +1,247 @@
+//! The ACME (RFC 8555) client: one order for a set of names, answered with
+//! HTTP-01 through Quarry's own nginx, ending in a PEM chain and its key.
+//!
+//! Touches the ACME server over HTTPS, `<data>/tls/account.json` (the
+//! account key, 0600) and the router's challenge file; nothing else.
+
+use std::path::Path;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, Problem, RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+
+use super::TlsError;
+use super::config::AcmeConfig;
+use crate::route::{Challenge, Router};
+use crate::store::{read_json, write_json};
+
+/// `<data>/tls/account.json`.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+/// How long the server may take to validate and to sign.
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(100))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(90));
+
+/// An issued certificate.
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// Order, validate and fetch a certificate for `domains`.
+pub async fn issue(
+    router: &Router,
+    tls_dir: &Path,
+    cfg: &AcmeConfig,
+    domains: &[String],
+) -> Result<Issued, TlsError> {
+    let account = account(tls_dir, cfg).await?;
+    let ids: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .map_err(acme)?;
+
+    // First pass: learn every pending challenge and publish its answer.
+    let mut answers = Vec::new();
+    {
+        let mut authz = order.authorizations();
+        while let Some(a) = authz.next().await {
+            let mut a = a.map_err(acme)?;
+            let domain = a.identifier().to_string();
+            match a.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Invalid
+                | AuthorizationStatus::Revoked
+                | AuthorizationStatus::Expired
+                | AuthorizationStatus::Deactivated => {
+                    return Err(TlsError::Validation {
+                        domain,
+                        reason: format!("the authorization is {:?}", a.status).to_lowercase(),
+                    });
+                }
+            }
+            let challenge = a.challenge(ChallengeType::Http01).ok_or_else(|| {
+                TlsError::Acme(format!("no http-01 challenge offered for {domain}"))
+            })?;
+            answers.push(Challenge {
+                token: challenge.token.clone(),
+                key_authorization: challenge.key_authorization().as_str().to_string(),
+            });
+        }
+    }
+    router
+        .set_challenges(&answers)
+        .await
+        .map_err(TlsError::Route)?;
+    let result = validate_and_fetch(&mut order).await;
+    if let Err(e) = router.set_challenges(&[]).await {
+        tracing::warn!("cannot clear the ACME challenges: {e}");
+    }
+    result
+}
+
+async fn validate_and_fetch(order: &mut instant_acme::Order) -> Result<Issued, TlsError> {
+    {
+        let mut authz = order.authorizations();
+        while let Some(a) = authz.next().await {
+            let mut a = a.map_err(acme)?;
+            if a.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            if let Some(mut c) = a.challenge(ChallengeType::Http01) {
+                c.set_ready().await.map_err(acme)?;
+            }
+        }
+    }
+    // An invalid order is best told by its failed challenge, which names
+    // the domain; the order's own error may not.
+    let status = match order.poll_ready(&POLL).await {
+        Ok(s) => s,
+        Err(e @ instant_acme::Error::Api(_)) => {
+            return Err(match why_invalid(order).await {
+                v @ TlsError::Validation { .. } => v,
+                _ => acme(e),
+            });
+        }
+        Err(e) => return Err(acme(e)),
+    };
+    if status != OrderStatus::Ready {
+        return Err(why_invalid(order).await);
+    }
+    let key_pem = order.finalize().await.map_err(acme)?;
+    let chain_pem = order.poll_certificate(&POLL).await.map_err(acme)?;
+    Ok(Issued { chain_pem, key_pem })
+}
+
+/// The first failed challenge's reason, in the ACME server's words.
+async fn why_invalid(order: &mut instant_acme::Order) -> TlsError {
+    let mut authz = order.authorizations();
+    while let Some(a) = authz.next().await {
+        let Ok(mut a) = a else { continue };
+        let domain = a.identifier().to_string();
+        let Ok(state) = a.refresh().await else {
+            continue;
+        };
+        for c in &state.challenges {
+            if let Some(p) = &c.error {
+                return TlsError::Validation {
+                    domain,
+                    reason: problem_text(p),
+                };
+            }
+        }
+    }
+    TlsError::Acme("the order became invalid".into())
+}
+
+/// The stored account for this directory, or a new one.
+async fn account(tls_dir: &Path, cfg: &AcmeConfig) -> Result<Account, TlsError> {
+    let directory = cfg.directory_url().to_string();
+    let path = tls_dir.join("account.json");
+    let builder = || match &cfg.ca_bundle {
+        Some(ca) => Account::builder_with_root(&ca.0).map_err(|e| {
+            TlsError::Config(format!(
+                "tls.acme.ca_bundle: cannot use {}: {e}",
+                ca.0.display()
+            ))
+        }),
+        None => Account::builder().map_err(acme),
+    };
+    let stored: Option<StoredAccount> =
+        read_json(&path).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))?;
+    if let Some(s) = stored
+        && s.directory == directory
+    {
+        return builder()?
+            .from_credentials(s.credentials)
+            .await
+            .map_err(acme);
+    }
+    let contact = cfg.email.as_ref().map(|e| format!("mailto:{}", e.0));
+    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let (account, credentials) = builder()?
+        .create(
+            &NewAccount {
+                contact: &contacts,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory.clone(),
+            None,
+        )
+        .await
+        .map_err(acme)?;
+    write_json(
+        &path,
+        &StoredAccount {
+            directory,
+            credentials,
+        },
+        0o600,
+    )
+    .map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))?;
+    Ok(account)
+}
+
+fn problem_text(p: &Problem) -> String {
+    let detail = p.detail.clone().unwrap_or_else(|| "no detail given".into());
+    match p.r#type.as_deref().and_then(|t| t.rsplit(':').next()) {
+        Some(kind) => format!("{kind}: {detail}"),
+        None => detail,
+    }
+}
+
+/// instant-acme's errors as ours; a rate limit is told apart.
+fn acme(e: instant_acme::Error) -> TlsError {
+    match &e {
+        instant_acme::Error::Api(p)
+            if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited") =>
+        {
+            TlsError::RateLimited(p.detail.clone().unwrap_or_default())
+        }
+        instant_acme::Error::Api(p) => TlsError::Acme(problem_text(p)),
+        _ => TlsError::Acme(one_line(&e.to_string())),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(json: &str) -> instant_acme::Error {
+        instant_acme::Error::Api(serde_json::from_str::<Problem>(json).unwrap())
+    }
+
+    #[test]
+    fn a_rate_limit_is_told_apart() {
+        let e = acme(problem(
+            r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-12-02T10:00:00Z","status":429}"#,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "rate limited by the ACME server: too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-12-02T10:00:00Z; quarry retries later"
+        );
+        let e = acme(problem(
+            r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"name is blocked","status":400}"#,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the ACME server refused: rejectedIdentifier: name is blocked"
+        );
+    }
+}
