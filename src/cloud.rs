@@ -51,6 +51,8 @@ use crate::store::Store;
 pub struct Config {
     pub grid: GridConfig,
     pub provider: ProviderConfig,
+    /// Where the apps' network subnets come from.
+    pub network: crate::network::NetworkConfig,
 }
 
 /// The fleet's bounds (`grid:` in config.yml).
@@ -130,6 +132,13 @@ impl Config {
                 command.display()
             ));
         }
+        if config.grid.autosize && config.grid.max.is_none() {
+            return Err(
+                "config.yml: grid.autosize needs grid.max: the most servers the provider may add"
+                    .to_string(),
+            );
+        }
+        config.network.parsed()?;
         if let Some(max) = config.grid.max
             && max < config.grid.min
         {

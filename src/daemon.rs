@@ -38,6 +38,11 @@ pub struct Daemon {
     pub fleet: crate::fleet::Fleet,
     /// Answers the grid's create/destroy events through the provider.
     pub cloud: crate::cloud::Cloud,
+    /// The apps' networks and their subnets.
+    pub networks: crate::network::Networks,
+    /// Held while a domain is checked against every other app's and then
+    /// routed or recorded: one owner per domain.
+    pub routing: AsyncMutex<()>,
 }
 
 impl Daemon {

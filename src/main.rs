@@ -29,6 +29,10 @@ enum Command {
         /// HTTP listen address of Quarry's nginx (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: SocketAddr,
+        /// Address this server's containers publish their ports on (nginx
+        /// proxies to it); never the public interface.
+        #[arg(long, default_value = "127.0.0.1")]
+        publish: std::net::IpAddr,
         /// Apps answer at <app>.<root-domain>.
         #[arg(long, default_value = "localhost")]
         root_domain: String,
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             data,
             ssh,
             http,
+            publish,
             root_domain,
             nginx,
         } => {
@@ -148,6 +153,7 @@ fn main() -> ExitCode {
                 data,
                 ssh,
                 http,
+                publish,
                 root_domain,
                 nginx,
             };

@@ -109,6 +109,8 @@ pub fn new_key(dir: &Path, name: &str, kind: &str) -> Key {
 pub struct Server {
     /// Environment for `quarry serve` (kept across restarts).
     env: Vec<(String, String)>,
+    /// More arguments for `quarry serve` (kept across restarts).
+    args: Vec<String>,
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub admin: Key,
@@ -130,6 +132,11 @@ impl Server {
 
     /// [`Server::start`] with more environment for `quarry serve`.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        Server::start_with(env, &[])
+    }
+
+    /// [`Server::start`] with more environment and arguments for `quarry serve`.
+    pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> Server {
         ensure_base_image();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -150,6 +157,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             dir,
             data,
             admin,
@@ -179,6 +187,7 @@ impl Server {
             .arg(format!("127.0.0.1:{ssh}"))
             .arg("--http")
             .arg(format!("127.0.0.1:{http}"))
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -460,9 +469,20 @@ impl Drop for Server {
                 .args(&ids)
                 .output();
         }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &format!("quarry-{}", self.instance)])
-            .output();
+        let networks = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &filter])
+            .output()
+            .unwrap();
+        let networks: Vec<String> = stdout(&networks)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
         let volumes = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &filter])
             .output()
