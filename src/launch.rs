@@ -4,7 +4,9 @@
 //! `quarry.index`, `quarry.release`) so that Quarry finds its own containers
 //! by asking the engine, never by trusting its memory. Web containers publish
 //! their `$PORT` on the server's address with an ephemeral host port; nginx
-//! proxies to that address. May touch: the Docker engine.
+//! proxies to that address. Every container drops `NET_RAW`, sets
+//! no-new-privileges and has memory, pids and CPU limits; a volume is mounted
+//! only when its labels say it is the service's. May touch: the Docker engine.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
