@@ -128,6 +128,24 @@ pub fn pick(pool: Cidr, prefix: u8, taken: &[Cidr]) -> Option<Cidr> {
     })
 }
 
+/// A free `/prefix` subnet of `pool`, searched from the `start`th one on
+/// (wrapping): Quarrys of engines that share one host's routes start at
+/// different places, so they rarely reach for the same subnet at once.
+pub fn pick_from(pool: Cidr, prefix: u8, taken: &[Cidr], start: u64) -> Option<Cidr> {
+    let count = 1u64 << (prefix - pool.prefix);
+    let step = 1u64 << (32 - prefix);
+    (0..count)
+        .map(|i| Cidr {
+            addr: (u64::from(pool.addr) + ((start + i) % count) * step) as u32,
+            prefix,
+        })
+        .find(|c| !taken.iter().any(|t| t.overlaps(*c)))
+}
+
+fn routes() -> Vec<Cidr> {
+    host_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default())
+}
+
 /// The IPv4 routes of this host (`/proc/net/route`), the default route left out.
 /// The kernel prints each address as the hex of its in-memory word, so the
 /// bytes come out reversed on the little-endian machines Quarry runs on.
@@ -198,12 +216,11 @@ impl Networks {
                         .filter(|(k, _)| **k != key)
                         .filter_map(|(_, v)| Cidr::parse(v).ok())
                         .collect();
-                    taken.extend(host_routes(
-                        &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
-                    ));
+                    taken.extend(routes());
                     taken.extend(engine_subnets(docker).await?);
                     taken.extend(refused.iter().copied());
-                    let subnet = pick(pool, prefix, &taken).ok_or_else(|| {
+                    let start = rand::random_range(0..1u64 << (prefix - pool.prefix));
+                    let subnet = pick_from(pool, prefix, &taken, start).ok_or_else(|| {
                         format!(
                             "no free /{prefix} subnet left in the network pool {pool} for app {app}; widen network.pool in config.yml"
                         )
@@ -217,6 +234,15 @@ impl Networks {
                 .create_network(request(&name, subnet, instance, app))
                 .await
             {
+                // Another engine on this host may have made the same subnet
+                // meanwhile: two routes to it would break both. Try again.
+                Ok(created)
+                    if routes().iter().filter(|r| r.overlaps(subnet)).count() > 1
+                        && refused.len() < 16 =>
+                {
+                    let _ = docker.remove_network(&created.id).await;
+                    refused.push(subnet);
+                }
                 Ok(created) => {
                     return Ok(AppNetwork {
                         id: created.id,
@@ -350,6 +376,15 @@ mod tests {
             pick(c("10.201.0.0/25"), 26, &[c("10.201.0.0/26")]),
             Some(c("10.201.0.64/26"))
         );
+    }
+
+    #[test]
+    fn a_search_from_anywhere_wraps_around_the_pool() {
+        let pool = c("10.201.0.0/24");
+        assert_eq!(pick_from(pool, 26, &[], 2), Some(c("10.201.0.128/26")));
+        let taken = [c("10.201.0.128/25")];
+        assert_eq!(pick_from(pool, 26, &taken, 2), Some(c("10.201.0.0/26")));
+        assert_eq!(pick_from(pool, 26, &[c("10.201.0.0/24")], 1), None);
     }
 
     #[test]
