@@ -327,6 +327,12 @@ fn fifty_first_pushes_at_once_all_go_live_with_one_network_each() {
                 "push of {app} was rejected:\n{}",
                 stderr(&out)
             );
+            let log = stderr(&out);
+            let released = log
+                .lines()
+                .find(|l| l.contains("Released v1"))
+                .unwrap_or("");
+            eprintln!("{app}: {}", released.trim());
         }
     });
     eprintln!(
