@@ -122,6 +122,12 @@ async fn push_locked(
             )
             .map_err(|e| format!("quarry.yml: {e}"))?;
         }
+        for (name, service) in &stack.manifest.services {
+            if let crate::manifest::ServiceSource::Image(image) = &service.source {
+                foreign_image(app, image)
+                    .map_err(|owner| format!("quarry.yml: services.{name}.image: {image} is an image of app {owner}, not of {app}"))?;
+            }
+        }
         release.manifest = stack.source.clone();
         d.store
             .write_release(app, &release)
@@ -154,6 +160,25 @@ async fn push_locked(
         started.elapsed().as_secs_f64()
     ));
     Ok(number)
+}
+
+/// Whether `image` may run in `app`: any image but another app's
+/// `quarry/<app>…` (however the registry prefix is spelled). The error is
+/// the owner's name.
+fn foreign_image(app: &str, image: &str) -> Result<(), String> {
+    let name = image
+        .strip_prefix("docker.io/")
+        .or_else(|| image.strip_prefix("index.docker.io/"))
+        .unwrap_or(image);
+    let Some(rest) = name.strip_prefix("quarry/") else {
+        return Ok(());
+    };
+    let owner = rest.split(['/', ':', '@']).next().unwrap_or("");
+    if owner == app {
+        Ok(())
+    } else {
+        Err(owner.to_string())
+    }
 }
 
 fn http_port_suffix(d: &Daemon) -> String {
@@ -1421,4 +1446,30 @@ fn not_ready(app: &str, label: &str, nr: launch::NotReady, p: &Progress) -> Stri
         }
     }
     format!("{app}.{label} did not start: {}", nr.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_image;
+
+    #[test]
+    fn another_apps_quarry_images_are_refused_however_spelled() {
+        assert_eq!(foreign_image("shop", "redis:7"), Ok(()));
+        assert_eq!(foreign_image("shop", "quarry/shop:v3"), Ok(()));
+        assert_eq!(foreign_image("shop", "quarry/shop/db:abc"), Ok(()));
+        assert_eq!(foreign_image("shop", "quarry-base/busybox"), Ok(()));
+        for other in [
+            "quarry/bank:v1",
+            "quarry/bank",
+            "docker.io/quarry/bank:v1",
+            "index.docker.io/quarry/bank/db:x",
+            "quarry/bank@sha256:00",
+        ] {
+            assert_eq!(foreign_image("shop", other), Err("bank".into()), "{other}");
+        }
+        assert_eq!(
+            foreign_image("shop", "quarry/shop-db:v1"),
+            Err("shop-db".into())
+        );
+    }
 }

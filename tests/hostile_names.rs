@@ -166,13 +166,25 @@ fn another_apps_domains_cannot_be_claimed_by_quarry_yml_domains_add_or_a_wildcar
             "{err}"
         );
     }
+    // Nor may it run the victim's image as a service of its own.
+    let image = format!(
+        "services:\n  copy:\n    image: quarry/{victim}:v1\nnodes:\n  web:\n    type: web\n"
+    );
+    let out = server.push_as(&mallory, app_repo("evil\n", &image).path(), &evil, "main");
+    let err = refused_line(&out);
+    assert!(
+        err.contains(&format!(
+            "quarry.yml: services.copy.image: quarry/{victim}:v1 is an image of app {victim}, not of {evil}"
+        )),
+        "{err}"
+    );
+
     push_as_ok(
         &server,
         &mallory,
         &app_repo("evil\n", "nodes:\n  web:\n    type: web\n"),
         &evil,
     );
-
     let out = server.ssh(&mallory, &format!("domains:add {evil} {added}"));
     let err = refused_line(&out);
     assert!(
