@@ -53,6 +53,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// Certificates and HTTPS (docs/tls.md).
     pub tls: crate::tls::config::TlsConfig,
+    /// Where the apps' network subnets come from.
+    pub network: crate::network::NetworkConfig,
 }
 
 /// The fleet's bounds (`grid:` in config.yml).
@@ -132,6 +134,13 @@ impl Config {
                 command.display()
             ));
         }
+        if config.grid.autosize && config.grid.max.is_none() {
+            return Err(
+                "config.yml: grid.autosize needs grid.max: the most servers the provider may add"
+                    .to_string(),
+            );
+        }
+        config.network.parsed()?;
         if let Some(max) = config.grid.max
             && max < config.grid.min
         {

@@ -22,8 +22,8 @@ use crate::ssh::{Closed, Input, Output, Terminal, read_input};
 use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 
-mod oneoff;
 mod certs;
+mod oneoff;
 
 /// A failed command: message and exit code.
 struct Fail(String, u32);
@@ -362,9 +362,13 @@ async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> R
             .await
             .map_err(fail)?;
     }
-    // Its images and volumes, on every server that answers.
+    // Its images, volumes and networks, on every server that answers.
     let releases = d.store.releases(app).map_err(io)?;
-    for (_, docker) in d.fleet.answering() {
+    for (server, docker) in d.fleet.answering() {
+        d.networks
+            .remove(&docker, &d.instance, &server.name, app)
+            .await
+            .map_err(fail)?;
         for r in &releases {
             let _ = docker
                 .remove_image(
@@ -1273,6 +1277,9 @@ async fn domains_change(
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
+    // The check and the write of the domains file are one step under the
+    // routing lock: the file is the claim other apps are checked against.
+    let routing = d.routing.lock().await;
     let before = d.store.domains(app).map_err(io)?;
     let mut after = before.clone();
     if add {
@@ -1283,19 +1290,18 @@ async fn domains_change(
                     EXIT_CONFLICT,
                 ));
             }
-            for other in d.store.apps().map_err(io)? {
-                if other != app
-                    && (d.store.domains(&other).map_err(io)?.contains(domain)
-                        || *domain == d.default_domain(&other))
-                {
-                    return Err(Fail(
-                        format!("{domain} is routed to app {other}"),
-                        EXIT_CONFLICT,
-                    ));
-                }
-            }
-            after.push(domain.clone());
         }
+        let wanted: BTreeSet<String> = list.iter().cloned().collect();
+        let claims = crate::domains::claims(&d.store, &d.root_domain, app).map_err(fail)?;
+        crate::domains::check(
+            app,
+            &d.root_domain,
+            &wanted,
+            &claims,
+            key.role == Role::Admin,
+        )
+        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        after.extend(list.iter().cloned());
     } else {
         for domain in &list {
             if !after.contains(domain) {
@@ -1307,6 +1313,10 @@ async fn domains_change(
             after.retain(|x| x != domain);
         }
     }
+    if add {
+        d.store.set_domains(app, &after).map_err(io)?;
+    }
+    drop(routing);
     change_and_apply(
         d,
         app,

@@ -42,6 +42,11 @@ pub struct Daemon {
     pub sessions: Arc<crate::ssh::sessions::Sessions>,
     /// Scheduled jobs running now (one run per job at a time).
     pub cron: crate::cron::Runs,
+    /// The apps' networks and their subnets.
+    pub networks: crate::network::Networks,
+    /// Held while a domain is checked against every other app's and then
+    /// routed or recorded: one owner per domain.
+    pub routing: AsyncMutex<()>,
 }
 
 impl Daemon {

@@ -23,7 +23,7 @@ use crate::progress::Progress;
 use crate::receive;
 use crate::route::NodeRoute;
 use crate::stack::{self, Stack};
-use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus};
+use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus, Role};
 
 pub mod homes;
 
@@ -107,6 +107,26 @@ async fn push_locked(
             receive::archive(&repo, commit, git_env, &spool, receive::max_tree_bytes()).await?;
         let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
         check_images(app, &stack)?;
+        // Before anything is built: the domains quarry.yml asks for must be
+        // free (checked again, under the same lock, when they are routed).
+        let wanted: BTreeSet<String> = stack
+            .manifest
+            .nodes
+            .values()
+            .flat_map(|n| n.domains.iter().cloned())
+            .collect();
+        {
+            let _routing = d.routing.lock().await;
+            let claims = crate::domains::claims(&d.store, &d.root_domain, app)?;
+            crate::domains::check(
+                app,
+                &d.root_domain,
+                &wanted,
+                &claims,
+                key.role == Role::Admin,
+            )
+            .map_err(|e| format!("quarry.yml: {e}"))?;
+        }
         release.manifest = stack.source.clone();
         d.store
             .write_release(app, &release)
@@ -437,7 +457,7 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
         let image = match &service.source {
             crate::manifest::ServiceSource::Image(i) => i.clone(),
             crate::manifest::ServiceSource::Build(_) => {
-                format!("quarry/{app}-{name}:{}", plan::spec_hash(service))
+                format!("quarry/{app}/{name}:{}", plan::spec_hash(service))
             }
         };
         services.insert(
@@ -714,7 +734,7 @@ impl<'a> Execution<'a> {
         found: &[Found],
     ) -> Result<(), String> {
         let d = self.d;
-        let network = launch::ensure_network(&d.docker, &d.instance).await?;
+        let network = self.network_on(crate::fleet::LOCAL).await?;
         self.locate_services(found).await;
         // The release command runs once, when a new release rolls out — not
         // when an already-live release is restored or rescaled — after the
@@ -814,6 +834,28 @@ impl<'a> Execution<'a> {
         test_pause(d, "routed", self.release.number);
         self.retire_old().await;
         Ok(())
+    }
+
+    /// The id of the app's network on `server`, made on first need.
+    async fn network_on(&self, server: &str) -> Result<String, String> {
+        let d = self.d;
+        let config = crate::cloud::Config::load(&d.store)?;
+        let docker = d.docker_on(server);
+        let net = d
+            .networks
+            .ensure(&docker, &d.instance, server, self.app, &config.network)
+            .await?;
+        Ok(net.id)
+    }
+
+    /// Whether a service on `server` must publish its port: only when
+    /// another server could run a node that reaches it there.
+    fn published_needed(&self, server: &str) -> bool {
+        self.d
+            .fleet
+            .list()
+            .iter()
+            .any(|s| s.name != server && s.state == crate::fleet::ServerState::Running)
     }
 
     /// Digest of the service addresses a node container on `server` gets.
@@ -1004,8 +1046,21 @@ impl<'a> Execution<'a> {
             && c.spec.as_deref() == Some(spec_hash)
             && c.state == "running"
             && d.server_running(&c.server)
+            && def.port.is_none_or(|_| {
+                let published = self
+                    .services
+                    .get(service)
+                    .is_some_and(|at| at.published.is_some());
+                published == self.published_needed(&c.server)
+            })
         {
-            return Ok(());
+            let network = if c.server == crate::fleet::LOCAL {
+                network.to_string()
+            } else {
+                self.network_on(&c.server).await?
+            };
+            let aliases = [launch::service_host(self.app, service)];
+            return launch::attach(&d.docker_on(&c.server), &c.id, &network, &aliases).await;
         }
         // A service stays on its server (its volumes live there); a new one,
         // or one the operator moves off its server, is placed by the grid;
@@ -1077,19 +1132,14 @@ impl<'a> Execution<'a> {
             network.to_string()
         } else {
             self.ship_image(&server.name, &docker, image).await?;
-            launch::ensure_network(&docker, &d.instance).await?
+            self.network_on(&server.name).await?
         };
         let name = format!("{}.{service}", self.app);
         let volumes = def
             .volumes
             .iter()
             .enumerate()
-            .map(|(i, path)| {
-                (
-                    format!("quarry-{}-{service}-{}", self.app, i + 1),
-                    path.clone(),
-                )
-            })
+            .map(|(i, path)| (launch::volume_name(self.app, service, i + 1), path.clone()))
             .collect();
         let spec = ContainerSpec {
             name: name.clone(),
@@ -1101,8 +1151,11 @@ impl<'a> Execution<'a> {
             env: def.env.clone(),
             command: def.command.clone(),
             memory: def.memory,
-            // Published on its server's address for nodes on other servers.
-            publish_on: def.port.map(|_| server.address.clone()),
+            // Published on its server's address only for nodes on other servers.
+            publish_on: def
+                .port
+                .filter(|_| self.published_needed(&server.name))
+                .map(|_| server.address.clone()),
             service_port: def.port,
             network: Some(network.clone()),
             aliases: vec![launch::service_host(self.app, service)],
@@ -1372,8 +1425,7 @@ impl<'a> Execution<'a> {
             }
         }
         if server.name != crate::fleet::LOCAL {
-            let network = launch::ensure_network(&docker, &d.instance).await?;
-            spec.network = Some(network);
+            spec.network = Some(self.network_on(&server.name).await?);
             self.ship_image(&server.name, &docker, &self.release.image)
                 .await?;
         }
@@ -1447,6 +1499,12 @@ impl<'a> Execution<'a> {
             routed.insert(name.clone(), node.domains.clone());
         }
         self.p.step("Routing");
+        // From the check until routed.json says so, no other app may route.
+        let _routing = d.routing.lock().await;
+        let wanted: BTreeSet<String> = routes.iter().flat_map(|r| r.domains.clone()).collect();
+        let claims = crate::domains::claims(&d.store, &d.root_domain, self.app)?;
+        crate::domains::check(self.app, &d.root_domain, &wanted, &claims, true)
+            .map_err(|e| format!("routing {} refused: {e}", self.app))?;
         d.router
             .set_app(self.app, &routes)
             .await

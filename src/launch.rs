@@ -4,7 +4,9 @@
 //! `quarry.index`, `quarry.release`) so that Quarry finds its own containers
 //! by asking the engine, never by trusting its memory. Web containers publish
 //! their `$PORT` on the server's address with an ephemeral host port; nginx
-//! proxies to that address. May touch: the Docker engine.
+//! proxies to that address. Every container drops `NET_RAW`, sets
+//! no-new-privileges and has memory, pids and CPU limits; a volume is mounted
+//! only when its labels say it is the service's. May touch: the Docker engine.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -25,6 +27,13 @@ use tokio::net::TcpStream;
 
 /// The port every web container listens on inside (`$PORT`).
 pub const CONTAINER_PORT: u16 = 5000;
+/// Memory limit of a container whose quarry.yml sets none (MiB): the slice
+/// size the grid reserves for it.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+/// Processes (threads included) one container may run: ends fork bombs.
+pub const PIDS_LIMIT: i64 = 1024;
+/// CPU time one container may use: one core.
+pub const NANO_CPUS: i64 = 1_000_000_000;
 
 pub const LABEL_INSTANCE: &str = "quarry.instance";
 pub const LABEL_APP: &str = "quarry.app";
@@ -62,7 +71,7 @@ pub struct ContainerSpec {
     pub publish_on: Option<String>,
     /// A service's port: published instead of `$PORT`, and no `PORT` is set.
     pub service_port: Option<u16>,
-    /// The app's network, and the names the container answers to on it.
+    /// The app's network (its id), and the names the container answers to on it.
     pub network: Option<String>,
     pub aliases: Vec<String>,
     /// Named volumes: (volume, absolute container path).
@@ -142,7 +151,7 @@ pub async fn start(
     labels.extend(spec.labels.clone());
     let mut binds = Vec::new();
     for (volume, path) in &spec.volumes {
-        ensure_volume(docker, instance, &spec.app, &spec.node, volume).await?;
+        let volume = ensure_volume(docker, instance, &spec.app, &spec.node, volume).await?;
         binds.push(format!("{volume}:{path}"));
     }
     let networking_config = spec
@@ -181,7 +190,14 @@ pub async fn start(
         networking_config,
         host_config: Some(HostConfig {
             port_bindings: Some(port_bindings),
-            memory: spec.memory.map(|m| i64::from(m) * 1024 * 1024),
+            // The slice the grid reserved is also the container's limit.
+            memory: Some(i64::from(spec.memory.unwrap_or(DEFAULT_MEMORY_MIB)) * 1024 * 1024),
+            pids_limit: Some(PIDS_LIMIT),
+            nano_cpus: Some(NANO_CPUS),
+            // No raw sockets (no spoofing on the bridge) and no setuid
+            // escalation inside: an app needs neither.
+            cap_drop: Some(vec!["NET_RAW".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
             init: Some(true),
             binds: (!binds.is_empty()).then_some(binds),
             network_mode: spec.network.clone(),
@@ -606,38 +622,41 @@ pub async fn list(
     Ok(out)
 }
 
-/// The network every container of this Quarry instance joins. One network,
-/// not one per app: Docker's default address pools hold only about thirty
-/// bridge networks. Services are found by their alias `<service>.<app>`.
-pub async fn ensure_network(docker: &Docker, instance: &str) -> Result<String, String> {
-    let name = format!("quarry-{instance}");
-    let inspect = || {
-        docker.inspect_network(
-            &name,
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
-    };
-    if inspect().await.is_ok() {
-        return Ok(name);
+/// Join the running container `id` to `network` (an id) with `aliases`,
+/// unless it is on it already: a service started before networks were per
+/// app keeps running and its data, and is reached on the app's network.
+pub async fn attach(
+    docker: &Docker,
+    id: &str,
+    network: &str,
+    aliases: &[String],
+) -> Result<(), String> {
+    let info = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| docker_message(&e))?;
+    let joined = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .values()
+        .any(|e| e.network_id.as_deref() == Some(network));
+    if joined {
+        return Ok(());
     }
-    let request = bollard::models::NetworkCreateRequest {
-        name: name.clone(),
-        driver: Some("bridge".into()),
-        labels: Some(HashMap::from([(
-            LABEL_INSTANCE.to_string(),
-            instance.to_string(),
-        )])),
-        ..Default::default()
+    let request = bollard::models::NetworkConnectRequest {
+        container: id.to_string(),
+        endpoint_config: Some(bollard::models::EndpointSettings {
+            aliases: Some(aliases.to_vec()),
+            ..Default::default()
+        }),
     };
-    match docker.create_network(request).await {
-        Ok(_) => Ok(name),
-        // Created meanwhile by a concurrent deploy: fine.
-        Err(_) if inspect().await.is_ok() => Ok(name),
-        Err(e) => Err(format!(
-            "cannot create network {name}: {}",
+    docker.connect_network(network, request).await.map_err(|e| {
+        format!(
+            "cannot join container {id} to its app's network: {}",
             docker_message(&e)
-        )),
-    }
+        )
+    })
 }
 
 /// The DNS name a service answers to for the app's containers.
@@ -645,13 +664,50 @@ pub fn service_host(app: &str, service: &str) -> String {
     format!("{service}.{app}")
 }
 
+/// The volume of `app`'s service `service` mounted `n`th: `.` joins the
+/// parts, which no app or service name can contain, so no two apps' volumes
+/// share a name.
+pub fn volume_name(app: &str, service: &str, n: usize) -> String {
+    format!("quarry.{app}.{service}.{n}")
+}
+
+/// Make sure the volume `name` ([`volume_name`]) exists and is this app's and
+/// this service's; returns the name to mount. A volume of an older Quarry
+/// (`quarry-<app>-<service>-<n>`) is mounted instead when its labels say it
+/// is this service's, so upgrades keep their data.
 async fn ensure_volume(
     docker: &Docker,
     instance: &str,
     app: &str,
     service: &str,
     name: &str,
-) -> Result<(), String> {
+) -> Result<String, String> {
+    let owner = |v: &bollard::models::Volume| {
+        let get = |k: &str| v.labels.get(k).cloned().unwrap_or_default();
+        (get(LABEL_INSTANCE), get(LABEL_APP), get(LABEL_SERVICE))
+    };
+    let want = (instance.to_string(), app.to_string(), service.to_string());
+    let check = |v: &bollard::models::Volume| {
+        let have = owner(v);
+        if have == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "volume {name} exists but is not app {app}'s service {service} (its labels say app {:?}, service {:?}); refusing to mount it",
+                have.1, have.2
+            ))
+        }
+    };
+    if let Ok(v) = docker.inspect_volume(name).await {
+        check(&v)?;
+        return Ok(name.to_string());
+    }
+    let legacy = name.replace('.', "-");
+    if let Ok(v) = docker.inspect_volume(&legacy).await
+        && owner(&v) == want
+    {
+        return Ok(legacy);
+    }
     let request = bollard::models::VolumeCreateRequest {
         name: Some(name.to_string()),
         labels: Some(HashMap::from([
@@ -661,12 +717,14 @@ async fn ensure_volume(
         ])),
         ..Default::default()
     };
-    // Creating an existing volume returns it unchanged: data is kept.
-    docker
+    // Creating a volume that exists returns it unchanged: the labels tell
+    // whether it is ours (someone may have made it since the inspect).
+    let v = docker
         .create_volume(request)
         .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot create volume {name}: {}", docker_message(&e)))
+        .map_err(|e| format!("cannot create volume {name}: {}", docker_message(&e)))?;
+    check(&v)?;
+    Ok(name.to_string())
 }
 
 /// Volumes of this instance (of one app when given).
@@ -716,11 +774,10 @@ pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot remove volume {name}: {}", docker_message(&e)))
 }
 
-/// Wait until a service container accepts TCP connections on `port` at its
-/// address on the app network, or fail when it exits or `deadline` passes.
-/// Ready once it accepts TCP connections: on its address in `network` (a
-/// container on this machine), or on `at` (its published address on another
-/// server).
+/// Wait until a service container accepts TCP connections on `port`, or
+/// fail when it exits or `deadline` passes: on its address in `network` (the
+/// app network's id; a container on this machine), or on `at` (its
+/// published address on another server).
 pub async fn wait_tcp_ready(
     docker: &Docker,
     id: &str,
@@ -746,7 +803,10 @@ pub async fn wait_tcp_ready(
         let ip = info
             .and_then(|i| i.network_settings)
             .and_then(|n| n.networks)
-            .and_then(|n| n.get(network).cloned())
+            .and_then(|n| {
+                n.into_values()
+                    .find(|e| e.network_id.as_deref() == Some(network))
+            })
             .and_then(|e| e.ip_address)
             .filter(|ip| !ip.is_empty());
         let target = at.or_else(|| ip.and_then(|ip| format!("{ip}:{port}").parse().ok()));

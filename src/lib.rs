@@ -19,6 +19,8 @@
 //! - [`launch`]: the only code that starts and stops containers.
 //! - [`fleet`]: the servers (Docker engines) and moving images between them.
 //! - [`route`]: nginx config rendering and the supervised nginx.
+//! - [`network`]: one network per app and server, with its own subnet.
+//! - [`domains`]: one owner per domain across the instance.
 //! - [`reconcile`]: makes the engine match the db.
 //! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
@@ -40,11 +42,13 @@ pub mod confined;
 pub mod cron;
 pub mod daemon;
 pub mod deploy;
+pub mod domains;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
 pub mod launch;
 pub mod manifest;
+pub mod network;
 pub mod oneoff;
 pub mod plan;
 pub mod progress;

@@ -33,6 +33,10 @@ enum Command {
         /// `off`: no HTTPS).
         #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_https)]
         https: Https,
+        /// Address this server's containers publish their ports on (nginx
+        /// proxies to it); never the public interface.
+        #[arg(long, default_value = "127.0.0.1")]
+        publish: std::net::IpAddr,
         /// Apps answer at <app>.<root-domain>.
         #[arg(long, default_value = "localhost")]
         root_domain: String,
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
             ssh,
             http,
             https,
+            publish,
             root_domain,
             nginx,
         } => {
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
                 ssh,
                 http,
                 https: https.0,
+                publish,
                 root_domain,
                 nginx,
             };

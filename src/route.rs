@@ -78,6 +78,12 @@ pub fn render_generation(generation: u64) -> String {
     )
 }
 
+/// The nginx upstream of `app`'s web node `node`: `.` joins the parts, which
+/// no app or node name can contain, so no app can squat another's upstream.
+pub fn upstream_name(app: &str, node: &str) -> String {
+    format!("quarry.{app}.{node}")
+}
+
 /// sites/<app>.conf: one upstream and one server block per routed web node.
 /// A node with no containers gets a 503 answer rather than a dead upstream.
 pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String {
@@ -87,7 +93,7 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
             continue;
         }
         debug_assert!(r.domains.iter().all(|d| validate::domain(d).is_ok()));
-        let upstream = format!("quarry-{app}-{}", r.node);
+        let upstream = upstream_name(app, &r.node);
         if !r.upstreams.is_empty() {
             let _ = writeln!(out, "upstream {upstream} {{");
             for a in &r.upstreams {
@@ -508,7 +514,7 @@ mod tests {
         );
         let want = "\
 # Routes of app shop, written by quarry; edits are overwritten.
-upstream quarry-shop-web {
+upstream quarry.shop.web {
     server 127.0.0.1:49153 max_fails=1 fail_timeout=2s;
     server 127.0.0.2:49160 max_fails=1 fail_timeout=2s;
     keepalive 16;
@@ -517,7 +523,7 @@ server {
     listen 127.0.0.1:8080;
     server_name shop.localhost www.example.com;
     location / {
-        proxy_pass http://quarry-shop-web;
+        proxy_pass http://quarry.shop.web;
         proxy_http_version 1.1;
         proxy_set_header Host $host;
         proxy_set_header Upgrade $http_upgrade;
@@ -532,6 +538,13 @@ server {
 }
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn upstream_names_of_different_apps_never_meet() {
+        // App shop-db's node main and app shop's node db-main.
+        assert_eq!(upstream_name("shop-db", "main"), "quarry.shop-db.main");
+        assert_eq!(upstream_name("shop", "db-main"), "quarry.shop.db-main");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub http: SocketAddr,
     /// TLS listener of nginx (`None`: no HTTPS).
     pub https: Option<SocketAddr>,
+    /// Where the local server's containers publish their ports.
+    pub publish: std::net::IpAddr,
     pub root_domain: String,
     pub nginx: PathBuf,
 }
@@ -102,7 +104,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         name: crate::fleet::LOCAL.into(),
         docker: std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-        address: http.ip().to_string(),
+        address: config.publish.to_string(),
         memory: facts.memory_mib.unwrap_or(1024),
         labels: Default::default(),
         state: crate::fleet::ServerState::Running,
@@ -113,6 +115,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         insecure: false,
     };
     let fleet = crate::fleet::Fleet::load(&store, local, docker.clone()).await;
+    let networks_root = store.root().to_path_buf();
     let daemon = Arc::new(Daemon {
         store,
         docker,
@@ -121,11 +124,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         bin: std::env::current_exe()?,
         instance,
         root_domain: config.root_domain.clone(),
-        publish_address: http.ip().to_string(),
+        publish_address: config.publish.to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
         cron: crate::cron::Runs::default(),
         cloud: crate::cloud::Cloud::default(),
+        networks: crate::network::Networks::new(&networks_root),
+        routing: Default::default(),
         fleet,
         sessions: Default::default(),
     });

@@ -222,7 +222,7 @@ fn a_stack_deploys_scales_reconfigures_and_keeps_its_service() {
     );
     let ps = server.admin(&format!("ps {app}"));
     assert!(
-        ps.contains(&format!("volume quarry-{app}-cache-1 kept")),
+        ps.contains(&format!("volume quarry.{app}.cache.1 kept")),
         "{ps}"
     );
     let out = server.ssh(&server.admin, &format!("volumes:remove {app} web"));

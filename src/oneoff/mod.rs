@@ -112,9 +112,19 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
     }
     // Nothing of the node runs (scaled to 0, a worker that crashed): the
     // release alone says what it would run with, on the HQ.
-    let network = launch::ensure_network(&d.docker, &d.instance)
+    let config = crate::cloud::Config::load(&d.store).map_err(state)?;
+    let network = d
+        .networks
+        .ensure(
+            &d.docker,
+            &d.instance,
+            crate::fleet::LOCAL,
+            app,
+            &config.network,
+        )
         .await
-        .map_err(state)?;
+        .map_err(state)?
+        .id;
     Ok(Template {
         server: crate::fleet::LOCAL.to_owned(),
         image: release.image.clone(),

@@ -111,12 +111,29 @@ impl Host {
     /// Stop this host's dockerd (a host failure); its containers stop with it.
     pub fn stop_engine(&mut self) {
         if let Some(mut child) = self.child.take() {
+            self.record_bridges();
             stop_child(&mut child);
         }
     }
 
+    /// Note the bridges of this engine's user networks (Quarry gives them
+    /// subnets outside the engine's pool): a stopped engine leaves them.
+    fn record_bridges(&self) {
+        let out = self.docker(&["network", "ls", "-q", "--filter", "driver=bridge"]);
+        let mut list = std::fs::read_to_string(self.dir.join("bridges")).unwrap_or_default();
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            list.push_str(&format!("br-{}\n", &id[..12.min(id.len())]));
+        }
+        let _ = std::fs::write(self.dir.join("bridges"), list);
+    }
+
     fn remove_network_bridges(&self) {
         remove_network_bridges(self.n);
+        let list = std::fs::read_to_string(self.dir.join("bridges")).unwrap_or_default();
+        for dev in list.lines() {
+            let _ = Command::new("ip").args(["link", "del", dev]).output();
+        }
+        let _ = std::fs::remove_file(self.dir.join("bridges"));
     }
 
     pub fn endpoint(&self) -> String {
@@ -138,6 +155,7 @@ impl Drop for Host {
         if let Some(mut child) = self.child.take() {
             // Its containers go with it.
             remove_containers(&self.endpoint());
+            self.record_bridges();
             stop_child(&mut child);
         }
         self.remove_network_bridges();

@@ -112,6 +112,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// RLIMIT_NOFILE (soft, hard) for `quarry serve`, when a test sets one.
     nofile: Option<(u64, u64)>,
+    /// More arguments for `quarry serve` (kept across restarts).
+    args: Vec<String>,
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub admin: Key,
@@ -135,12 +137,21 @@ impl Server {
 
     /// [`Server::start`] with more environment for `quarry serve`.
     pub fn start_with_env(env: &[(&str, &str)]) -> Server {
-        Server::start_limited(env, None)
+        Server::start_full(env, &[], None)
     }
 
     /// [`Server::start_with_env`], with `quarry serve`'s descriptor limit
     /// (soft, hard) set before it runs.
     pub fn start_limited(env: &[(&str, &str)], nofile: Option<(u64, u64)>) -> Server {
+        Server::start_full(env, &[], nofile)
+    }
+
+    /// [`Server::start`] with more environment and arguments for `quarry serve`.
+    pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> Server {
+        Server::start_full(env, args, None)
+    }
+
+    fn start_full(env: &[(&str, &str)], args: &[&str], nofile: Option<(u64, u64)>) -> Server {
         ensure_base_image();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -162,6 +173,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             nofile,
+            args: args.iter().map(|a| a.to_string()).collect(),
             dir,
             data,
             admin,
@@ -211,6 +223,7 @@ impl Server {
             .arg(format!("127.0.0.1:{http}"))
             .arg("--https")
             .arg(format!("127.0.0.1:{}", self.https_port))
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -493,9 +506,20 @@ impl Drop for Server {
                 .args(&ids)
                 .output();
         }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &format!("quarry-{}", self.instance)])
-            .output();
+        let networks = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &filter])
+            .output()
+            .unwrap();
+        let networks: Vec<String> = stdout(&networks)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
         let volumes = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &filter])
             .output()
