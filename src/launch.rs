@@ -838,17 +838,7 @@ pub async fn run_once(
     deadline: Duration,
 ) -> Result<(i64, Vec<String>), String> {
     let id = start(docker, instance, spec).await?;
-    let wait = async {
-        let mut stream =
-            docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-        match stream.next().await {
-            Some(Ok(r)) => r.status_code,
-            // bollard reports a non-zero exit as an error carrying the code.
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            _ => -1,
-        }
-    };
-    let code = match tokio::time::timeout(deadline, wait).await {
+    let code = match tokio::time::timeout(deadline, exit_code(docker, &id)).await {
         Ok(code) => code,
         Err(_) => {
             let logs = tail_logs(docker, &id, 20).await;
@@ -863,6 +853,18 @@ pub async fn run_once(
     let logs = tail_logs(docker, &id, 50).await;
     let _ = remove(docker, &id, 0).await;
     Ok((code, logs))
+}
+
+/// The exit code of container `id` once it stops (-1 if the engine does not say).
+pub async fn exit_code(docker: &Docker, id: &str) -> i64 {
+    let mut stream =
+        docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+    match stream.next().await {
+        Some(Ok(r)) => r.status_code,
+        // bollard reports a non-zero exit as an error carrying the code.
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+        _ => -1,
+    }
 }
 
 /// The engine's own words, without bollard's wrapping.

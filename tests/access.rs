@@ -6,21 +6,6 @@ use std::fs;
 
 use common::{Key, Repo, Server, new_key, stderr, wait_line};
 
-/// Register `key` with the admin's key over SSH.
-fn add_key(server: &Server, key: &Key, flags: &str) {
-    let out = server.ssh_with_input(
-        &server.admin,
-        &format!("keys:add {} {flags}", key.name),
-        &fs::read(&key.public).unwrap(),
-    );
-    assert!(
-        out.status.success(),
-        "keys:add {}: {}",
-        key.name,
-        stderr(&out)
-    );
-}
-
 #[test]
 fn permission_matrix() {
     let server = Server::start();
@@ -30,12 +15,8 @@ fn permission_matrix() {
 
     let granted = new_key(server.dir.path(), "granted", "ed25519");
     let outsider = new_key(server.dir.path(), "outsider", "ed25519");
-    add_key(
-        &server,
-        &granted,
-        &format!("--role deployer --apps {shared}"),
-    );
-    add_key(&server, &outsider, "--role deployer");
+    server.add_key(&granted, &format!("--role deployer --apps {shared}"));
+    server.add_key(&outsider, "--role deployer");
     let spare = new_key(server.dir.path(), "spare", "ed25519");
 
     // (who, action, allowed)
@@ -150,8 +131,8 @@ fn deployers_create_apps_only_when_allowed() {
     let repo = Repo::fixture("hello");
     let maker = new_key(server.dir.path(), "maker", "ed25519");
     let plain = new_key(server.dir.path(), "plain", "ed25519");
-    add_key(&server, &maker, "--role deployer --create");
-    add_key(&server, &plain, "--role deployer");
+    server.add_key(&maker, "--role deployer --create");
+    server.add_key(&plain, "--role deployer");
 
     let app = common::unique_app("made");
     let out = server.push_as(&plain, repo.path(), &app, "main");

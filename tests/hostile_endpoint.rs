@@ -14,16 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::{Key, Repo, Server, new_key, stderr, stdout, wait_for};
 
-/// Register `key` with the admin's key over SSH.
-fn add_key(server: &Server, key: &Key, flags: &str) {
-    let out = server.ssh_with_input(
-        &server.admin,
-        &format!("keys:add {} {flags}", key.name),
-        &fs::read(&key.public).unwrap(),
-    );
-    assert!(out.status.success(), "keys:add: {}", stderr(&out));
-}
-
 /// `n` TCP connections that never send a byte.
 fn idle_connections(server: &Server, n: usize) -> Vec<TcpStream> {
     (0..n)
@@ -56,30 +46,11 @@ fn closed_count(conns: &mut [TcpStream]) -> usize {
 
 /// `ssh` with `key`, from source address `from`, with extra options.
 fn ssh_from(server: &Server, key: &Key, from: &str, extra: &[&str], command: &str) -> Command {
-    let mut c = Command::new("ssh");
-    c.arg("-i")
-        .arg(&key.private)
-        .args(["-p", &server.ssh_port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            &format!("BindAddress={from}"),
-        ])
+    let mut c = server.ssh_base(key);
+    c.args(["-o", &format!("BindAddress={from}")])
         .args(extra)
         .arg("git@127.0.0.1")
-        .arg(command)
-        .stdin(Stdio::null());
+        .arg(command);
     c
 }
 
@@ -256,16 +227,8 @@ fn a_removed_key_loses_its_open_sessions_over_ssh_and_from_the_host_cli() {
     server.push_ok(repo.path(), &app);
     let gone_by_ssh = new_key(server.dir.path(), "by-ssh", "ed25519");
     let gone_by_cli = new_key(server.dir.path(), "by-cli", "ed25519");
-    add_key(
-        &server,
-        &gone_by_ssh,
-        &format!("--role deployer --apps {app}"),
-    );
-    add_key(
-        &server,
-        &gone_by_cli,
-        &format!("--role deployer --apps {app}"),
-    );
+    server.add_key(&gone_by_ssh, &format!("--role deployer --apps {app}"));
+    server.add_key(&gone_by_cli, &format!("--role deployer --apps {app}"));
 
     let mut by_ssh = follow_logs(&server, &gone_by_ssh, &app);
     let mut by_cli = follow_logs(&server, &gone_by_cli, &app);
@@ -346,7 +309,7 @@ fn through(server: &Server, key: &Key, socket: &Path, command: &str) -> std::pro
 fn a_role_change_applies_to_the_next_command_on_an_open_multiplexed_connection() {
     let server = Server::start();
     let ops = new_key(server.dir.path(), "ops", "ed25519");
-    add_key(&server, &ops, "--role admin");
+    server.add_key(&ops, "--role admin");
     let socket = server.dir.path().join("ops.mux");
     let mut m = master(&server, &ops, &socket);
     let out = through(&server, &ops, &socket, "keys");
@@ -377,7 +340,7 @@ fn destroying_an_app_takes_it_from_its_deployers_and_the_new_app_of_that_name_is
     let repo = Repo::fixture("hello");
     server.push_ok(repo.path(), &app);
     let dev = new_key(server.dir.path(), "dev", "ed25519");
-    add_key(&server, &dev, &format!("--role deployer --apps {app}"));
+    server.add_key(&dev, &format!("--role deployer --apps {app}"));
     let socket = server.dir.path().join("dev.mux");
     let mut m = master(&server, &dev, &socket);
     let out = through(&server, &dev, &socket, &format!("config {app}"));
@@ -471,7 +434,7 @@ fn the_data_dir_and_app_dirs_are_closed_to_other_users_even_when_made_open_befor
 fn a_deployer_key_holds_at_most_its_cap_of_connections() {
     let server = Server::start_with_env(&[("QUARRY_MAX_SESSIONS_PER_KEY", "2")]);
     let dev = new_key(server.dir.path(), "dev", "ed25519");
-    add_key(&server, &dev, "--role deployer");
+    server.add_key(&dev, "--role deployer");
     let mut masters: Vec<Child> = (0..2)
         .map(|i| {
             master(

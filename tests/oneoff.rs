@@ -3,21 +3,11 @@
 
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Key, Repo, Server, new_key, stderr, stdout, wait_for};
-
-fn add_key(server: &Server, key: &Key, flags: &str) {
-    let out = server.ssh_with_input(
-        &server.admin,
-        &format!("keys:add {} {flags}", key.name),
-        &fs::read(&key.public).unwrap(),
-    );
-    assert!(out.status.success(), "keys:add: {}", stderr(&out));
-}
+use common::{Repo, Server, new_key, stderr, stdout, wait_for};
 
 /// A live hello app with a config var.
 fn live_app(server: &Server, prefix: &str) -> String {
@@ -289,7 +279,7 @@ send("exit\n")
     );
 
     let outsider = new_key(server.dir.path(), "outsider", "ed25519");
-    add_key(&server, &outsider, "--role deployer");
+    server.add_key(&outsider, "--role deployer");
     for command in [
         format!("run {app} -- true"),
         format!("enter {app} web.1 -- true"),

@@ -154,7 +154,7 @@ pub(super) async fn run_build_container(
     .await;
     let code = match result {
         Ok(tail) => {
-            let code = exit_code(docker, &id).await;
+            let code = crate::launch::exit_code(docker, &id).await;
             (code, tail)
         }
         Err(e) => {
@@ -221,14 +221,4 @@ async fn follow(docker: &bollard::Docker, id: &str, p: &Progress) -> Vec<String>
         line_out(&pending, &mut tail);
     }
     tail
-}
-
-async fn exit_code(docker: &bollard::Docker, id: &str) -> i64 {
-    let mut stream =
-        docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
-    match stream.next().await {
-        Some(Ok(r)) => r.status_code,
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        _ => -1,
-    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
+use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::{EXIT_STOPPED, OneOffError, docker_err};
@@ -40,12 +40,7 @@ pub async fn run(
     log: &Path,
     header: &str,
 ) -> Result<Finished, OneOffError> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    let id = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(docker_err(app, "cannot create the one-off container"))?
-        .id;
+    let id = super::create(docker, app, name, body).await?;
     let began = Instant::now();
     let result = watched(docker, app, &id, deadline).await;
     let _ = crate::launch::remove(docker, &id, 0).await;
@@ -109,9 +104,12 @@ async fn watched(
         return Ok((finished, tail));
     }
     // The output ended: the process has exited (or is about to).
-    let code = tokio::time::timeout(Duration::from_secs(10), super::exit_code(docker, id))
-        .await
-        .unwrap_or(-1);
+    let code = tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::launch::exit_code(docker, id),
+    )
+    .await
+    .unwrap_or(-1);
     let finished = Finished {
         code,
         timed_out,

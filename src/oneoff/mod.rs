@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 
 use bollard::models::HostConfig;
 use bollard::query_parameters::InspectContainerOptions;
-use futures_util::StreamExt;
 
 use crate::daemon::Daemon;
 use crate::launch;
@@ -171,16 +170,21 @@ async fn wrapper(d: &Daemon, image: &str) -> Option<String> {
     (entrypoint == [crate::buildpack::ENTRYPOINT]).then(|| crate::buildpack::ENTRYPOINT.to_owned())
 }
 
-/// The container's exit code once it stops.
-pub(crate) async fn exit_code(docker: &bollard::Docker, id: &str) -> i64 {
-    let mut stream =
-        docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
-    match stream.next().await {
-        Some(Ok(r)) => r.status_code,
-        // bollard reports a non-zero exit as an error carrying the code.
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        _ => -1,
-    }
+/// Creates `body` as `name` on `docker`; returns its id.
+async fn create(
+    docker: &bollard::Docker,
+    app: &str,
+    name: &str,
+    body: bollard::models::ContainerCreateBody,
+) -> Result<String, OneOffError> {
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+        .name(name)
+        .build();
+    Ok(docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(docker_err(app, "cannot create the one-off container"))?
+        .id)
 }
 
 /// A unique container name for a one-off of `app`: app names hold no '.'.

@@ -13,8 +13,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-    ResizeExecOptionsBuilder,
+    AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -58,12 +57,7 @@ pub async fn run(
     mut ch: Channel,
     deadline: Option<Duration>,
 ) -> Result<Ending, OneOffError> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    let id = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(docker_err(app, "cannot create the one-off container"))?
-        .id;
+    let id = super::create(docker, app, name, body).await?;
     let result = attached(docker, app, &id, &mut ch, deadline).await;
     let _ = crate::launch::remove(docker, &id, 0).await;
     result
@@ -107,7 +101,7 @@ async fn attached(
         })
     });
     let pumps = Pumps::start(attach.input, attach.output, ch);
-    let wait = super::exit_code(docker, id);
+    let wait = crate::launch::exit_code(docker, id);
     let ending = until_end(wait, &mut ch.closed, deadline).await;
     if let Some(task) = resize {
         task.abort();

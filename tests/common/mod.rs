@@ -303,6 +303,21 @@ impl Server {
         self.spawn(Some(ports));
     }
 
+    /// Register `key` with the admin's key over SSH (`keys:add NAME FLAGS`).
+    pub fn add_key(&self, key: &Key, flags: &str) {
+        let out = self.ssh_with_input(
+            &self.admin,
+            &format!("keys:add {} {flags}", key.name),
+            &fs::read(&key.public).unwrap(),
+        );
+        assert!(
+            out.status.success(),
+            "keys:add {}: {}",
+            key.name,
+            stderr(&out)
+        );
+    }
+
     pub fn ssh_base(&self, key: &Key) -> Command {
         let mut c = Command::new("ssh");
         c.arg("-i")
