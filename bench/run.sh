@@ -395,6 +395,8 @@ row transport.local "↳ the same push to a local bare repo (git alone, no SSH)"
 row cp.ps "control plane: ssh … ps APP" ms cp.true
 row cp.apps "control plane: ssh … apps ($((IDLE_APPS + FIRST_DEPLOYS)) apps)" ms cp.true
 row cp.true "↳ baseline: ssh … true via OpenSSH sshd" ms
+row oneoff.run "one-off: ssh … run APP -- true, until it exits" ms oneoff.docker
+row oneoff.docker "↳ baseline: docker run --rm IMAGE true" ms
 row conc.total "concurrency: $CONCURRENT first deploys at once, wall time (baseline: $CONCURRENT × single first-deploy push)" ms push.first.return "$CONCURRENT"
 row conc.single "↳ each of the $CONCURRENT pushes (launch → exit)" ms
 row grid.place "grid: place 100k slices on 10k servers (criterion median)" ms
@@ -551,6 +553,15 @@ for ((i = 1; i <= CP_RUNS; i++)); do
     timed cp.ps quarry_ssh ps live-1
     timed cp.apps quarry_ssh apps
     timed cp.true sshd_ssh true
+done
+
+# ----- 3b. one-off commands -----------------------------------------------------
+
+log "one-off: $CP_RUNS × run APP -- true vs docker run --rm IMAGE true"
+ONEOFF_IMAGE=$(quarry_ssh releases live-1 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["image"])')
+for ((i = 1; i <= CP_RUNS; i++)); do
+    timed oneoff.run quarry_ssh run live-1 -- true
+    timed oneoff.docker docker run --rm "$ONEOFF_IMAGE" true
 done
 
 # ----- 6. concurrency -----------------------------------------------------------
