@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::{EXIT_STOPPED, OneOffError, docker_err};
+use super::{EXIT_STOPPED, OneOffError};
 
 /// Output kept of one run; older output is dropped from the front.
 pub const TAIL_BYTES: usize = 64 * 1024;
@@ -68,19 +67,7 @@ async fn watched(
     id: &str,
     deadline: Duration,
 ) -> Result<(Finished, Vec<u8>), OneOffError> {
-    let options = AttachContainerOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .build();
-    let mut attach = docker
-        .attach_container(id, Some(options))
-        .await
-        .map_err(docker_err(app, "cannot attach to the one-off container"))?;
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(docker_err(app, "cannot start the one-off container"))?;
+    let mut attach = super::attach_and_start(docker, app, id, false).await?;
     let mut tail = Vec::new();
     let collect = async {
         while let Some(Ok(item)) = attach.output.next().await {

@@ -170,6 +170,31 @@ async fn wrapper(d: &Daemon, image: &str) -> Option<String> {
     (entrypoint == [crate::buildpack::ENTRYPOINT]).then(|| crate::buildpack::ENTRYPOINT.to_owned())
 }
 
+/// Attaches to container `id` (stdin too when `stdin`), then starts it: in
+/// that order, so nothing it writes is lost.
+async fn attach_and_start(
+    docker: &bollard::Docker,
+    app: &str,
+    id: &str,
+    stdin: bool,
+) -> Result<bollard::container::AttachContainerResults, OneOffError> {
+    let options = bollard::query_parameters::AttachContainerOptionsBuilder::default()
+        .stdin(stdin)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let attach = docker
+        .attach_container(id, Some(options))
+        .await
+        .map_err(docker_err(app, "cannot attach to the one-off container"))?;
+    docker
+        .start_container(id, None)
+        .await
+        .map_err(docker_err(app, "cannot start the one-off container"))?;
+    Ok(attach)
+}
+
 /// Creates `body` as `name` on `docker`; returns its id.
 async fn create(
     docker: &bollard::Docker,

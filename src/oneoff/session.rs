@@ -12,9 +12,7 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
-};
+use bollard::query_parameters::{ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder};
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -70,21 +68,7 @@ async fn attached(
     ch: &mut Channel,
     deadline: Option<Duration>,
 ) -> Result<Ending, OneOffError> {
-    // Attach before the start, so that nothing the process writes is lost.
-    let options = AttachContainerOptionsBuilder::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .build();
-    let attach = docker
-        .attach_container(id, Some(options))
-        .await
-        .map_err(docker_err(app, "cannot attach to the one-off container"))?;
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(docker_err(app, "cannot start the one-off container"))?;
+    let attach = super::attach_and_start(docker, app, id, true).await?;
     let resize = ch.terminal.clone().map(|t| {
         let docker = docker.clone();
         let id = id.to_owned();
