@@ -1,7 +1,8 @@
 //! Parsing of `run` and `enter`, whose command to run follows `--`, and
 //! the help texts of the one-off and cron commands. Pure.
 
-use super::{Args, Cmd, ParseError, app, env_key, node};
+use super::args::{Args, app, env_key, node};
+use super::{Cmd, ParseError};
 use crate::manifest::Command;
 use crate::validate;
 
@@ -139,6 +140,16 @@ pub(super) fn enter(command: &'static str, words: &[String]) -> Result<Cmd, Pars
         node: node(n)?,
         index,
         command,
+    })
+}
+
+pub(super) fn cron_run(command: &'static str, words: &[String]) -> Result<Cmd, ParseError> {
+    let a = Args::split(command, words, &[], &[])?;
+    let p = a.exactly(2)?;
+    validate::process_name("job name", p[1]).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(Cmd::CronRun {
+        app: app(p[0])?,
+        job: p[1].to_string(),
     })
 }
 
