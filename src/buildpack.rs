@@ -31,12 +31,11 @@ use crate::stack::{self, Stack};
 use crate::stackimage;
 use crate::store::Release;
 
+pub use crate::stack::through_entrypoint;
+pub use crate::stackimage::ENTRYPOINT;
 pub use cache::cache_dir;
-pub use release::{manifest_source, process_types, through_entrypoint};
+pub use release::{manifest_source, process_types};
 pub use source::Source;
-
-/// The stack's entrypoint: sources `/app/.profile.d/*.sh`, then execs its arguments.
-pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
 
 /// The config var that names a buildpack (Heroku's).
 pub const BUILDPACK_URL: &str = "BUILDPACK_URL";

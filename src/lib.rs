@@ -35,6 +35,7 @@
 
 pub mod build;
 pub mod buildpack;
+pub mod channel;
 pub mod cloud;
 pub mod command;
 pub mod commands;
@@ -43,6 +44,7 @@ pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod domains;
+pub mod endpoint;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
@@ -57,6 +59,7 @@ pub mod reconcile;
 pub mod route;
 pub mod schedule;
 pub mod serve;
+pub mod sessions;
 pub mod ssh;
 pub mod stack;
 pub mod stackimage;

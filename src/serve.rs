@@ -127,7 +127,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         publish_address: config.publish.to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
-        cron: crate::cron::Runs::default(),
+        cron: crate::daemon::JobRuns::default(),
         cloud: crate::cloud::Cloud::default(),
         networks: crate::network::Networks::new(&networks_root),
         routing: Default::default(),

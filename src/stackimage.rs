@@ -48,6 +48,9 @@ pub const FROM_ENV: &str = "QUARRY_STACK_FROM";
 const BUILD_SH: &str = include_str!("../stack/build.sh");
 
 /// The entrypoint the stack puts at /usr/local/bin (same as build.sh's).
+/// Where the stack image keeps the entrypoint buildpack images run through.
+pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
+
 const ENTRYPOINT_SH: &str = "#!/bin/sh\n# quarry-entrypoint: source every /app/.profile.d/*.sh a buildpack left, then run the command.\nfor f in /app/.profile.d/*.sh; do\n  [ -r \"$f\" ] && . \"$f\"\ndone\nexec \"$@\"\n";
 
 /// A stack build runs at most this long.

@@ -99,7 +99,7 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
                     )))
                 }
             };
-            Some(crate::fleet::TlsFiles {
+            Some(crate::endpoint::TlsFiles {
                 ca: file("--tls-ca", ca)?,
                 cert: file("--tls-cert", cert)?,
                 key: file("--tls-key", key)?,
@@ -110,7 +110,7 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
         }
     };
     let insecure = a.flag("--insecure");
-    crate::fleet::check_transport(docker, tls.is_some(), insecure)
+    crate::endpoint::check_transport(docker, tls.is_some(), insecure)
         .map_err(|e| a.usage_error(&e))?;
     Ok(Cmd::ServersAdd(NewServer {
         name,

@@ -19,6 +19,7 @@ mod oneoff;
 mod releases;
 mod specs;
 
+pub use crate::endpoint::NewServer;
 use args::{app, app_and_many, app_json, app_only, domain, env_key, json_only, server_only};
 pub use oneoff::{DEFAULT_TIMEOUT_SECS as RUN_TIMEOUT_SECS, RunArgs};
 pub use specs::{Name, SPECS, Spec, command_help, overview, spec};
@@ -229,22 +230,6 @@ pub enum Cmd {
         app: String,
         force: bool,
     },
-}
-
-/// `servers:add` arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewServer {
-    pub name: String,
-    /// `unix:///path.sock` or `tcp://host:port`.
-    pub docker: String,
-    pub address: std::net::IpAddr,
-    /// MiB for the grid.
-    pub memory: u64,
-    pub labels: BTreeMap<String, String>,
-    /// PEM files for a `tcp://` engine with TLS.
-    pub tls: Option<crate::fleet::TlsFiles>,
-    /// A plain `tcp://` engine without TLS, on purpose (`--insecure`).
-    pub insecure: bool,
 }
 
 /// A refused line: the message and the exit code class.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::channel::{Closed, Input, Output, Terminal, read_input};
 use crate::command::{
     self, Cmd, EXIT_CONFLICT, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
 };
@@ -18,7 +19,6 @@ use crate::daemon::Daemon;
 use crate::deploy;
 use crate::launch;
 use crate::progress::Progress;
-use crate::ssh::{Closed, Input, Output, Terminal, read_input};
 use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 

@@ -123,7 +123,7 @@ pub async fn list(
             service: labels.get(LABEL_SERVICE).cloned(),
             spec: labels.get(LABEL_SPEC).cloned(),
             links: labels.get(LABEL_LINKS).cloned(),
-            server: crate::fleet::LOCAL.to_string(),
+            server: crate::endpoint::LOCAL.to_string(),
         });
     }
     out.sort_by(|a, b| {
