@@ -324,13 +324,14 @@ pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String
 /// write its settings. An engine that does not answer is refused. Callers
 /// check first that it is new ([`check_new`]).
 pub async fn register(
-    d: &crate::daemon::Daemon,
+    store: &Store,
+    fleet: &Fleet,
     new: NewServer,
     origin: Option<Origin>,
 ) -> Result<Server, String> {
     check_transport(&new.docker, new.tls.is_some(), new.insecure)?;
     let tls = match &new.tls {
-        Some(files) => Some(keep_tls_files(&d.store, &new.name, files)?),
+        Some(files) => Some(keep_tls_files(store, &new.name, files)?),
         None => None,
     };
     let connected = async {
@@ -342,7 +343,7 @@ pub async fn register(
     let (docker, facts) = match connected {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(store_dir(&d.store, &new.name));
+            let _ = std::fs::remove_dir_all(store_dir(store, &new.name));
             return Err(e);
         }
     };
@@ -359,7 +360,7 @@ pub async fn register(
         tls,
         insecure: new.insecure,
     };
-    d.fleet.insert(&d.store, server.clone(), docker)?;
+    fleet.insert(store, server.clone(), docker)?;
     Ok(server)
 }
 

@@ -39,6 +39,7 @@ pub mod channel;
 pub mod cloud;
 pub mod command;
 pub mod commands;
+pub mod config;
 pub mod confined;
 pub mod cron;
 pub mod daemon;

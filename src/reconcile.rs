@@ -219,7 +219,7 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
             warn!("reconcile: {e}");
         }
         // The grid's destroy events: the provider's long-empty servers go.
-        match crate::cloud::shrink(&d).await {
+        match crate::deploy::scale::shrink(&d).await {
             Ok(removed) if !removed.is_empty() => info!("removed empty servers {removed:?}"),
             Ok(_) => {}
             Err(e) => warn!("cloud: {e}"),

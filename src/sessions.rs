@@ -189,47 +189,6 @@ impl Sessions {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_capped_key_gets_no_more_sessions_and_others_are_not_counted() {
-        let sessions = Sessions::default();
-        let switch = || Arc::new(Switch::default());
-        let (first, _) = sessions
-            .add_within("dev", "SHA256:dev", switch(), Some(2))
-            .unwrap();
-        assert!(
-            sessions
-                .add_within("dev", "SHA256:dev", switch(), Some(2))
-                .is_some()
-        );
-        assert!(
-            sessions
-                .add_within("dev", "SHA256:dev", switch(), Some(2))
-                .is_none()
-        );
-        assert!(
-            sessions
-                .add_within("ops", "SHA256:ops", switch(), Some(2))
-                .is_some()
-        );
-        assert!(
-            sessions
-                .add_within("root", "SHA256:root", switch(), None)
-                .is_some()
-        );
-        sessions.remove(first);
-        assert!(
-            sessions
-                .add_within("dev", "SHA256:dev", switch(), Some(2))
-                .is_some()
-        );
-        assert_eq!(sessions.len(), 4);
-    }
-}
-
 /// Thrown once, fails every later read and write of its guarded stream.
 pub struct Switch {
     thrown: AtomicBool,
@@ -296,5 +255,46 @@ impl Switch {
         }
         self.throw();
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_key_gets_no_more_sessions_and_others_are_not_counted() {
+        let sessions = Sessions::default();
+        let switch = || Arc::new(Switch::default());
+        let (first, _) = sessions
+            .add_within("dev", "SHA256:dev", switch(), Some(2))
+            .unwrap();
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_some()
+        );
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_none()
+        );
+        assert!(
+            sessions
+                .add_within("ops", "SHA256:ops", switch(), Some(2))
+                .is_some()
+        );
+        assert!(
+            sessions
+                .add_within("root", "SHA256:root", switch(), None)
+                .is_some()
+        );
+        sessions.remove(first);
+        assert!(
+            sessions
+                .add_within("dev", "SHA256:dev", switch(), Some(2))
+                .is_some()
+        );
+        assert_eq!(sessions.len(), 4);
     }
 }

@@ -3,7 +3,7 @@
 //! quarry.yml, else a Procfile, else a Dockerfile alone (one `web` node)
 //! gives the app's [`Manifest`]; the manifest text is kept on the release so
 //! rollbacks and config changes re-read exactly what was pushed. A tree with
-//! no Dockerfile is built by a buildpack ([`crate::buildpack`]), whose
+//! no Dockerfile is built by a buildpack (`buildpack`), whose
 //! default process types may then stand in for a Procfile. Pure apart from
 //! reading the tree it is given.
 

@@ -125,7 +125,9 @@ pub(super) async fn servers_add(
     require_admin(key, "adding servers")?;
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
-    let server = crate::fleet::register(d, new, None).await.map_err(fail)?;
+    let server = crate::fleet::register(&d.store, &d.fleet, new, None)
+        .await
+        .map_err(fail)?;
     let facts = &server.facts;
     out.out(format!(
         "added server {}: Docker {} on {}, {} CPUs, {} MiB for the grid{}\n",

@@ -28,6 +28,7 @@ use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus, Role};
 mod execute;
 pub mod homes;
 mod prune;
+pub mod scale;
 mod state;
 
 pub use execute::{apply, apply_restarting, reroute};

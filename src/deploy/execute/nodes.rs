@@ -98,7 +98,7 @@ impl Execution<'_> {
                 Err(GridError::NoFit(nofit)) if !grown && nofit.event.is_some() => {
                     let event = nofit.event.clone().expect("checked");
                     let known: Vec<String> = grid.blocks().map(|b| b.id.clone()).collect();
-                    let new = crate::cloud::grow(d, &event, &known, self.p)
+                    let new = super::super::scale::grow(d, &event, &known, self.p)
                         .await
                         .map_err(|e| format!("cannot place {group}: {nofit}; {e}"))?;
                     let mut block = crate::grid::Block::new(new.name.clone(), new.memory.max(1));
