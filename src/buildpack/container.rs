@@ -62,7 +62,9 @@ pub(super) async fn run_build_container(
         launch::NameOwner::Us(i) if i == d.instance => {
             launch::remove(docker, &container, 0).await?
         }
-        _ => return Err(launch::foreign_name(&container)),
+        launch::NameOwner::Us(_) | launch::NameOwner::Foreign => {
+            return Err(launch::foreign_name(&container));
+        }
     }
     // Mounts, not `-v` strings: a path with ':' or ',' stays one path.
     let bind = |from: &Path, to: &str, ro: bool| Mount {

@@ -69,7 +69,7 @@ pub(super) async fn logs(
                 if let Some(n) = &node {
                     now.retain(|c| &c.node == n);
                 }
-                for c in now.into_iter().filter(|c| c.state == "running") {
+                for c in now.into_iter().filter(|c| c.state == crate::launch::ContainerState::Running) {
                     if followed.contains_key(&c.id) {
                         continue;
                     }

@@ -154,7 +154,7 @@ pub(super) async fn enter(
     let Some(c) = found
         .iter()
         .filter(|c| c.node == node && c.index == index && c.service.is_none())
-        .filter(|c| c.state == "running")
+        .filter(|c| c.state == crate::launch::ContainerState::Running)
         .max_by_key(|c| (c.is_steady(), c.release))
     else {
         return Err(oneoff_fail(OneOffError::NotRunning {

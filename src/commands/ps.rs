@@ -35,7 +35,7 @@ pub(super) async fn ps(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out: 
             vec![
                 c.name.clone(),
                 c.server.clone(),
-                c.state.clone(),
+                c.state.to_string(),
                 format!("v{}", c.release),
                 c.address.map_or("-".into(), |a| a.to_string()),
                 c.status.clone(),

@@ -47,32 +47,10 @@ pub async fn apply_restarting(
     restart: Option<&str>,
     p: &Progress,
 ) -> Result<(), String> {
-    let desired = desired(d, app, release, stack)?;
+    let mut desired = desired(d, app, release, stack)?;
+    desired.restart = restart.map(str::to_string);
     let (current, found) = current(d, app).await?;
-    let mut instructions = plan::plan(&desired, &current);
-    if let Some(node) = restart {
-        let scale = desired.nodes.get(node).map_or(0, |n| n.scale);
-        let planned = instructions
-            .iter()
-            .any(|i| matches!(i, Instruction::Deploy { node: n, .. } if n == node));
-        if scale > 0 && !planned {
-            // Boot before routes and kills, like any deploy.
-            let at = instructions
-                .iter()
-                .position(|i| matches!(i, Instruction::Route { .. } | Instruction::Kill { .. }))
-                .unwrap_or(instructions.len());
-            instructions.retain(|i| !matches!(i, Instruction::Scale { node: n, .. } if n == node));
-            let at = at.min(instructions.len());
-            instructions.insert(
-                at,
-                Instruction::Deploy {
-                    node: node.to_string(),
-                    release: release.number,
-                    scale,
-                },
-            );
-        }
-    }
+    let instructions = plan::plan(&desired, &current);
     let plan_path = d.store.app_dir(app).join("build").join("plan.json");
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
     p.step("Plan");
@@ -194,24 +172,8 @@ impl<'a> Execution<'a> {
         let d = self.d;
         let network = self.network_on(crate::fleet::LOCAL).await?;
         self.locate_services(found).await;
-        // The release command runs once, when a new release rolls out — not
-        // when an already-live release is restored or rescaled — after the
-        // services are up, before any node.
-        let deploys = instructions
-            .iter()
-            .any(|i| matches!(i, Instruction::Deploy { .. }));
-        let new_release = self.release.status == ReleaseStatus::Deploying;
-        let mut release_cmd = match &self.stack.manifest.release {
-            Some(cmd) if deploys && new_release => Some(cmd.clone()),
-            _ => None,
-        };
         let mut route = false;
         for ins in instructions {
-            if !matches!(ins, Instruction::Ensure { .. })
-                && let Some(cmd) = release_cmd.take()
-            {
-                self.release_command(&cmd, &network).await?;
-            }
             match ins {
                 Instruction::Ensure {
                     service,
@@ -220,6 +182,11 @@ impl<'a> Execution<'a> {
                 } => {
                     self.ensure(service, image, spec_hash, &network, found)
                         .await?
+                }
+                Instruction::Release { .. } => {
+                    if let Some(cmd) = &self.stack.manifest.release {
+                        self.release_command(cmd, &network).await?;
+                    }
                 }
                 Instruction::Deploy {
                     node,
@@ -273,14 +240,15 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        if let Some(cmd) = release_cmd.take() {
-            self.release_command(&cmd, &network).await?;
-        }
         let deployed: BTreeSet<&str> = instructions
             .iter()
             .filter_map(|i| match i {
                 Instruction::Deploy { node, .. } => Some(node.as_str()),
-                _ => None,
+                Instruction::Ensure { .. }
+                | Instruction::Release { .. }
+                | Instruction::Scale { .. }
+                | Instruction::Route { .. }
+                | Instruction::Kill { .. } => None,
             })
             .collect();
         if self.relink(found, &deployed, &network).await? {
@@ -347,7 +315,7 @@ impl<'a> Execution<'a> {
             .iter()
             .filter(|c| {
                 c.service.is_none()
-                    && c.state == "running"
+                    && c.state == crate::launch::ContainerState::Running
                     && c.is_steady()
                     && !deployed.contains(c.node.as_str())
                     && !retired.contains(&c.id)
@@ -382,7 +350,10 @@ impl<'a> Execution<'a> {
 
     /// Record where the app's running services are.
     async fn locate_services(&mut self, found: &[Found]) {
-        for c in found.iter().filter(|c| c.state == "running") {
+        for c in found
+            .iter()
+            .filter(|c| c.state == crate::launch::ContainerState::Running)
+        {
             let Some(service) = &c.service else { continue };
             let Some(def) = self.stack.manifest.services.get(service) else {
                 continue;

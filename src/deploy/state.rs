@@ -53,7 +53,7 @@ pub async fn occupied_grid(
     let sizes = SliceSizes::load(d)?;
     let mut warnings = Vec::new();
     for c in d.containers(None).await? {
-        if c.state != "running" {
+        if c.state != crate::launch::ContainerState::Running {
             continue;
         }
         let group = format!("{}.{}", c.app, c.node);
@@ -127,12 +127,39 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
             },
         );
     }
+    // Only a release rolling out for the first time runs its command: not
+    // one restored by a rollback or rescaled.
+    let release_command = match &stack.manifest.release {
+        Some(cmd) if release.status == ReleaseStatus::Deploying => Some(command_text(cmd)),
+        Some(_) | None => None,
+    };
     Ok(Desired {
         app: app.to_string(),
         release: release.number,
         services,
         nodes,
+        release_command,
+        restart: None,
     })
+}
+
+/// A command as the user wrote it (without the stack's entrypoint that
+/// buildpack apps run it through).
+fn command_text(cmd: &crate::manifest::Command) -> String {
+    use crate::manifest::Command;
+    let argv = match cmd {
+        Command::Shell(line) => return line.clone(),
+        Command::Exec(argv) => argv,
+    };
+    match argv.as_slice() {
+        [entry, sh, c, line]
+            if entry == crate::stackimage::ENTRYPOINT && sh == "/bin/sh" && c == "-c" =>
+        {
+            line.clone()
+        }
+        [entry, rest @ ..] if entry == crate::stackimage::ENTRYPOINT => shell_words::join(rest),
+        all => shell_words::join(all),
+    }
 }
 
 /// The services of `app` (in `stack`) that wait for a server that does not

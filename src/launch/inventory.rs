@@ -117,7 +117,7 @@ pub async fn list(
             node: get(LABEL_NODE),
             index: get(LABEL_INDEX).parse().unwrap_or(0),
             release: get(LABEL_RELEASE).parse().unwrap_or(0),
-            state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+            state: ContainerState::parse(&s.state.map(|st| st.to_string()).unwrap_or_default()),
             status: s.status.unwrap_or_default(),
             address,
             service: labels.get(LABEL_SERVICE).cloned(),

@@ -90,6 +90,59 @@ pub struct ContainerSpec {
     pub restart: bool,
 }
 
+/// A container's state as the engine reports it (`docker ps`'s words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// A word this version of Quarry does not know (a newer engine's).
+    Unknown,
+}
+
+impl ContainerState {
+    const KNOWN: [ContainerState; 7] = [
+        ContainerState::Created,
+        ContainerState::Running,
+        ContainerState::Paused,
+        ContainerState::Restarting,
+        ContainerState::Removing,
+        ContainerState::Exited,
+        ContainerState::Dead,
+    ];
+
+    pub fn parse(s: &str) -> ContainerState {
+        ContainerState::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(ContainerState::Unknown)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A container Quarry found on the engine.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Found {
@@ -99,8 +152,7 @@ pub struct Found {
     pub node: String,
     pub index: u32,
     pub release: u32,
-    /// `running`, `exited`, `restarting`, …
-    pub state: String,
+    pub state: ContainerState,
     pub status: String,
     /// Where nginx reaches it, for web containers.
     pub address: Option<SocketAddr>,
@@ -226,7 +278,7 @@ pub async fn start(
     match owner(docker, &spec.name).await {
         NameOwner::Free => {}
         NameOwner::Us(inst) if inst == instance => remove(docker, &spec.name, 0).await?,
-        _ => return Err(foreign_name(&spec.name)),
+        NameOwner::Us(_) | NameOwner::Foreign => return Err(foreign_name(&spec.name)),
     }
     let options = CreateContainerOptionsBuilder::default()
         .name(&spec.name)

@@ -84,7 +84,10 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
     };
     let found = d.containers(Some(app)).await.map_err(state)?;
     let running = found.iter().find(|c| {
-        c.node == node && c.service.is_none() && c.release == release.number && c.state == "running"
+        c.node == node
+            && c.service.is_none()
+            && c.release == release.number
+            && c.state == crate::launch::ContainerState::Running
     });
     let wrapper = wrapper(d, &release.image).await;
     if let Some(c) = running {

@@ -179,7 +179,7 @@ impl Execution<'_> {
         match launch::owner(&docker, &final_name).await {
             launch::NameOwner::Free => {}
             launch::NameOwner::Us(instance) if instance == d.instance => {}
-            _ => {
+            launch::NameOwner::Us(_) | launch::NameOwner::Foreign => {
                 return Err(format!(
                     "on server {}: {}",
                     server.name,

@@ -21,7 +21,7 @@ impl Execution<'_> {
                 .filter(|c| {
                     &c.node == name
                         && c.service.is_none()
-                        && c.state == "running"
+                        && c.state == crate::launch::ContainerState::Running
                         && !retired.contains(c.id.as_str())
                 })
                 .filter(|c| c.is_steady())

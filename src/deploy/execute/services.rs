@@ -17,7 +17,7 @@ impl Execution<'_> {
         let def = &self.stack.manifest.services[service];
         if let Some(c) = found.iter().find(|c| c.service.as_deref() == Some(service))
             && c.spec.as_deref() == Some(spec_hash)
-            && c.state == "running"
+            && c.state == crate::launch::ContainerState::Running
             && d.server_running(&c.server)
             && def.port.is_none_or(|_| {
                 let published = self
