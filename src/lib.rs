@@ -33,6 +33,7 @@
 //! - [`schedule`]: cron schedule text → due times (pure).
 //! - [`validate`]: every name that crosses the edge.
 
+pub mod appjson;
 pub mod build;
 pub mod buildpack;
 pub mod cloud;
