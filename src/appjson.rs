@@ -176,12 +176,20 @@ fn env_var(
             "description" => {}
             "value" => match value {
                 Value::String(s) => var.value = Some(s.clone()),
-                other => return Err(invalid(at, format!("expected a string, found {}", kind(other)))),
+                other => {
+                    return Err(invalid(
+                        at,
+                        format!("expected a string, found {}", kind(other)),
+                    ));
+                }
             },
             "required" => match value {
                 Value::Bool(b) => var.required = *b,
                 other => {
-                    return Err(invalid(at, format!("expected true or false, found {}", kind(other))));
+                    return Err(invalid(
+                        at,
+                        format!("expected true or false, found {}", kind(other)),
+                    ));
                 }
             },
             "generator" => match value.as_str() {

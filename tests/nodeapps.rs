@@ -33,18 +33,27 @@ fn ensure_stack() {
     );
 }
 
-/// The body at `<app>.localhost`, once it contains `want`.
-fn body_becomes(server: &Server, app: &str, want: &str) -> String {
-    let mut last = String::new();
-    wait_for(
-        &format!("{app} to serve {want:?} (last: {last:?})"),
-        Duration::from_secs(20),
-        || {
-            let (status, body) = server.get(&format!("{app}.localhost"), "/");
-            last = format!("{status} {body}");
-            (status == 200 && body.contains(want)).then_some(body)
-        },
-    )
+/// The body at `<app>.localhost`, once it contains `want`; the last answer
+/// is shown when it never does.
+fn body_becomes(server: &Server, app: &str, want: &str, log: &str) -> String {
+    let last = std::cell::RefCell::new(String::new());
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(
+            &format!("{app} to serve {want:?}"),
+            Duration::from_secs(20),
+            || {
+                let (status, body) = server.get(&format!("{app}.localhost"), "/");
+                *last.borrow_mut() = format!("{status} {body}");
+                (status == 200 && body.contains(want)).then_some(body)
+            },
+        )
+    }));
+    found.unwrap_or_else(|_| {
+        panic!(
+            "{app} never served {want:?}; last: {:?}; push:\n{log}",
+            last.borrow()
+        )
+    })
 }
 
 /// Push `fixture`, check what the build log says and what the app serves.
@@ -53,7 +62,12 @@ fn node_app(fixture: &str, install: &str, built_by: &str) {
     let server = Server::start();
     let app = common::unique_app(fixture);
     let repo = Repo::fixture(fixture);
+    let started = std::time::Instant::now();
     let log = server.push_ok(repo.path(), &app);
+    eprintln!(
+        "{fixture}: first push {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     for line in [
         install,
         "Pruning dev dependencies",
@@ -65,18 +79,24 @@ fn node_app(fixture: &str, install: &str, built_by: &str) {
         &server,
         &app,
         &format!("built by {built_by} (true); dev dependency absent; NODE_ENV=production; 1m"),
+        &log,
     );
     // Again with the same lock file: node_modules from the cache, the build
     // and the pruning run again.
     repo.write("README", "v2\n");
     repo.commit("v2");
+    let started = std::time::Instant::now();
     let log = server.push_ok(repo.path(), &app);
+    eprintln!(
+        "{fixture}: cached push {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         log.contains("Node dependencies unchanged: build cache used"),
         "{log}"
     );
     assert!(!log.contains("Installing dependencies"), "{log}");
-    body_becomes(&server, &app, "dev dependency absent");
+    body_becomes(&server, &app, "dev dependency absent", &log);
 }
 
 #[test]
@@ -149,7 +169,7 @@ fn app_json_sets_up_the_first_deploy_and_only_the_first() {
         server.admin(&format!("config:get {app} API_TOKEN")).trim(),
         "given"
     );
-    body_becomes(&server, &app, "GREETING=hello from app.json");
+    body_becomes(&server, &app, "GREETING=hello from app.json", &first);
     let workers = |server: &Server| {
         server
             .containers(Some(&app))

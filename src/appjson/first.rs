@@ -38,8 +38,7 @@ pub fn read(store: &Store, app: &str) -> Result<Option<AppJson>, AppJsonError> {
     let Some(bytes) = bytes else {
         return Ok(None);
     };
-    let text =
-        String::from_utf8(bytes).map_err(|_| AppJsonError::Read("not UTF-8 text".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| AppJsonError::Read("not UTF-8 text".into()))?;
     super::parse(&text).map(Some)
 }
 
@@ -84,7 +83,11 @@ pub fn before_build(
     }
     if !set.is_empty() {
         let keys: Vec<&str> = set.iter().map(|(k, _, _)| k.as_str()).collect();
-        store.audit_system(app, "app.json", &format!("config vars set: {}", keys.join(", ")));
+        store.audit_system(
+            app,
+            "app.json",
+            &format!("config vars set: {}", keys.join(", ")),
+        );
     }
     let current = store.formation(app).map_err(|e| e.to_string())?;
     if let Some(formation) = super::formation_plan(&spec, &current) {
@@ -117,7 +120,11 @@ pub async fn postdeploy(d: &Daemon, app: &str, number: u32, command: &str, p: &P
     }
     d.store.audit_system(app, "postdeploy", &detail);
     // The deploy log was written at the switch: write it again with this.
-    let deploy_log = d.store.app_dir(app).join("log").join(format!("v{number}.log"));
+    let deploy_log = d
+        .store
+        .app_dir(app)
+        .join("log")
+        .join(format!("v{number}.log"));
     let _ = crate::store::write_atomic(&deploy_log, p.transcript().as_bytes(), 0o640);
 }
 
@@ -147,17 +154,10 @@ async fn run(d: &Daemon, app: &str, command: &str, p: &Progress) -> Result<i64, 
     }
     let before = std::fs::metadata(&log).map_or(0, |m| m.len());
     let header = format!("postdeploy v{}", template.release);
-    let finished = oneoff::detached::run(
-        &docker,
-        app,
-        &name,
-        body,
-        POSTDEPLOY_TIMEOUT,
-        &log,
-        &header,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let finished =
+        oneoff::detached::run(&docker, app, &name, body, POSTDEPLOY_TIMEOUT, &log, &header)
+            .await
+            .map_err(|e| e.to_string())?;
     // The log is the daemon's own file, bounded by `detached`; show this run.
     if let Ok(bytes) = std::fs::read(&log) {
         let start = usize::try_from(before).unwrap_or(0).min(bytes.len());

@@ -100,7 +100,9 @@ fn errors_name_the_key_path_and_the_reason() {
         "app.json: formation.worker.quantity: expected a whole number from 0 to 100"
     );
     assert_eq!(
-        err(r#"{"formation": {"Bad Name": {"quantity": 1}}}"#).split(':').nth(1),
+        err(r#"{"formation": {"Bad Name": {"quantity": 1}}}"#)
+            .split(':')
+            .nth(1),
         Some(" formation.Bad Name")
     );
     assert_eq!(

@@ -1,6 +1,6 @@
-// The build step: needs the devDependency (is-number), writes build/out.txt.
+// The build step: needs the devDependency (kleur), writes build/out.txt.
 const fs = require("fs");
-const isNumber = require("is-number");
+const kleur = require("kleur");
 const how = process.argv[2] || "build";
 fs.mkdirSync("build", { recursive: true });
-fs.writeFileSync("build/out.txt", `built by ${how} (${isNumber(42)})\n`);
+fs.writeFileSync("build/out.txt", `built by ${how} (${typeof kleur.bold === "function"})\n`);

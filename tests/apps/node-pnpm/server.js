@@ -1,11 +1,11 @@
 // Serves what the build wrote (build/out.txt) and whether the devDependency
-// is still installed (it must not be: dev dependencies are pruned).
+// (kleur) is still installed (it must not be: dev dependencies are pruned).
 const fs = require("fs");
 const http = require("http");
 const ms = require("ms");
 let dev = "absent";
 try {
-  require.resolve("is-number");
+  require.resolve("kleur");
   dev = "present";
 } catch (_) {}
 http.createServer((req, res) => {
