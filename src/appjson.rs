@@ -23,7 +23,8 @@ pub const MAX_LEN: u64 = 256 * 1024;
 /// What was wrong with app.json, or with the app against it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppJsonError {
-    #[error("app.json: {0}")]
+    /// Unreadable as a file: the message names it (a link, a FIFO, too large).
+    #[error("{0}")]
     Read(String),
     #[error("app.json:{line}: not valid JSON: {reason}")]
     Syntax { line: usize, reason: String },

@@ -155,3 +155,27 @@ fn secrets_are_64_hex_digits_and_differ() {
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
     assert_ne!(a, b);
 }
+
+#[test]
+fn app_json_is_read_as_a_regular_file_never_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let src = store.app_dir("demo").join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    assert_eq!(first::read(&store, "demo"), Ok(None));
+    std::fs::write(src.join("secret.json"), r#"{"env":{"A":"x"}}"#).unwrap();
+    std::os::unix::fs::symlink("secret.json", src.join(FILE)).unwrap();
+    assert_eq!(
+        first::read(&store, "demo").unwrap_err().to_string(),
+        "app.json is a symlink, which is not followed"
+    );
+    std::fs::remove_file(src.join(FILE)).unwrap();
+    std::fs::write(src.join(FILE), vec![b' '; MAX_LEN as usize + 1]).unwrap();
+    assert_eq!(
+        first::read(&store, "demo").unwrap_err().to_string(),
+        "app.json is larger than 262144 bytes"
+    );
+    std::fs::write(src.join(FILE), r#"{"env":{"A":"x"}}"#).unwrap();
+    let read = first::read(&store, "demo").unwrap().unwrap();
+    assert_eq!(read.env["A"].value.as_deref(), Some("x"));
+}
