@@ -1,8 +1,10 @@
 //! Node apps as their authors wrote them for Heroku, and app.json, end to
 //! end through the real daemon, git, ssh, Docker and nginx:
-//! - npm without a lock file, yarn (classic, yarn.lock) and pnpm
-//!   (pnpm-lock.yaml): each fixture's build step needs its devDependency and
-//!   writes the file the app serves (the build ran), and the app reports that
+//! - npm without a lock file, yarn classic (yarn.lock), yarn berry
+//!   (`packageManager: yarn@4.5.0`) and pnpm (pnpm-lock.yaml): each
+//!   fixture's build step needs its devDependency (kleur, which Debian's
+//!   nodejs does not ship globally) and writes the file the app serves (the
+//!   build ran), and the app reports that
 //!   the devDependency is gone at run time (pruned) and NODE_ENV=production;
 //!   the node-build fixture has no start script and no Procfile (the default
 //!   web is `npm start`, i.e. `node server.js`).
@@ -11,7 +13,8 @@
 //!   the push output), `formation` (two workers) and `scripts.postdeploy`
 //!   (its output in the first deploy's log only).
 //!
-//! The node builds download two small packages (and yarn / pnpm) from npm.
+//! The node builds download two small packages (and yarn / pnpm) from npm
+//! (yarn from registry.yarnpkg.com, its default mirror of npm's registry).
 
 mod common;
 
@@ -115,6 +118,11 @@ fn a_yarn_app_installs_with_yarn_and_runs_heroku_postbuild_before_build() {
         "Installing dependencies: yarn install (yarn.lock)",
         "yarn heroku-postbuild",
     );
+}
+
+#[test]
+fn a_yarn_berry_app_gets_the_yarn_its_package_manager_field_names() {
+    node_app("node-berry", "yarn 4.5.0, yarn.lock", "yarn berry build");
 }
 
 #[test]

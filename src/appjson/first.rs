@@ -38,7 +38,8 @@ pub fn read(store: &Store, app: &str) -> Result<Option<AppJson>, AppJsonError> {
     let Some(bytes) = bytes else {
         return Ok(None);
     };
-    let text = String::from_utf8(bytes).map_err(|_| AppJsonError::Read("app.json: not UTF-8 text".into()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| AppJsonError::Read("app.json: not UTF-8 text".into()))?;
     super::parse(&text).map(Some)
 }
 
