@@ -59,8 +59,9 @@ fn body_becomes(server: &Server, app: &str, want: &str, log: &str) -> String {
     })
 }
 
-/// Push `fixture`, check what the build log says and what the app serves.
-fn node_app(fixture: &str, install: &str, built_by: &str) {
+/// Push `fixture`, check what the build log says and what the app serves;
+/// then push again and check the cache was used.
+fn node_app(fixture: &str, install: &str, built_by: &str) -> (Server, String, Repo) {
     ensure_stack();
     let server = Server::start();
     let app = common::unique_app(fixture);
@@ -100,20 +101,33 @@ fn node_app(fixture: &str, install: &str, built_by: &str) {
     );
     assert!(!log.contains("Installing dependencies"), "{log}");
     body_becomes(&server, &app, "dev dependency absent", &log);
+    (server, app, repo)
 }
 
 #[test]
 fn an_npm_app_without_a_lock_file_builds_prunes_and_starts_with_npm_start() {
-    node_app(
+    let (server, app, repo) = node_app(
         "node-build",
         "Installing dependencies: npm install (no lock file)",
         "npm run build",
     );
+    // NPM_CONFIG_PRODUCTION=false keeps the dev dependencies (Heroku's
+    // switch); config:set restarts the same image, a push rebuilds.
+    server.admin(&format!("config:set {app} NPM_CONFIG_PRODUCTION=false"));
+    repo.write("README", "v3\n");
+    repo.commit("v3");
+    let log = server.push_ok(repo.path(), &app);
+    assert!(
+        log.contains("Keeping dev dependencies (NPM_CONFIG_PRODUCTION=false)"),
+        "{log}"
+    );
+    assert!(!log.contains("Pruning dev dependencies"), "{log}");
+    body_becomes(&server, &app, "dev dependency present", &log);
 }
 
 #[test]
 fn a_yarn_app_installs_with_yarn_and_runs_heroku_postbuild_before_build() {
-    node_app(
+    let _ = node_app(
         "node-yarn",
         "Installing dependencies: yarn install (yarn.lock)",
         "yarn heroku-postbuild",
@@ -122,12 +136,12 @@ fn a_yarn_app_installs_with_yarn_and_runs_heroku_postbuild_before_build() {
 
 #[test]
 fn a_yarn_berry_app_gets_the_yarn_its_package_manager_field_names() {
-    node_app("node-berry", "yarn 4.5.0, yarn.lock", "yarn berry build");
+    let _ = node_app("node-berry", "yarn 4.5.0, yarn.lock", "yarn berry build");
 }
 
 #[test]
 fn a_pnpm_app_installs_with_pnpm_and_is_pruned() {
-    node_app(
+    let _ = node_app(
         "node-pnpm",
         "Installing dependencies: pnpm install (pnpm-lock.yaml)",
         "pnpm build",
@@ -209,4 +223,23 @@ fn app_json_sets_up_the_first_deploy_and_only_the_first() {
     wait_for("one worker after ps:scale", Duration::from_secs(20), || {
         (workers(&server) == 1).then_some(())
     });
+}
+
+#[test]
+fn a_failing_postdeploy_is_reported_and_the_release_stays_live() {
+    common::ensure_base_image();
+    let server = Server::start();
+    let app = common::unique_app("postdeploy-fails");
+    let repo = Repo::fixture("appjson-postdeploy-fails");
+    let log = server.push_ok(repo.path(), &app);
+    for line in [
+        "Running app.json's postdeploy: echo seeding the database; exit 3",
+        "seeding the database",
+        "postdeploy: exit 3; the release stays live",
+    ] {
+        assert!(log.contains(line), "no {line:?} in:\n{log}");
+    }
+    body_becomes(&server, &app, "GREETING=still served", &log);
+    let events = server.admin(&format!("events {app}"));
+    assert!(events.contains("postdeploy: exit 3"), "{events}");
 }
