@@ -204,10 +204,11 @@ fn app_json_sets_up_the_first_deploy_and_only_the_first() {
     let events = server.admin(&format!("events {app}"));
     assert!(events.contains("postdeploy: exit 0"), "{events}");
 
-    // A redeploy: app.json is not applied again; the secret is kept, the
+    // A redeploy: app.json is not read again; the secret is kept, the
     // scale set since (ps:scale) is not reset, postdeploy does not run.
+    // Not even parsed: a broken app.json does not refuse the redeploy.
     server.admin(&format!("ps:scale {app} worker=1"));
-    repo.write("README", "v2\n");
+    repo.write("app.json", "{ \"env\": broken");
     repo.commit("v2");
     let second = server.push_ok(repo.path(), &app);
     assert!(

@@ -3,7 +3,7 @@
 //! config vars from `env` (defaults, generated secrets, required keys) and the
 //! initial `formation`; after the release went live, `scripts.postdeploy` as
 //! a detached one-off of the live release, its output in the deploy log.
-//! Later deploys read app.json only to say it was already applied.
+//! Later deploys do not parse it; they only note that it is there.
 //!
 //! May touch: the pushed tree in `stacks/<app>/src` (read confined: no links,
 //! size-capped), the app's config vars and formation file, its `log/`, and
@@ -53,13 +53,17 @@ pub fn before_build(
     release: &mut Release,
     p: &Progress,
 ) -> Result<Option<String>, String> {
+    if !is_first_deploy(store, app)? {
+        // Not parsed again: an app.json that a later push breaks (or one
+        // pushed before Quarry read it) never refuses a redeploy.
+        if crate::confined::is_file(&store.app_dir(app).join("src"), super::FILE) {
+            p.detail("app.json: applied on the first deploy; not read again");
+        }
+        return Ok(None);
+    }
     let Some(spec) = read(store, app).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    if !is_first_deploy(store, app)? {
-        p.detail("app.json: applied on the first deploy; not read again");
-        return Ok(None);
-    }
     p.step("Setting up from app.json (first deploy)");
     for note in &spec.notes {
         p.detail(note);
