@@ -11,6 +11,7 @@
 //! - [`receive`]: bare repos, hooks, `git archive` of the pushed commit.
 //! - [`manifest`]: quarry.yml and Procfile → a validated manifest (pure).
 //! - [`stack`]: which manifest a pushed tree or a release has.
+//! - [`appjson`]: app.json → config vars, formation and postdeploy on the first deploy.
 //! - [`plan`]: desired vs current state → launch instructions (pure).
 //! - [`build`]: Dockerfile → image, through the Docker API.
 //! - [`buildpack`]: no Dockerfile → Heroku-classic buildpack build → image.
