@@ -18,6 +18,8 @@
 //! - [`receive`]: bare repos, hooks, `git archive` of the pushed commit.
 //! - [`stack`], [`manifest`]: which manifest a tree has; quarry.yml and
 //!   Procfile → a validated manifest (pure).
+//! - [`appjson`]: app.json → config vars, formation and postdeploy on the
+//!   first deploy.
 //! - [`build`], [`buildpack`], [`stackimage`]: Dockerfile or buildpack →
 //!   image, on the Debian stack image.
 //! - [`deploy`]: the pipeline itself: state (desired/current), the plan's
@@ -38,6 +40,7 @@
 //! [`validate`] (names that cross the edge), [`confined`] (no-follow access
 //! to what tenants wrote), [`progress`] (lines to the pusher).
 
+pub mod appjson;
 pub mod build;
 pub mod buildpack;
 pub mod channel;

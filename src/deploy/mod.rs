@@ -108,6 +108,7 @@ async fn push_locked(
         .write_release(app, &release)
         .map_err(|e| e.to_string())?;
 
+    let mut postdeploy = None;
     let result = async {
         p.step(format!("Receiving {app} at {short}"));
         let spool = d.store.app_dir(app);
@@ -141,6 +142,7 @@ async fn push_locked(
             .map_err(|e| e.to_string())?;
         receive::unpack_src(&d.store, app, &tree)
             .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
+        postdeploy = crate::appjson::first::before_build(&d.store, app, &mut release, p)?;
 
         // Dockerfile or buildpack; a buildpack's release may add process types.
         let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p).await?;
@@ -150,6 +152,9 @@ async fn push_locked(
     .await;
 
     finish(d, app, &mut release, result, p)?;
+    if let Some(command) = postdeploy {
+        crate::appjson::first::postdeploy(d, app, release.number, &command, p).await;
+    }
     let keep = stack::from_release(&release).map_or(5, |s| s.manifest.releases.keep);
     let pruned = prune_images(d, app, keep as usize).await;
     if pruned > 0 {
