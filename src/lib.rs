@@ -14,7 +14,8 @@
 //! - [`plan`]: desired vs current state → launch instructions (pure).
 //! - [`build`]: Dockerfile → image, through the Docker API.
 //! - [`buildpack`]: no Dockerfile → Heroku-classic buildpack build → image.
-//! - [`stackimage`]: the Debian stack image buildpack builds run on.
+//! - [`stackimage`]: the Debian stack images buildpack builds run on.
+//! - [`runtime`]: which Python / Node (so which Debian suite) a build asks for (pure table).
 //! - [`deploy`]: the pipeline itself, and rollouts of a release.
 //! - [`launch`]: the only code that starts and stops containers.
 //! - [`fleet`]: the servers (Docker engines) and moving images between them.
@@ -55,6 +56,7 @@ pub mod progress;
 pub mod receive;
 pub mod reconcile;
 pub mod route;
+pub mod runtime;
 pub mod schedule;
 pub mod serve;
 pub mod ssh;
