@@ -29,7 +29,6 @@ use crate::build;
 use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
-use crate::runtime;
 use crate::stack::{self, Stack};
 use crate::stackimage;
 use crate::store::Release;
@@ -281,7 +280,7 @@ async fn buildpack_build(
     let (name, dir) = source::resolve(d, asked, trusted, &src, &work.fetched(), p).await?;
 
     // The runtime asked for picks the stack: refused here, before any download.
-    let (stack_image, runtime_env) = runtime_stack(&name, &src, p)?;
+    let (stack_image, runtime_env) = source::runtime_stack(&name, &src, p)?;
     let stack_image = &stack_image;
     stackimage::ensure(&d.docker, stack_image, p).await?;
     let started = Instant::now();
@@ -406,30 +405,6 @@ async fn buildpack_build(
         started.elapsed().as_secs_f64()
     ));
     Ok(stack)
-}
-
-/// The stack a build of buildpack `name` runs on, with the build
-/// container's runtime variables: for the built-in python and node, the
-/// suite whose runtime the app asks for (the configured stack for the
-/// default suite); any other buildpack gets the configured stack.
-fn runtime_stack(name: &str, src: &Path, p: &Progress) -> Result<(String, Vec<String>), String> {
-    let Some(language) = runtime::Language::of_buildpack(name) else {
-        return Ok((stackimage::configured(), Vec::new()));
-    };
-    let choice = runtime::request(language, src)
-        .and_then(|r| runtime::choose(language, r))
-        .map_err(|e| e.to_string())?;
-    let stack = if choice.suite.name == runtime::DEFAULT_SUITE {
-        stackimage::configured()
-    } else {
-        stackimage::suite_stack(choice.suite.name)
-    };
-    p.step(choice.describe(&stack));
-    let env = match language {
-        runtime::Language::Python => vec![format!("QUARRY_PYTHON={}", choice.binary)],
-        runtime::Language::Node => Vec::new(),
-    };
-    Ok((stack, env))
 }
 
 /// `stacks/<app>/build/images/<tag>.tar` (the app image's build context)
