@@ -22,6 +22,8 @@
 //!   first deploy.
 //! - [`build`], [`buildpack`], [`stackimage`]: Dockerfile or buildpack →
 //!   image, on the Debian stack image.
+//! - [`runtime`]: which Python / Node (so which Debian suite) a build asks
+//!   for (pure table).
 //! - [`deploy`]: the pipeline itself: state (desired/current), the plan's
 //!   execution, rollouts, pruning, growing and shrinking the fleet.
 //! - [`plan`]: desired vs current → instructions (pure).
@@ -66,6 +68,7 @@ pub mod progress;
 pub mod receive;
 pub mod reconcile;
 pub mod route;
+pub mod runtime;
 pub mod schedule;
 pub mod serve;
 pub mod sessions;

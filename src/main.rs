@@ -96,10 +96,11 @@ enum KeysCommand {
 enum StackCommand {
     /// Build a stack image on the local Docker engine (no registry needed)
     ///
-    /// Without --from: debootstrap a minimal Debian bookworm from the mirror
-    /// this machine's apt uses (installs debootstrap if missing), add python3,
+    /// Without --from: debootstrap a minimal Debian bookworm (or the --suite,
+    /// or the suite NAME names: quarry-stack/trixie) from the mirror this
+    /// machine's apt uses (installs debootstrap if missing), add python3,
     /// python3-venv, pip, nodejs, npm, CA certificates (the host's own too),
-    /// the user app (uid 1000) and /usr/local/bin/quarry-entrypoint, then
+    /// the user app (uid 65000) and /usr/local/bin/quarry-entrypoint, then
     /// `docker import` it. Takes 2-4 minutes; needs root. With --from IMAGE:
     /// the same on top of a Debian-based image already on the engine.
     /// Pushes build the default stack on first need; this builds it ahead.
@@ -114,6 +115,10 @@ enum StackCommand {
         /// Build on top of this Debian-based image instead of debootstrap.
         #[arg(long, value_name = "IMAGE")]
         from: Option<String>,
+        /// The stack of a Debian suite: quarry-stack/SUITE (bookworm, trixie,
+        /// forky), with the runtimes the buildpacks choose from it.
+        #[arg(long, value_name = "SUITE", conflicts_with = "name")]
+        suite: Option<String>,
     },
     /// List the stack images on the local Docker engine.
     List {
@@ -197,8 +202,28 @@ async fn stack(command: StackCommand) -> Result<(), String> {
         .await
         .map_err(|e| format!("{e:#}"))?;
     match command {
-        StackCommand::Build { name, force, from } => {
-            let name = stackimage::full_name(&name);
+        StackCommand::Build {
+            name,
+            force,
+            from,
+            suite,
+        } => {
+            let name = match suite {
+                Some(suite) => match quarry::runtime::suite(&suite) {
+                    Some(s) => stackimage::suite_stack(s.name),
+                    None => {
+                        return Err(format!(
+                            "unknown suite {suite:?}; suites: {}",
+                            quarry::runtime::SUITES
+                                .iter()
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                },
+                None => stackimage::full_name(&name),
+            };
             let (p, mut rx) = quarry::progress::Progress::channel();
             let print = tokio::spawn(async move {
                 while let Some(line) = rx.recv().await {
