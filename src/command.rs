@@ -154,6 +154,14 @@ pub enum Cmd {
     Grid {
         json: bool,
     },
+    /// `network`: the lockdown's state on every server.
+    Network {
+        json: bool,
+    },
+    /// `network:unlock` / `network:lock`.
+    NetworkLock {
+        lock: bool,
+    },
     Stacks {
         json: bool,
     },
@@ -513,6 +521,27 @@ pub const SPECS: &[Spec] = &[
         details: "",
     },
     Spec {
+        name: "network",
+        topic: "network",
+        usage: "network [--json]",
+        summary: "show the network lockdown on every server (admin)",
+        details: "With network: { lockdown: true } in config.yml every server keeps the nftables table inet quarry: the fleet's addresses, 22 and the HQ's 80/443 are open, the rest is dropped.",
+    },
+    Spec {
+        name: "network:unlock",
+        topic: "network",
+        usage: "network:unlock",
+        summary: "remove the lockdown's tables from every server and keep them off (admin)",
+        details: "Until network:lock. To turn it off for good, set network.lockdown: false in config.yml.",
+    },
+    Spec {
+        name: "network:lock",
+        topic: "network",
+        usage: "network:lock",
+        summary: "load the lockdown's rules on every server again after network:unlock (admin)",
+        details: "",
+    },
+    Spec {
         name: "stacks",
         topic: "apps",
         usage: "stacks [--json]",
@@ -808,7 +837,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             }
         }
         // Read commands of the whole instance: no arguments, only --json.
-        "apps" | "servers" | "grid" | "stacks" | "keys" => {
+        "apps" | "servers" | "grid" | "stacks" | "keys" | "network" => {
             let a = Args::split(command, words, json, &[])?;
             a.exactly(0)?;
             let json = a.flag("--json");
@@ -817,6 +846,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 "servers" => Cmd::Servers { json },
                 "grid" => Cmd::Grid { json },
                 "stacks" => Cmd::Stacks { json },
+                "network" => Cmd::Network { json },
                 _ => Cmd::Keys { json },
             }
         }
@@ -1258,6 +1288,13 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             Cmd::CertsRenew {
                 app: app(a.exactly(1)?[0])?,
                 force: a.flag("--force"),
+            }
+        }
+        "network:unlock" | "network:lock" => {
+            let a = Args::split(command, words, &[], &[])?;
+            a.exactly(0)?;
+            Cmd::NetworkLock {
+                lock: command == "network:lock",
             }
         }
         other => unreachable!("command {other} is in SPECS but not parsed"),

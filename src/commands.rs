@@ -23,6 +23,7 @@ use crate::stack;
 use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 
 mod certs;
+mod network;
 mod oneoff;
 
 /// A failed command: message and exit code.
@@ -155,6 +156,8 @@ async fn dispatch(
         Cmd::ServersDrain { name } => servers_drain(d, key, &name, out).await,
         Cmd::ServersRemove { name } => servers_remove(d, key, &name, out).await,
         Cmd::Grid { json } => grid(d, key, json, out).await,
+        Cmd::Network { json } => network::show(d, key, json, out).await,
+        Cmd::NetworkLock { lock } => network::lock(d, key, lock, out).await,
         Cmd::Stacks { json } => stacks(d, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,
@@ -1373,6 +1376,8 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         Cmd::ServersAdd(new) => (None, "servers:add", format!("{} {}", new.name, new.docker)),
         Cmd::ServersDrain { name } => (None, "servers:drain", name.clone()),
         Cmd::ServersRemove { name } => (None, "servers:remove", name.clone()),
+        Cmd::NetworkLock { lock: true } => (None, "network:lock", String::new()),
+        Cmd::NetworkLock { lock: false } => (None, "network:unlock", String::new()),
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
         }
@@ -1403,6 +1408,7 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::Servers { .. }
         | Cmd::ServersInfo { .. }
         | Cmd::Grid { .. }
+        | Cmd::Network { .. }
         | Cmd::Stacks { .. }
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
@@ -1575,6 +1581,7 @@ async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: 
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
     let server = crate::fleet::register(d, new, None).await.map_err(fail)?;
+    network::after_fleet_change(d, out).await;
     let facts = &server.facts;
     out.out(format!(
         "added server {}: Docker {} on {}, {} CPUs, {} MiB for the grid{}\n",
@@ -1671,9 +1678,14 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
             }
         }
     }
+    let leaving = d.fleet.get(name);
     d.fleet
         .remove(&d.store, name)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    if let Some((server, docker)) = leaving {
+        crate::lockdown::forget(&d.store, &d.docker, server, docker).await;
+    }
+    network::after_fleet_change(d, out).await;
     out.out(format!("removed server {name}\n")).await;
     if !moving.is_empty() {
         out.out(format!(

@@ -20,6 +20,7 @@
 //! - [`fleet`]: the servers (Docker engines) and moving images between them.
 //! - [`route`]: nginx config rendering and the supervised nginx.
 //! - [`network`]: one network per app and server, with its own subnet.
+//! - [`lockdown`]: the nftables table that closes each server to all but the fleet.
 //! - [`domains`]: one owner per domain across the instance.
 //! - [`reconcile`]: makes the engine match the db.
 //! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
@@ -47,6 +48,7 @@ pub mod fleet;
 pub mod grid;
 pub mod hook;
 pub mod launch;
+pub mod lockdown;
 pub mod manifest;
 pub mod network;
 pub mod oneoff;

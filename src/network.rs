@@ -80,6 +80,8 @@ pub struct NetworkConfig {
     pub pool: String,
     /// The prefix length of each app's subnet.
     pub prefix: u8,
+    /// Keep every server's nftables table `inet quarry` (docs/network.md).
+    pub lockdown: bool,
 }
 
 impl Default for NetworkConfig {
@@ -87,6 +89,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             pool: "10.201.0.0/16".into(),
             prefix: 26,
+            lockdown: false,
         }
     }
 }
@@ -415,6 +418,7 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let bad = NetworkConfig {
             pool: "10.201.0.0".into(),
             prefix: 26,
+            lockdown: false,
         };
         assert_eq!(
             bad.parsed().unwrap_err(),
@@ -423,6 +427,7 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let small = NetworkConfig {
             pool: "10.201.0.0/24".into(),
             prefix: 20,
+            lockdown: false,
         };
         assert!(small.parsed().unwrap_err().contains("network.prefix"));
     }

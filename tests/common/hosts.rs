@@ -302,8 +302,13 @@ pub struct NsHost {
 }
 
 impl NsHost {
-    pub fn start(_net: &NsNet, n: u8) -> NsHost {
-        assert!((2..=9).contains(&n));
+    pub fn start(net: &NsNet, n: u8) -> NsHost {
+        NsHost::start_with(net, n, &[])
+    }
+
+    /// [`NsHost::start`] with more dockerd flags (a TCP listener, say).
+    pub fn start_with(_net: &NsNet, n: u8, extra: &[&str]) -> NsHost {
+        assert!((2..=20).contains(&n));
         let ns = format!("qtns{n}");
         let dir = PathBuf::from(format!("/tmp/quarry-test-ns-{n}"));
         stop_stale_engine(&dir);
@@ -342,6 +347,7 @@ impl NsHost {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -370,6 +376,11 @@ impl NsHost {
 
     pub fn docker(&self, args: &[&str]) -> std::process::Output {
         docker_at(&self.endpoint(), args)
+    }
+
+    /// The namespace's path, for `nsenter --net=` and `setns`.
+    pub fn netns(&self) -> String {
+        format!("/run/netns/qtns{}", self.n)
     }
 }
 
