@@ -29,6 +29,7 @@
 //! - [`confined`]: no-follow, size-capped access to folders a tenant controls.
 //! - [`tls`]: certificates (ACME, user-given), their renewal.
 //! - [`daemon`], [`serve`]: shared state and process lifecycle.
+//! - [`install`]: `quarry install`/`uninstall`, the systemd unit.
 //! - [`oneoff`]: `run`, `enter` and the containers of scheduled jobs.
 //! - [`cron`]: the scheduler of quarry.yml `cron:` jobs.
 //! - [`schedule`]: cron schedule text → due times (pure).
@@ -47,6 +48,7 @@ pub mod domains;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
+pub mod install;
 pub mod launch;
 pub mod lockdown;
 pub mod manifest;
