@@ -170,7 +170,11 @@ pub fn uninstall(
     if purge {
         match std::fs::remove_dir_all(&paths.data) {
             Ok(()) => {
-                let _ = writeln!(out, "removed {} (all of Quarry's data)", paths.data.display());
+                let _ = writeln!(
+                    out,
+                    "removed {} (all of Quarry's data)",
+                    paths.data.display()
+                );
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&paths.data)(e)),
@@ -204,7 +208,10 @@ pub fn check(opts: &Options, out: &mut impl Write) -> usize {
     }
     let docker_sock = Path::new("/var/run/docker.sock");
     match std::os::unix::net::UnixStream::connect(docker_sock) {
-        Ok(_) => line(true, format!("Docker engine socket at {}", docker_sock.display())),
+        Ok(_) => line(
+            true,
+            format!("Docker engine socket at {}", docker_sock.display()),
+        ),
         Err(e) => line(
             false,
             format!(
@@ -240,7 +247,10 @@ pub fn check(opts: &Options, out: &mut impl Write) -> usize {
             Ok(_) => line(true, format!("port {} ({flag}) is free", addr.port())),
             Err(e) => line(
                 false,
-                format!("port {} ({flag}) is in use or not bindable: {e}", addr.port()),
+                format!(
+                    "port {} ({flag}) is in use or not bindable: {e}",
+                    addr.port()
+                ),
             ),
         }
     }

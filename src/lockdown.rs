@@ -354,3 +354,82 @@ pub async fn set_unlocked(
     }
     Ok(refresh(store, fleet, hq).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{Facts, ServerState};
+
+    fn server(name: &str, address: &str) -> Server {
+        Server {
+            name: name.into(),
+            docker: format!("unix:///run/{name}.sock"),
+            address: address.into(),
+            memory: 1024,
+            labels: Default::default(),
+            state: ServerState::Running,
+            facts: Facts::default(),
+            added: String::new(),
+            origin: None,
+            tls: None,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn config_yml_turns_it_on_beside_the_pool() {
+        let c = crate::cloud::Config::parse("network: { lockdown: true }\n").unwrap();
+        assert!(c.network.lockdown);
+        assert_eq!(c.network.pool, "10.201.0.0/16");
+        let c = crate::cloud::Config::parse("network: { pool: 10.9.0.0/16 }\n").unwrap();
+        assert!(!c.network.lockdown, "off unless asked");
+        let e = crate::cloud::Config::parse("network:\n  lockdown: yes please\n").unwrap_err();
+        assert!(e.starts_with("config.yml:2:"), "{e}");
+        let e = crate::cloud::Config::parse("network:\n  lockdwn: true\n").unwrap_err();
+        assert!(e.contains("lockdwn"), "{e}");
+    }
+
+    #[test]
+    fn the_fleet_set_has_every_server_and_no_loopback() {
+        let list = [
+            server(LOCAL, "127.0.0.1"),
+            server("s12", "10.214.0.12"),
+            server("s14", "10.214.0.14"),
+        ];
+        let set = fleet_addresses(&list);
+        for a in ["10.214.0.12", "10.214.0.14"] {
+            assert!(set.contains(&a.parse().unwrap()), "{a} in {set:?}");
+        }
+        assert!(set.iter().all(|a| !a.is_loopback()), "{set:?}");
+    }
+
+    #[test]
+    fn only_the_router_opens_its_public_ports() {
+        let fleet: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into_iter().collect();
+        let router: BTreeSet<u16> = [80, 443, 2222].into_iter().collect();
+        let hq = rules_for(&server(LOCAL, "127.0.0.1"), &fleet, &router);
+        assert_eq!(hq.public_tcp, router);
+        let other = rules_for(&server("s2", "10.0.0.2"), &fleet, &router);
+        assert!(other.public_tcp.is_empty());
+        assert_eq!(other.fleet, fleet);
+        assert!(render::ruleset(&other).contains("tcp dport { 22 } accept"));
+    }
+
+    #[test]
+    fn the_commands_parse() {
+        use crate::command::{Cmd, Request, parse_line};
+        assert_eq!(
+            parse_line("network --json").unwrap(),
+            Request::Command(Cmd::Network { json: true })
+        );
+        assert_eq!(
+            parse_line("network:unlock").unwrap(),
+            Request::Command(Cmd::NetworkLock { lock: false })
+        );
+        assert_eq!(
+            parse_line("network:lock").unwrap(),
+            Request::Command(Cmd::NetworkLock { lock: true })
+        );
+        assert!(parse_line("network:unlock now").is_err());
+    }
+}

@@ -47,7 +47,11 @@ fn install_writes_the_unit_dirs_and_modes_and_uninstall_removes_them() {
     let out = quarry(&["install"], root);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("installed "), "{}", stdout(&out));
-    assert!(stdout(&out).contains("keys add me --data /var/lib/quarry"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("keys add me --data /var/lib/quarry"),
+        "{}",
+        stdout(&out)
+    );
 
     let bin = root.join("usr/local/bin/quarry");
     let data = root.join("var/lib/quarry");
@@ -95,7 +99,10 @@ fn install_writes_the_unit_dirs_and_modes_and_uninstall_removes_them() {
     let out = quarry(&["uninstall"], root);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!bin.exists() && !unit.exists());
-    assert!(data.join("keep").exists(), "uninstall without --purge keeps the data");
+    assert!(
+        data.join("keep").exists(),
+        "uninstall without --purge keeps the data"
+    );
     let out = quarry(&["uninstall", "--purge"], root);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!data.exists(), "--purge removes the data dir");
@@ -120,14 +127,21 @@ fn check_verifies_the_unit_and_names_a_port_in_use() {
         root.path(),
     );
     let text = stdout(&out);
-    assert!(text.contains("ok   systemd-analyze verify quarry.service"), "{text}");
+    assert!(
+        text.contains("ok   systemd-analyze verify quarry.service"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("FAIL port {port} (--http) is in use")),
         "{text}"
     );
     assert!(text.contains("ok   port 0 (--ssh) is free"), "{text}");
     assert!(!out.status.success(), "a problem fails the check");
-    assert!(stderr(&out).contains("problem(s) found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("problem(s) found"),
+        "{}",
+        stderr(&out)
+    );
     // --check writes nothing.
     assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
 }

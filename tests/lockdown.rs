@@ -71,16 +71,17 @@ impl Drop for Port22 {
 
 /// The base image on a namespaced engine (no registry: save and load).
 fn load_base_image(host: &NsHost) {
-    let save = Command::new("docker")
+    let mut save = Command::new("docker")
         .args(["save", BASE_IMAGE])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let out = Command::new("docker")
         .args(["-H", &host.endpoint(), "load"])
-        .stdin(save.stdout.unwrap())
+        .stdin(save.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(save.wait().unwrap().success(), "docker save {BASE_IMAGE}");
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -110,7 +111,7 @@ fn table_on(host: &NsHost) -> bool {
 
 #[test]
 fn only_the_fleet_reaches_a_locked_server() {
-    let server = Server::start_with_env(&[("QUARRY_TEST_LOCKDOWN_HQ", "skip")]);
+    let mut server = Server::start_with_env(&[("QUARRY_TEST_LOCKDOWN_HQ", "skip")]);
     let net = NsNet::new();
     let (s12, outside, s14) = std::thread::scope(|s| {
         let a = s.spawn(|| NsHost::start_with(&net, 12, &["-H", "tcp://10.214.0.12:2375"]));
@@ -245,4 +246,20 @@ fn only_the_fleet_reaches_a_locked_server() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(table_on(&s12), "network:lock loads the rules again");
     assert!(!connects(Some(&ns13), web), "locked again");
+
+    // lockdown: false takes the tables away when the daemon starts.
+    std::fs::write(
+        server.data.join("config.yml"),
+        "network: { lockdown: false }\n",
+    )
+    .unwrap();
+    server.restart();
+    wait_for("the table to go from s12", Duration::from_secs(60), || {
+        (!table_on(&s12)).then_some(())
+    });
+    answers(
+        Some(&ns13),
+        web,
+        "the published port from outside, lockdown off",
+    );
 }

@@ -57,7 +57,7 @@ impl Executor {
 /// `nft -f -` on this machine.
 async fn load_local(server: &str, text: &str) -> Result<(), LockdownError> {
     use tokio::io::AsyncWriteExt;
-    let nft = nft_binary().ok_or_else(|| LockdownError::NoNft)?;
+    let nft = nft_binary().ok_or(LockdownError::NoNft)?;
     let mut child = tokio::process::Command::new(&nft)
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
