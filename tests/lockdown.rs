@@ -253,6 +253,7 @@ fn only_the_fleet_reaches_a_locked_server() {
         "network: { lockdown: false }\n",
     )
     .unwrap();
+    server.stop();
     server.restart();
     wait_for("the table to go from s12", Duration::from_secs(60), || {
         (!table_on(&s12)).then_some(())

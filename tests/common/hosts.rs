@@ -243,8 +243,13 @@ fn remove_containers(endpoint: &str) {
 /// A test network of hosts with real addresses: a bridge `qtnet0` with
 /// 10.214.0.1/24 on this machine, and bridged traffic between its ports
 /// allowed (the main engine sets FORWARD to DROP). Removed on drop.
+///
+/// There is one such bridge per machine: an NsNet holds an exclusive lock
+/// (`/tmp/quarry-test-nsnet.lock`) while it lives, so test processes that
+/// nextest's groups do not see (other binaries, other checkouts) wait
+/// instead of recreating the bridge under each other.
 pub struct NsNet {
-    _private: (),
+    _lock: std::fs::File,
 }
 
 const NS_BRIDGE: &str = "qtnet0";
@@ -269,6 +274,13 @@ fn forward_rule(op: &str) -> std::process::Output {
 
 impl NsNet {
     pub fn new() -> NsNet {
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/quarry-test-nsnet.lock")
+            .unwrap();
+        lock.lock().unwrap();
         let _ = Command::new("ip").args(["link", "del", NS_BRIDGE]).output();
         ip_ok(&["link", "add", NS_BRIDGE, "type", "bridge"]);
         ip_ok(&["addr", "add", "10.214.0.1/24", "dev", NS_BRIDGE]);
@@ -280,7 +292,7 @@ impl NsNet {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        NsNet { _private: () }
+        NsNet { _lock: lock }
     }
 }
 
