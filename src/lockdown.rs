@@ -164,10 +164,17 @@ pub fn router_ports(store: &Store) -> BTreeSet<u16> {
     ports
 }
 
-/// The rules of `server` in a fleet whose accepted addresses are `fleet`.
-pub fn rules_for(server: &Server, fleet: &BTreeSet<IpAddr>, router: &BTreeSet<u16>) -> Rules {
+/// The rules of `server` in a fleet whose accepted addresses are `fleet`
+/// (and the networks of `allow`).
+pub fn rules_for(
+    server: &Server,
+    fleet: &BTreeSet<IpAddr>,
+    allow: &[render::Net],
+    router: &BTreeSet<u16>,
+) -> Rules {
     Rules {
         fleet: fleet.clone(),
+        allow: allow.to_vec(),
         public_tcp: if server.name == LOCAL {
             router.clone()
         } else {
@@ -196,8 +203,11 @@ fn executor(name: &str, docker: &Docker, hq: &Docker) -> Executor {
 /// are loaded in parallel. Returns the records written.
 pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
     let _guard = APPLYING.lock().await;
-    let on = match crate::cloud::Config::load(store) {
-        Ok(c) => c.network.lockdown,
+    let (on, allow) = match crate::cloud::Config::load(store).and_then(|c| {
+        let allow = render::parse_allow(&c.network.allow)?;
+        Ok((c.network.lockdown, allow))
+    }) {
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!("lockdown: {e}");
             return Vec::new();
@@ -226,7 +236,7 @@ pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
     let addresses = fleet_addresses(&list);
     let router = router_ports(store);
     let loads = servers.into_iter().map(|(server, docker)| {
-        let text = render::ruleset(&rules_for(&server, &addresses, &router));
+        let text = render::ruleset(&rules_for(&server, &addresses, &allow, &router));
         let addresses = addresses.clone();
         async move {
             let hash = render::hash(&text);
@@ -387,6 +397,16 @@ mod tests {
         assert!(e.starts_with("config.yml:2:"), "{e}");
         let e = crate::cloud::Config::parse("network:\n  lockdwn: true\n").unwrap_err();
         assert!(e.contains("lockdwn"), "{e}");
+        let c = crate::cloud::Config::parse(
+            "network: { lockdown: true, allow: [203.0.113.9, 10.0.0.0/8] }\n",
+        )
+        .unwrap();
+        assert_eq!(c.network.allow, ["203.0.113.9", "10.0.0.0/8"]);
+        let e = crate::cloud::Config::parse("network: { allow: [10.0.0.1/8] }\n").unwrap_err();
+        assert_eq!(
+            e,
+            "config.yml: network.allow: \"10.0.0.1/8\" has host bits set past /8"
+        );
     }
 
     #[test]
@@ -407,9 +427,9 @@ mod tests {
     fn only_the_router_opens_its_public_ports() {
         let fleet: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into_iter().collect();
         let router: BTreeSet<u16> = [80, 443, 2222].into_iter().collect();
-        let hq = rules_for(&server(LOCAL, "127.0.0.1"), &fleet, &router);
+        let hq = rules_for(&server(LOCAL, "127.0.0.1"), &fleet, &[], &router);
         assert_eq!(hq.public_tcp, router);
-        let other = rules_for(&server("s2", "10.0.0.2"), &fleet, &router);
+        let other = rules_for(&server("s2", "10.0.0.2"), &fleet, &[], &router);
         assert!(other.public_tcp.is_empty());
         assert_eq!(other.fleet, fleet);
         assert!(render::ruleset(&other).contains("tcp dport { 22 } accept"));

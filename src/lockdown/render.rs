@@ -23,12 +23,77 @@ pub const TABLE: &str = "quarry";
 /// Always open on every server, so the operator's SSH never locks out.
 pub const SSH_PORT: u16 = 22;
 
+/// An address or a network (`10.0.0.0/8`, `2001:db8::/32`) config.yml's
+/// `network.allow` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+impl Net {
+    /// `ADDRESS` or `ADDRESS/PREFIX`, with no host bits set past the prefix.
+    pub fn parse(s: &str) -> Result<Net, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or a network such as 192.0.2.0/24"))?;
+        let full: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => full,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= full)
+                .ok_or_else(|| format!("{s:?}: the prefix length is 0 to {full}"))?,
+        };
+        let bits: u128 = match addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let host_bits = u32::from(full - prefix);
+        let host_mask = match host_bits {
+            0 => 0,
+            128 => u128::MAX,
+            n => (1u128 << n) - 1,
+        };
+        if bits & host_mask != 0 {
+            return Err(format!("{s:?} has host bits set past /{prefix}"));
+        }
+        Ok(Net { addr, prefix })
+    }
+}
+
+/// config.yml `network.allow`, checked.
+pub fn parse_allow(list: &[String]) -> Result<Vec<Net>, String> {
+    list.iter()
+        .map(|s| Net::parse(s).map_err(|e| format!("config.yml: network.allow: {e}")))
+        .collect()
+}
+
 /// What one server's rules say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// Addresses whose traffic is accepted: every server of the fleet and
     /// the addresses the HQ reaches them from.
     pub fleet: BTreeSet<IpAddr>,
+    /// More sources accepted (config.yml `network.allow`): say, the public
+    /// address a NAT gives the HQ, or an office network.
+    pub allow: Vec<Net>,
     /// TCP ports open to anyone besides 22: the router's 80 and 443 (and its
     /// own SSH endpoint); none on other servers.
     pub public_tcp: BTreeSet<u16>,
@@ -38,17 +103,24 @@ pub struct Rules {
 /// whole change is one atomic transaction and leaves nothing of the old
 /// table behind.
 pub fn ruleset(rules: &Rules) -> String {
-    let v4: Vec<String> = rules
+    let mut nets: BTreeSet<Net> = rules
         .fleet
         .iter()
-        .filter(|a| a.is_ipv4())
-        .map(|a| a.to_string())
+        .map(|&addr| Net {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        })
         .collect();
-    let v6: Vec<String> = rules
-        .fleet
+    nets.extend(rules.allow.iter().copied());
+    let v4: Vec<String> = nets
         .iter()
-        .filter(|a| a.is_ipv6())
-        .map(|a| a.to_string())
+        .filter(|n| n.addr.is_ipv4())
+        .map(|n| n.to_string())
+        .collect();
+    let v6: Vec<String> = nets
+        .iter()
+        .filter(|n| n.addr.is_ipv6())
+        .map(|n| n.to_string())
         .collect();
     let mut ports: BTreeSet<u16> = rules.public_tcp.clone();
     ports.insert(SSH_PORT);
@@ -87,6 +159,9 @@ pub fn removal() -> String {
 fn set(s: &mut String, name: &str, kind: &str, elements: &[String]) {
     let _ = writeln!(s, "\tset {name} {{");
     let _ = writeln!(s, "\t\ttype {kind}");
+    // Networks and addresses in one set: intervals, overlaps merged.
+    s.push_str("\t\tflags interval\n");
+    s.push_str("\t\tauto-merge\n");
     if !elements.is_empty() {
         let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));
     }
@@ -112,6 +187,7 @@ mod tests {
     fn a_server_opens_22_and_its_fleet_only() {
         let rules = Rules {
             fleet: addrs(&["10.214.0.12", "10.214.0.1", "fd00::7"]),
+            allow: Vec::new(),
             public_tcp: BTreeSet::new(),
         };
         assert_eq!(
@@ -122,10 +198,14 @@ delete table inet quarry
 table inet quarry {
 \tset fleet4 {
 \t\ttype ipv4_addr
+\t\tflags interval
+\t\tauto-merge
 \t\telements = { 10.214.0.1, 10.214.0.12 }
 \t}
 \tset fleet6 {
 \t\ttype ipv6_addr
+\t\tflags interval
+\t\tauto-merge
 \t\telements = { fd00::7 }
 \t}
 \tchain prerouting {
@@ -151,6 +231,10 @@ table inet quarry {
     fn the_router_opens_its_public_ports_too() {
         let rules = Rules {
             fleet: addrs(&["192.0.2.10"]),
+            allow: vec![
+                Net::parse("198.51.100.0/24").unwrap(),
+                Net::parse("2001:db8::/32").unwrap(),
+            ],
             public_tcp: [80, 443, 2222].into_iter().collect(),
         };
         let text = ruleset(&rules);
@@ -158,11 +242,54 @@ table inet quarry {
             text.contains("\t\ttcp dport { 22, 80, 443, 2222 } accept\n"),
             "{text}"
         );
-        // An empty set is still declared: the rule naming it must load.
         assert!(
-            text.contains("\tset fleet6 {\n\t\ttype ipv6_addr\n\t}\n"),
+            text.contains("\t\telements = { 192.0.2.10, 198.51.100.0/24 }\n"),
             "{text}"
         );
+        assert!(
+            text.contains("\t\telements = { 2001:db8::/32 }\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_set_is_still_declared() {
+        let text = ruleset(&Rules {
+            fleet: addrs(&["192.0.2.10"]),
+            allow: Vec::new(),
+            public_tcp: BTreeSet::new(),
+        });
+        // The rule naming it must load.
+        assert!(
+            text.contains(
+                "\tset fleet6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\tauto-merge\n\t}\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn allowed_networks_are_checked() {
+        assert_eq!(Net::parse("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(Net::parse("192.0.2.7").unwrap().to_string(), "192.0.2.7");
+        assert_eq!(
+            Net::parse("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(
+            parse_allow(&["10.0.0.1/8".into()]).unwrap_err(),
+            "config.yml: network.allow: \"10.0.0.1/8\" has host bits set past /8"
+        );
+        assert_eq!(
+            parse_allow(&["10.0.0.0/33".into()]).unwrap_err(),
+            "config.yml: network.allow: \"10.0.0.0/33\": the prefix length is 0 to 32"
+        );
+        assert_eq!(
+            parse_allow(&["office".into()]).unwrap_err(),
+            "config.yml: network.allow: \"office\" is not an address or a network such as 192.0.2.0/24"
+        );
+        assert!(Net::parse("0.0.0.0/0").is_ok());
+        assert!(Net::parse("2001:db8::1/32").is_err());
     }
 
     #[test]
