@@ -234,6 +234,8 @@ pub fn check(opts: &Options, out: &mut impl Write) -> usize {
             ),
         }
     }
+    // An upgrade: the installed Quarry (and its nginx) hold the ports.
+    let running = running_quarry(&opts.paths().data);
     for (flag, addr) in [
         ("--ssh", &opts.unit.ssh),
         ("--http", &opts.unit.http),
@@ -245,6 +247,20 @@ pub fn check(opts: &Options, out: &mut impl Write) -> usize {
         };
         match TcpListener::bind(addr) {
             Ok(_) => line(true, format!("port {} ({flag}) is free", addr.port())),
+            Err(_)
+                if running
+                    .as_ref()
+                    .is_some_and(|(_, ports)| ports.contains(&addr.port())) =>
+            {
+                let pid = running.as_ref().map_or(0, |(pid, _)| *pid);
+                line(
+                    true,
+                    format!(
+                        "port {} ({flag}) is held by the running Quarry (pid {pid})",
+                        addr.port()
+                    ),
+                )
+            }
             Err(e) => line(
                 false,
                 format!(
@@ -255,6 +271,19 @@ pub fn check(opts: &Options, out: &mut impl Write) -> usize {
         }
     }
     problems
+}
+
+/// The pid and ports of a Quarry serving from `data` (its `serve.json`,
+/// while that pid lives).
+fn running_quarry(data: &Path) -> Option<(u32, Vec<u16>)> {
+    let running: crate::serve::Running =
+        crate::store::read_json(&data.join("serve.json")).ok()??;
+    if !Path::new(&format!("/proc/{}", running.pid)).exists() {
+        return None;
+    }
+    let mut ports = vec![running.ssh.port(), running.http.port()];
+    ports.extend(running.https.map(|a| a.port()));
+    Some((running.pid, ports))
 }
 
 /// `systemd-analyze verify` on `text`, with the installed binary's path

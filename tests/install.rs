@@ -144,4 +144,29 @@ fn check_verifies_the_unit_and_names_a_port_in_use() {
     );
     // --check writes nothing.
     assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
+
+    // An upgrade's check: the port held by the installed, running Quarry
+    // (its serve.json names it and its pid lives) is not a problem.
+    let data = root.path().join("var/lib/quarry");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("serve.json"),
+        format!(
+            r#"{{"pid": {}, "ssh": "127.0.0.1:1", "http": "127.0.0.1:{port}", "https": null}}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let out = quarry(
+        &["install", "--check", "--http", &format!("127.0.0.1:{port}")],
+        root.path(),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "ok   port {port} (--http) is held by the running Quarry (pid {})",
+            std::process::id()
+        )),
+        "{text}"
+    );
 }
