@@ -32,6 +32,8 @@
 //!   the providers.
 //! - [`route`], [`domains`], [`tls`]: nginx, one owner per domain,
 //!   certificates.
+//! - [`lockdown`]: the nftables table that closes each server to all but
+//!   the fleet.
 //!
 //! Always running: [`reconcile`] (the engines match the db), [`cron`]
 //! (scheduled jobs), [`oneoff`] (`run`, `enter`, the jobs' containers).
@@ -59,7 +61,9 @@ pub mod endpoint;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
+pub mod install;
 pub mod launch;
+pub mod lockdown;
 pub mod manifest;
 pub mod network;
 pub mod oneoff;

@@ -54,6 +54,41 @@ enum Command {
         #[command(subcommand)]
         command: StackCommand,
     },
+    /// Install Quarry as a systemd service on this machine (root; Debian/Ubuntu)
+    ///
+    /// Copies this binary to /usr/local/bin/quarry, makes /var/lib/quarry
+    /// (0700), writes /etc/systemd/system/quarry.service, then enables and
+    /// starts it (or restarts it: an upgrade in place). See docs/install.md.
+    #[command(verbatim_doc_comment)]
+    Install {
+        /// Write under this scratch root instead of / (nothing is started).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Change nothing: verify the unit and report what is missing.
+        #[arg(long)]
+        check: bool,
+        /// The service's SSH listen address.
+        #[arg(long, default_value = "0.0.0.0:2222")]
+        ssh: String,
+        /// The service's HTTP listen address.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        http: String,
+        /// The service's HTTPS listen address.
+        #[arg(long, default_value = "0.0.0.0:443")]
+        https: String,
+        /// Apps answer at <app>.<root-domain>.
+        #[arg(long, default_value = "localhost")]
+        root_domain: String,
+    },
+    /// Stop and remove the service and the binary (--purge: the data too).
+    Uninstall {
+        /// Remove /var/lib/quarry as well: every app's repo, config and releases.
+        #[arg(long)]
+        purge: bool,
+        /// A scratch root written by `quarry install --root`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Internal: run by the repositories' pre-receive hook.
     #[command(hide = true)]
     Hook {
@@ -179,6 +214,54 @@ fn main() -> ExitCode {
         Command::Stack { command } => {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(stack(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("quarry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Install {
+            root,
+            check,
+            ssh,
+            http,
+            https,
+            root_domain,
+        } => {
+            if let Err(e) = quarry::validate::domain(&root_domain) {
+                eprintln!("quarry: --root-domain: {e}");
+                return ExitCode::from(2);
+            }
+            let options = quarry::install::Options {
+                root,
+                unit: quarry::install::Unit {
+                    ssh,
+                    http,
+                    https,
+                    root_domain,
+                    ..Default::default()
+                },
+            };
+            let mut out = std::io::stdout();
+            let result = if check {
+                match quarry::install::check(&options, &mut out) {
+                    0 => Ok(()),
+                    n => Err(quarry::install::InstallError::Problems(n)),
+                }
+            } else {
+                quarry::install::install(&options, &mut out)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("quarry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Uninstall { purge, root } => {
+            match quarry::install::uninstall(root.as_deref(), purge, &mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("quarry: {e}");

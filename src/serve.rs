@@ -182,6 +182,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         https,
     };
     write_json(&daemon.store.root().join("serve.json"), &running, 0o644)?;
+    // The lockdown's rules follow the fleet (and the ports just bound).
+    tokio::spawn({
+        let daemon = daemon.clone();
+        async move {
+            crate::lockdown::refresh(&daemon.store, &daemon.fleet, &daemon.docker).await;
+        }
+    });
     let https_text = https.map_or("off".to_string(), |a| a.to_string());
     info!(ssh = %ssh_addr, http = %http, https = %https_text, data = %daemon.store.root().display(), "quarry is serving");
     println!(

@@ -165,6 +165,14 @@ pub enum Cmd {
     Grid {
         json: bool,
     },
+    /// `network`: the lockdown's state on every server.
+    Network {
+        json: bool,
+    },
+    /// `network:unlock` / `network:lock`.
+    NetworkLock {
+        lock: bool,
+    },
     Stacks {
         json: bool,
     },
@@ -328,6 +336,17 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
         Name::Grid => Cmd::Grid {
             json: json_only(c, w)?,
         },
+        Name::Network => Cmd::Network {
+            json: json_only(c, w)?,
+        },
+        Name::NetworkUnlock => {
+            args::Args::split(c, w, &[], &[])?.exactly(0)?;
+            Cmd::NetworkLock { lock: false }
+        }
+        Name::NetworkLock => {
+            args::Args::split(c, w, &[], &[])?.exactly(0)?;
+            Cmd::NetworkLock { lock: true }
+        }
         Name::Stacks => Cmd::Stacks {
             json: json_only(c, w)?,
         },

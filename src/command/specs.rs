@@ -284,6 +284,27 @@ commands! {
         summary: "show where every container is placed",
         details: "",
     },
+    Network {
+        name: "network",
+        topic: "network",
+        usage: "network [--json]",
+        summary: "show the network lockdown on every server (admin)",
+        details: "With network: { lockdown: true } in config.yml every server keeps the nftables table inet quarry: the fleet's addresses, 22 and the HQ's 80/443 are open, the rest is dropped.",
+    },
+    NetworkUnlock {
+        name: "network:unlock",
+        topic: "network",
+        usage: "network:unlock",
+        summary: "remove the lockdown's tables from every server and keep them off (admin)",
+        details: "Until network:lock. To turn it off for good, set network.lockdown: false in config.yml.",
+    },
+    NetworkLock {
+        name: "network:lock",
+        topic: "network",
+        usage: "network:lock",
+        summary: "load the lockdown's rules on every server again after network:unlock (admin)",
+        details: "",
+    },
     Stacks {
         name: "stacks",
         topic: "apps",

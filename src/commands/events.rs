@@ -45,6 +45,8 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
         Cmd::ServersAdd(new) => (None, "servers:add", format!("{} {}", new.name, new.docker)),
         Cmd::ServersDrain { name } => (None, "servers:drain", name.clone()),
         Cmd::ServersRemove { name } => (None, "servers:remove", name.clone()),
+        Cmd::NetworkLock { lock: true } => (None, "network:lock", String::new()),
+        Cmd::NetworkLock { lock: false } => (None, "network:unlock", String::new()),
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
         }
@@ -75,6 +77,7 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
         | Cmd::Servers { .. }
         | Cmd::ServersInfo { .. }
         | Cmd::Grid { .. }
+        | Cmd::Network { .. }
         | Cmd::Stacks { .. }
         | Cmd::Keys { .. }
         | Cmd::Events { .. }

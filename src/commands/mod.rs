@@ -29,6 +29,7 @@ mod domains;
 mod events;
 mod keys;
 mod logs;
+mod network;
 mod oneoff;
 mod ps;
 mod releases;
@@ -176,6 +177,8 @@ async fn dispatch(
         Cmd::ServersDrain { name } => servers_drain(d, key, &name, out).await,
         Cmd::ServersRemove { name } => servers_remove(d, key, &name, out).await,
         Cmd::Grid { json } => grid(d, key, json, out).await,
+        Cmd::Network { json } => network::show(d, key, json, out).await,
+        Cmd::NetworkLock { lock } => network::lock(d, key, lock, out).await,
         Cmd::Stacks { json } => stacks(d, json, out).await,
         Cmd::Volumes { app, json } => volumes(d, key, &app, json, out).await,
         Cmd::VolumesRemove { app, service } => volumes_remove(d, key, &app, &service, out).await,

@@ -128,6 +128,7 @@ pub(super) async fn servers_add(
     let server = crate::fleet::register(&d.store, &d.fleet, new, None)
         .await
         .map_err(fail)?;
+    super::network::after_fleet_change(d, out).await;
     let facts = &server.facts;
     out.out(format!(
         "added server {}: Docker {} on {}, {} CPUs, {} MiB for the grid{}\n",
@@ -224,9 +225,14 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
             }
         }
     }
+    let leaving = d.fleet.get(name);
     d.fleet
         .remove(&d.store, name)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    if let Some((server, docker)) = leaving {
+        crate::lockdown::forget(&d.store, &d.docker, server, docker).await;
+    }
+    super::network::after_fleet_change(d, out).await;
     out.out(format!("removed server {name}\n")).await;
     if !moving.is_empty() {
         out.out(format!(

@@ -102,6 +102,7 @@ pub async fn grow(
     };
     match registered {
         Ok(server) => {
+            crate::lockdown::refresh(&d.store, &d.fleet, &d.docker).await;
             p.detail(format!(
                 "added server {} ({}, {} MiB, {}) in {:.1}s",
                 server.name,
@@ -214,6 +215,9 @@ pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
                     .audit_fleet("servers:remove failed", &format!("{}: {e}", server.name));
             }
         }
+    }
+    if !removed.is_empty() {
+        crate::lockdown::refresh(&d.store, &d.fleet, &d.docker).await;
     }
     Ok(removed)
 }
