@@ -79,7 +79,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let http = resolve_port(config.http)?;
     let https = config.https.map(resolve_port).transpose()?;
-    let router = Router::start(store.root(), http, https, config.nginx.clone())
+    let (alpn, front) = crate::tls::front_at_start(&store, https, &config.nginx)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .unzip();
+    let router = Router::start(store.root(), http, https, front, config.nginx.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     let ssh_listener = TcpListener::bind(config.ssh)
@@ -120,6 +124,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         store,
         docker,
         router,
+        alpn,
         host_key,
         bin: std::env::current_exe()?,
         instance,
