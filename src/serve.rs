@@ -80,8 +80,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let http = resolve_port(config.http)?;
     let https = config.https.map(resolve_port).transpose()?;
     let (alpn, front) = crate::tls::front_at_start(&store, https, &config.nginx)
-        .await
-        .map_err(anyhow::Error::msg)?
+        .await?
         .unzip();
     let router = Router::start(store.root(), http, https, front, config.nginx.clone())
         .await

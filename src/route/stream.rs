@@ -109,21 +109,54 @@ pub fn render_realip(https: &HttpsAt) -> String {
     }
 }
 
+/// A vhost written by an earlier run, with its TLS `listen` lines moved to
+/// where they are now: a front switched on (or off) since must not leave
+/// an old vhost binding the HTTPS address beside it.
+pub fn relisten(site: &str, now: &HttpsAt) -> String {
+    let mut out = String::with_capacity(site.len() + 64);
+    for line in site.lines() {
+        if line.starts_with("    listen ") && line.ends_with(" ssl http2;")
+            || line.starts_with("    listen unix:") && line.ends_with(" ssl http2 proxy_protocol;")
+        {
+            let _ = writeln!(out, "    listen {};", now.listen());
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
+}
+
+/// Why the front cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("nginx was built without the stream module (--with-stream)")]
+    NotBuilt,
+    #[error("nginx was built without ssl_preread (--with-stream_ssl_preread_module)")]
+    NoPreread,
+    #[error(
+        "nginx's stream module is not installed ({0} is missing; Debian: apt-get install libnginx-mod-stream)"
+    )]
+    NotInstalled(String),
+    #[error("cannot run {nginx} -V: {source}")]
+    Run {
+        nginx: String,
+        source: std::io::Error,
+    },
+}
+
 /// Which stream module `nginx -V` (its stderr, `configure arguments`)
 /// says nginx needs: built in (`None`), or a file that `exists`.
 pub fn stream_module(
     nginx_v: &str,
     exists: impl Fn(&Path) -> bool,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, StreamError> {
     let args: Vec<&str> = nginx_v.split_whitespace().collect();
     let built_in = args.contains(&"--with-stream");
     if !built_in && !args.contains(&"--with-stream=dynamic") {
-        return Err("nginx was built without the stream module (--with-stream)".into());
+        return Err(StreamError::NotBuilt);
     }
     if !args.contains(&"--with-stream_ssl_preread_module") {
-        return Err(
-            "nginx was built without ssl_preread (--with-stream_ssl_preread_module)".into(),
-        );
+        return Err(StreamError::NoPreread);
     }
     if built_in {
         return Ok(None);
@@ -136,20 +169,20 @@ pub fn stream_module(
     if exists(&file) {
         Ok(Some(file))
     } else {
-        Err(format!(
-            "nginx's stream module is not installed ({} is missing; Debian: apt-get install libnginx-mod-stream)",
-            file.display()
-        ))
+        Err(StreamError::NotInstalled(file.display().to_string()))
     }
 }
 
 /// The stream module of `nginx` for a front answering TLS-ALPN-01 at
 /// `alpn`.
-pub fn detect(nginx: &Path, alpn: SocketAddr) -> Result<Front, String> {
+pub fn detect(nginx: &Path, alpn: SocketAddr) -> Result<Front, StreamError> {
     let out = std::process::Command::new(nginx)
         .arg("-V")
         .output()
-        .map_err(|e| format!("cannot run {} -V: {e}", nginx.display()))?;
+        .map_err(|source| StreamError::Run {
+            nginx: nginx.display().to_string(),
+            source,
+        })?;
     let text = String::from_utf8_lossy(&out.stderr);
     let module = stream_module(&text, Path::exists)?;
     Ok(Front { alpn, module })
@@ -223,6 +256,26 @@ stream {
     }
 
     #[test]
+    fn old_vhosts_move_their_tls_listen_lines() {
+        let direct = "server {\n    listen 127.0.0.1:8080;\n    listen 127.0.0.1:8443 ssl http2;\n    server_name a.example.com;\n}\n";
+        let behind = HttpsAt {
+            public: "127.0.0.1:8443".parse().unwrap(),
+            behind_front: Some("/d/nginx/https.sock".into()),
+        };
+        let moved = relisten(direct, &behind);
+        assert_eq!(
+            moved,
+            "server {\n    listen 127.0.0.1:8080;\n    listen unix:/d/nginx/https.sock ssl http2 proxy_protocol;\n    server_name a.example.com;\n}\n"
+        );
+        let back = HttpsAt {
+            public: "127.0.0.1:8443".parse().unwrap(),
+            behind_front: None,
+        };
+        assert_eq!(relisten(&moved, &back), direct);
+        assert_eq!(relisten(direct, &back), direct);
+    }
+
+    #[test]
     fn the_stream_module_is_found_from_nginx_v() {
         let debian = "nginx version: nginx/1.22.1\nconfigure arguments: --with-cc-opt='-g -O2' --prefix=/usr/share/nginx --modules-path=/usr/lib/nginx/modules --with-stream_ssl_module --with-stream_ssl_preread_module --with-stream=dynamic --with-stream_geoip_module=dynamic";
         assert_eq!(
@@ -230,7 +283,7 @@ stream {
             Some(PathBuf::from("/usr/lib/nginx/modules/ngx_stream_module.so"))
         );
         assert_eq!(
-            stream_module(debian, |_| false).unwrap_err(),
+            stream_module(debian, |_| false).unwrap_err().to_string(),
             "nginx's stream module is not installed (/usr/lib/nginx/modules/ngx_stream_module.so is missing; Debian: apt-get install libnginx-mod-stream)"
         );
         assert_eq!(
@@ -242,11 +295,15 @@ stream {
             None
         );
         assert_eq!(
-            stream_module("configure arguments: --with-http_ssl_module", |_| true).unwrap_err(),
+            stream_module("configure arguments: --with-http_ssl_module", |_| true)
+                .unwrap_err()
+                .to_string(),
             "nginx was built without the stream module (--with-stream)"
         );
         assert_eq!(
-            stream_module("configure arguments: --with-stream=dynamic", |_| true).unwrap_err(),
+            stream_module("configure arguments: --with-stream=dynamic", |_| true)
+                .unwrap_err()
+                .to_string(),
             "nginx was built without ssl_preread (--with-stream_ssl_preread_module)"
         );
     }

@@ -273,6 +273,21 @@ impl Router {
             },
         )?;
         write(HTTPS_DEFAULT, render_https_default(at.as_ref()))?;
+        if let Some(at) = &at
+            && let Ok(entries) = std::fs::read_dir(dir.join("sites"))
+        {
+            for e in entries.flatten() {
+                let path = e.path();
+                let Ok(old) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let new = stream::relisten(&old, at);
+                if new != old {
+                    write_atomic(&path, new.as_bytes(), 0o644)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                }
+            }
+        }
         write_atomic(
             &dir.join(CHALLENGES),
             render_challenges(&[]).as_bytes(),

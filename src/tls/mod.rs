@@ -160,7 +160,7 @@ pub async fn front_at_start(
     store: &crate::store::Store,
     https: Option<std::net::SocketAddr>,
     nginx: &std::path::Path,
-) -> Result<Option<(alpn::Responder, crate::route::stream::Front)>, String> {
+) -> Result<Option<(alpn::Responder, crate::route::stream::Front)>, TlsError> {
     let cfg = match Config::load(store) {
         Ok(c) => c.tls,
         Err(e) => {
@@ -175,9 +175,11 @@ pub async fn front_at_start(
             Ok(None)
         }
         (ChallengeKind::TlsAlpn01, Some(_)) => {
-            let responder = alpn::Responder::start().await.map_err(|e| e.to_string())?;
+            let responder = alpn::Responder::start()
+                .await
+                .map_err(|e| TlsError::Io(e.to_string()))?;
             let front = crate::route::stream::detect(nginx, responder.addr())
-                .map_err(|e| format!("tls.acme.challenge: tls-alpn-01: {e}"))?;
+                .map_err(|e| TlsError::Config(format!("tls.acme.challenge: tls-alpn-01: {e}")))?;
             Ok(Some((responder, front)))
         }
     }
