@@ -5,7 +5,8 @@
 # vs plain HTTP, the same app, interleaved in the same run. Then the same
 # server restarted with `tls.acme.challenge: tls-alpn-01`: issuance by
 # TLS-ALPN-01 and the HTTPS request through the stream front (one more
-# proxy hop), against the direct HTTPS rows of the first phase.
+# proxy hop), interleaved with the same request straight to the TLS
+# servers' unix socket (curl writes the PROXY header), which skips the front.
 #
 # Run by bench/run.sh (rows into its $OUT), or alone:
 #   QUARRY=target/release/quarry bench/tls.sh     # table in target/bench/tls/
@@ -186,6 +187,12 @@ for ((i = 1; i <= LATENCY_RUNS; i++)); do
         --resolve "$HOST:$QHTTPS:127.0.0.1" "https://$HOST:$QHTTPS/")
     [ "${s%% *}" = 200 ] || die "https through the front answered $s"
     sample tls.front.https "$(python3 -c "print('%.3f' % (float('${s#* }') * 1000))")"
+    # The same request straight to the http servers' socket (the PROXY
+    # header written by curl), skipping the front: the hop it adds.
+    u=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{time_total}' --cacert "$T/root.pem" \
+        --unix-socket "$DATA/nginx/https.sock" --haproxy-protocol "https://$HOST:$QHTTPS/")
+    [ "${u%% *}" = 200 ] || die "https on the socket answered $u"
+    sample tls.front.socket "$(python3 -c "print('%.3f' % (float('${u#* }') * 1000))")"
     p=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{time_total}' -H "Host: $HOST" \
         "http://127.0.0.1:$QHTTP/")
     [ "${p%% *}" = 200 ] || die "http answered $p"
@@ -198,7 +205,8 @@ if [ "$STANDALONE" = 1 ]; then
         tls.https "HTTPS: new connection + GET through nginx (TLS 1.3 handshake, HTTP/2)" ms tls.http 1 \
         tls.http "↳ baseline: new connection + GET through nginx, plain HTTP" ms - 1 \
         tls.alpn.issue "HTTPS: certs:renew --force by TLS-ALPN-01 (validator → stream front → responder)" ms tls.issue 1 \
-        tls.front.https "HTTPS through the stream front (tls-alpn-01 on): new connection + GET" ms tls.https 1 \
+        tls.front.https "HTTPS through the stream front (tls-alpn-01 on): new connection + GET" ms tls.front.socket 1 \
+        tls.front.socket "↳ baseline: the same, straight to the TLS servers' socket (no front), same phase" ms - 1 \
         tls.front.http "↳ plain HTTP in the same phase (drift check)" ms tls.http 1 > "$OUT/rows.tsv"
     python3 "$ROOT/bench/stats.py" render "$OUT"
 fi
