@@ -407,6 +407,10 @@ row router.test "↳ of which nginx -t" ms
 row tls.issue "HTTPS: certs:enable / certs:renew --force against pebble (order → HTTP-01 via nginx → cert served)" ms
 row tls.https "HTTPS: new connection + GET through nginx (TLS 1.3 handshake, HTTP/2)" ms tls.http
 row tls.http "↳ baseline: new connection + GET through nginx, plain HTTP" ms
+row tls.alpn.issue "HTTPS: certs:renew --force by TLS-ALPN-01 (validator → stream front → responder)" ms tls.issue
+row tls.front.https "HTTPS through the stream front (tls-alpn-01 on): new connection + GET" ms tls.front.socket
+row tls.front.socket "↳ baseline: the same, straight to the TLS servers' socket (no front), same phase" ms
+row tls.front.http "↳ plain HTTP in the same phase (drift check)" ms tls.http
 row rss.idle "daemon RSS idle after start" MiB
 row rss.apps "daemon RSS with $IDLE_APPS apps created" MiB
 row rss.deploy "daemon peak RSS during a first deploy (VmRSS polled)" MiB

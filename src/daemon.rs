@@ -23,6 +23,8 @@ pub struct Daemon {
     pub store: Store,
     pub docker: Docker,
     pub router: Router,
+    /// The TLS-ALPN-01 responder behind nginx's stream front, when on.
+    pub alpn: Option<crate::alpn::Responder>,
     pub host_key: PrivateKey,
     /// This executable, run by the pre-receive hook.
     pub bin: PathBuf,

@@ -30,8 +30,8 @@
 //! - [`launch`]: containers (start, health, inventory, volumes).
 //! - [`fleet`], [`network`], [`cloud`]: the servers, the apps' networks,
 //!   the providers.
-//! - [`route`], [`domains`], [`tls`]: nginx, one owner per domain,
-//!   certificates.
+//! - [`route`], [`domains`], [`tls`], [`alpn`]: nginx, one owner per
+//!   domain, certificates, the TLS-ALPN-01 responder.
 //! - [`lockdown`]: the nftables table that closes each server to all but
 //!   the fleet.
 //!
@@ -44,6 +44,7 @@
 //! [`validate`] (names that cross the edge), [`confined`] (no-follow access
 //! to what tenants wrote), [`progress`] (lines to the pusher).
 
+pub mod alpn;
 pub mod appjson;
 pub mod build;
 pub mod buildpack;

@@ -150,7 +150,7 @@ fn source_toward(ip: IpAddr) -> Option<IpAddr> {
 /// and HTTPS listeners where they are not on loopback (`serve.json`).
 pub fn router_ports(store: &Store) -> BTreeSet<u16> {
     let mut ports: BTreeSet<u16> = [80, 443].into_iter().collect();
-    if let Ok(Some(running)) = read_json::<crate::serve::Running>(&store.root().join("serve.json"))
+    if let Ok(Some(running)) = read_json::<crate::store::Running>(&store.root().join("serve.json"))
     {
         for addr in [Some(running.ssh), Some(running.http), running.https]
             .into_iter()
@@ -203,7 +203,7 @@ fn executor(name: &str, docker: &Docker, hq: &Docker) -> Executor {
 /// are loaded in parallel. Returns the records written.
 pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
     let _guard = APPLYING.lock().await;
-    let (on, allow) = match crate::cloud::Config::load(store).and_then(|c| {
+    let (on, allow) = match crate::config::Config::load(store).and_then(|c| {
         let allow = render::parse_allow(&c.network.allow)?;
         Ok((c.network.lockdown, allow))
     }) {
@@ -388,21 +388,21 @@ mod tests {
 
     #[test]
     fn config_yml_turns_it_on_beside_the_pool() {
-        let c = crate::cloud::Config::parse("network: { lockdown: true }\n").unwrap();
+        let c = crate::config::Config::parse("network: { lockdown: true }\n").unwrap();
         assert!(c.network.lockdown);
         assert_eq!(c.network.pool, "10.201.0.0/16");
-        let c = crate::cloud::Config::parse("network: { pool: 10.9.0.0/16 }\n").unwrap();
+        let c = crate::config::Config::parse("network: { pool: 10.9.0.0/16 }\n").unwrap();
         assert!(!c.network.lockdown, "off unless asked");
-        let e = crate::cloud::Config::parse("network:\n  lockdown: yes please\n").unwrap_err();
+        let e = crate::config::Config::parse("network:\n  lockdown: yes please\n").unwrap_err();
         assert!(e.starts_with("config.yml:2:"), "{e}");
-        let e = crate::cloud::Config::parse("network:\n  lockdwn: true\n").unwrap_err();
+        let e = crate::config::Config::parse("network:\n  lockdwn: true\n").unwrap_err();
         assert!(e.contains("lockdwn"), "{e}");
-        let c = crate::cloud::Config::parse(
+        let c = crate::config::Config::parse(
             "network: { lockdown: true, allow: [203.0.113.9, 10.0.0.0/8] }\n",
         )
         .unwrap();
         assert_eq!(c.network.allow, ["203.0.113.9", "10.0.0.0/8"]);
-        let e = crate::cloud::Config::parse("network: { allow: [10.0.0.1/8] }\n").unwrap_err();
+        let e = crate::config::Config::parse("network: { allow: [10.0.0.1/8] }\n").unwrap_err();
         assert_eq!(
             e,
             "config.yml: network.allow: \"10.0.0.1/8\" has host bits set past /8"

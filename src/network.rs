@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
@@ -100,7 +101,7 @@ impl Default for NetworkConfig {
 impl NetworkConfig {
     /// The pool and prefix, checked.
     pub fn parsed(&self) -> Result<(Cidr, u8), String> {
-        crate::lockdown::render::parse_allow(&self.allow)?;
+        parse_allow(&self.allow)?;
         let pool = Cidr::parse(&self.pool).map_err(|e| format!("config.yml: network.pool: {e}"))?;
         if self.prefix < pool.prefix || !(16..=29).contains(&self.prefix) {
             return Err(format!(
@@ -355,6 +356,68 @@ async fn engine_subnets(docker: &Docker) -> Result<Vec<Cidr>, String> {
         .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
         .filter_map(|c| c.subnet.and_then(|s| Cidr::parse(&s).ok()))
         .collect())
+}
+
+/// An address or a network (`10.0.0.0/8`, `2001:db8::/32`) config.yml's
+/// `network.allow` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+impl Net {
+    /// `ADDRESS` or `ADDRESS/PREFIX`, with no host bits set past the prefix.
+    pub fn parse(s: &str) -> Result<Net, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or a network such as 192.0.2.0/24"))?;
+        let full: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => full,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= full)
+                .ok_or_else(|| format!("{s:?}: the prefix length is 0 to {full}"))?,
+        };
+        let bits: u128 = match addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let host_bits = u32::from(full - prefix);
+        let host_mask = match host_bits {
+            0 => 0,
+            128 => u128::MAX,
+            n => (1u128 << n) - 1,
+        };
+        if bits & host_mask != 0 {
+            return Err(format!("{s:?} has host bits set past /{prefix}"));
+        }
+        Ok(Net { addr, prefix })
+    }
+}
+
+/// config.yml `network.allow`, checked.
+pub fn parse_allow(list: &[String]) -> Result<Vec<Net>, String> {
+    list.iter()
+        .map(|s| Net::parse(s).map_err(|e| format!("config.yml: network.allow: {e}")))
+        .collect()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::store::write_atomic;
 use crate::validate;
 
+pub mod stream;
 mod tls;
 pub use tls::{Challenge, SiteTls, decorate};
 
@@ -46,7 +47,9 @@ worker_processes auto;\n\
 pid {d}/nginx.pid;\n\
 error_log {d}/error.log warn;\n\
 daemon off;\n\
+include {d}/modules.conf;\n\
 events {{ worker_connections 4096; }}\n\
+include {d}/stream.conf;\n\
 http {{\n\
     access_log {d}/access.log;\n\
     client_body_temp_path {d}/tmp/body;\n\
@@ -139,6 +142,8 @@ pub struct Router {
     listen: SocketAddr,
     /// The TLS listener of every app with a certificate.
     https: Option<SocketAddr>,
+    /// The stream front on `https` (TLS-ALPN-01), when on.
+    front: Option<stream::Front>,
     nginx: PathBuf,
     generation: AtomicU64,
     /// Each routed app's last routes, to render it again when its TLS changes.
@@ -152,11 +157,12 @@ pub struct Router {
 
 impl Router {
     /// Write the main config and start nginx listening on `listen` (and
-    /// `https` for TLS).
+    /// `https` for TLS, through `front` when given).
     pub async fn start(
         data: &Path,
         listen: SocketAddr,
         https: Option<SocketAddr>,
+        front: Option<stream::Front>,
         nginx: PathBuf,
     ) -> Result<Router, String> {
         let dir = data.join("nginx");
@@ -187,11 +193,12 @@ impl Router {
             0o644,
         )
         .map_err(|e| e.to_string())?;
-        Router::write_tls_files(&dir, https)?;
+        Router::write_tls_files(&dir, https, front.as_ref())?;
         let router = Router {
             dir,
             listen,
             https,
+            front: front.filter(|_| https.is_some()),
             routes: Default::default(),
             tls: Default::default(),
             nginx,
@@ -217,6 +224,8 @@ impl Router {
     }
 
     fn spawn(&self) -> Result<Child, String> {
+        // A socket file left by an nginx that died keeps the new one from binding.
+        let _ = fs::remove_file(self.dir.join(stream::SOCKET));
         Command::new(&self.nginx)
             .arg("-p")
             .arg(&self.dir)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use russh::keys::PrivateKey;
-use serde::Serialize;
+
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -36,16 +36,7 @@ pub struct ServeConfig {
     pub nginx: PathBuf,
 }
 
-/// Written to `<data>/serve.json` once the daemon listens: the real
-/// addresses (ports chosen by the OS when 0 was asked for).
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct Running {
-    pub pid: u32,
-    pub ssh: SocketAddr,
-    pub http: SocketAddr,
-    #[serde(default)]
-    pub https: Option<SocketAddr>,
-}
+pub use crate::store::Running;
 
 /// Run until a signal arrives.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
@@ -79,7 +70,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let http = resolve_port(config.http)?;
     let https = config.https.map(resolve_port).transpose()?;
-    let router = Router::start(store.root(), http, https, config.nginx.clone())
+    let (alpn, front) = crate::tls::front_at_start(&store, https, &config.nginx)
+        .await?
+        .unzip();
+    let router = Router::start(store.root(), http, https, front, config.nginx.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     let ssh_listener = TcpListener::bind(config.ssh)
@@ -120,6 +114,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         store,
         docker,
         router,
+        alpn,
         host_key,
         bin: std::env::current_exe()?,
         instance,

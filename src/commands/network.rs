@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use super::{Res, fail, print_json, require_admin, table};
+use crate::channel::Output;
 use crate::daemon::Daemon;
 use crate::lockdown::{self, Record, TableState};
-use crate::ssh::Output;
 use crate::store::KeyRecord;
 
 #[derive(Serialize)]

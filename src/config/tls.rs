@@ -1,5 +1,6 @@
 //! The `tls:` section of config.yml: which ACME directory certificates come
-//! from, the account's contact, a private CA to trust, redirects and HSTS.
+//! from, the account's contact, a private CA to trust, the challenge type
+//! (HTTP-01 or TLS-ALPN-01), redirects and HSTS.
 //!
 //! Parsed strictly with the rest of config.yml (`config::Config`): unknown
 //! keys and bad values are refused with `config.yml:LINE: tls.…: reason`.
@@ -50,6 +51,43 @@ pub struct AcmeConfig {
     pub email: Option<Email>,
     /// PEM file of the CA that signs the ACME server's own certificate.
     pub ca_bundle: Option<CaBundle>,
+    /// How the ACME server checks that this server holds a name.
+    pub challenge: ChallengeKind,
+}
+
+/// `tls.acme.challenge`: `http-01` (the default) or `tls-alpn-01`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// A token served over plain HTTP on port 80 (RFC 8555 §8.3).
+    #[default]
+    Http01,
+    /// A certificate shown on the HTTPS port to a ClientHello offering
+    /// `acme-tls/1` (RFC 8737); needs nginx's stream module.
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The name in config.yml and in ACME.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChallengeKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            _ => Err(de::Error::custom(format!(
+                "tls.acme.challenge: use http-01 or tls-alpn-01, found {:?}",
+                s.chars().take(80).collect::<String>()
+            ))),
+        }
+    }
 }
 
 impl AcmeConfig {
@@ -139,6 +177,11 @@ mod tests {
         assert_eq!(c.tls, super::TlsConfig::default());
         assert!(c.tls.redirect);
         assert_eq!(c.tls.acme.directory_url(), super::LETS_ENCRYPT);
+        assert_eq!(c.tls.acme.challenge, super::ChallengeKind::Http01);
+        let c = Config::parse("tls:\n  acme:\n    challenge: tls-alpn-01\n").unwrap();
+        assert_eq!(c.tls.acme.challenge, super::ChallengeKind::TlsAlpn01);
+        let c = Config::parse("tls:\n  acme:\n    challenge: http-01\n").unwrap();
+        assert_eq!(c.tls.acme.challenge, super::ChallengeKind::Http01);
         let c = Config::parse("tls:\n  acme:\n    staging: true\n").unwrap();
         assert_eq!(c.tls.acme.directory_url(), super::LETS_ENCRYPT_STAGING);
         let c = Config::parse(
@@ -166,6 +209,10 @@ mod tests {
         assert_eq!(
             Config::parse("tls:\n  acme:\n    ca_bundle: ca.pem\n").unwrap_err(),
             "config.yml:3: tls.acme.ca_bundle: use an absolute path, found ca.pem"
+        );
+        assert_eq!(
+            Config::parse("tls:\n  acme:\n    challenge: dns-01\n").unwrap_err(),
+            "config.yml:3: tls.acme.challenge: use http-01 or tls-alpn-01, found \"dns-01\""
         );
         assert_eq!(
             Config::parse("tls:\n  redirects: true\n").unwrap_err(),

@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::stream::{self, Front, HttpsAt};
 use super::{NodeRoute, Router, render_app};
 use crate::store::write_atomic;
 
@@ -57,7 +58,7 @@ pub fn decorate(
     dir: &Path,
     app: &str,
     http: SocketAddr,
-    https: Option<SocketAddr>,
+    https: Option<&HttpsAt>,
     tls: Option<&SiteTls>,
 ) -> String {
     let tls = tls.zip(https);
@@ -91,7 +92,7 @@ pub fn decorate(
         let _ = writeln!(out, "{line}");
         if line == listen_line {
             if let Some((t, https)) = tls {
-                let _ = writeln!(out, "    listen {https} ssl http2;");
+                let _ = writeln!(out, "    listen {};", https.listen());
                 let _ = writeln!(out, "    ssl_certificate {};", t.cert.display());
                 let _ = writeln!(out, "    ssl_certificate_key {};", t.key.display());
                 let _ = writeln!(
@@ -103,7 +104,7 @@ pub fn decorate(
         } else if line == "    location / {"
             && let Some((_, https)) = tls
         {
-            let port = match https.port() {
+            let port = match https.public.port() {
                 443 => String::new(),
                 p => format!(":{p}"),
             };
@@ -134,10 +135,12 @@ pub fn render_challenges(challenges: &[Challenge]) -> String {
 }
 
 /// https.conf: names with no certificate get no handshake at all.
-pub fn render_https_default(https: Option<SocketAddr>) -> String {
+pub fn render_https_default(https: Option<&HttpsAt>) -> String {
     match https {
         Some(a) => format!(
-            "server {{\n    listen {a} ssl http2 default_server;\n    server_name _;\n    ssl_reject_handshake on;\n}}\n"
+            "{}server {{\n    listen {} default_server;\n    server_name _;\n    ssl_reject_handshake on;\n}}\n",
+            stream::render_realip(a),
+            a.listen()
         ),
         None => String::new(),
     }
@@ -161,6 +164,11 @@ impl Router {
         self.https
     }
 
+    /// Where the TLS servers listen (behind the stream front when it is on).
+    pub(super) fn https_at(&self) -> Option<HttpsAt> {
+        https_at(&self.dir, self.https, self.front.as_ref())
+    }
+
     /// Render `app`'s vhost from its routes and its TLS settings.
     pub(super) fn render_site(&self, app: &str, routes: &[NodeRoute]) -> String {
         let tls = self.tls.lock().expect("tls map").get(app).cloned();
@@ -169,7 +177,7 @@ impl Router {
             &self.dir,
             app,
             self.listen,
-            self.https,
+            self.https_at().as_ref(),
             tls.as_ref(),
         )
     }
@@ -244,13 +252,42 @@ impl Router {
     }
 
     /// Write the TLS files nginx.conf and the vhosts include.
-    pub(super) fn write_tls_files(dir: &Path, https: Option<SocketAddr>) -> Result<(), String> {
-        write_atomic(
-            &dir.join(HTTPS_DEFAULT),
-            render_https_default(https).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
+    pub(super) fn write_tls_files(
+        dir: &Path,
+        https: Option<SocketAddr>,
+        front: Option<&Front>,
+    ) -> Result<(), String> {
+        // A front needs an HTTPS address to hold.
+        let front = front.filter(|_| https.is_some());
+        let at = https_at(dir, https, front);
+        let write = |name: &str, text: String| {
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644)
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+        };
+        write(stream::MODULES, stream::render_modules(front))?;
+        write(
+            stream::STREAM,
+            match https {
+                Some(a) => stream::render_stream(front, a, dir),
+                None => String::new(),
+            },
+        )?;
+        write(HTTPS_DEFAULT, render_https_default(at.as_ref()))?;
+        if let Some(at) = &at
+            && let Ok(entries) = std::fs::read_dir(dir.join("sites"))
+        {
+            for e in entries.flatten() {
+                let path = e.path();
+                let Ok(old) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let new = stream::relisten(&old, at);
+                if new != old {
+                    write_atomic(&path, new.as_bytes(), 0o644)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                }
+            }
+        }
         write_atomic(
             &dir.join(CHALLENGES),
             render_challenges(&[]).as_bytes(),
@@ -260,9 +297,23 @@ impl Router {
     }
 }
 
+fn https_at(dir: &Path, https: Option<SocketAddr>, front: Option<&Front>) -> Option<HttpsAt> {
+    https.map(|public| HttpsAt {
+        public,
+        behind_front: front.map(|_| dir.join(stream::SOCKET)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn direct(a: SocketAddr) -> HttpsAt {
+        HttpsAt {
+            public: a,
+            behind_front: None,
+        }
+    }
 
     fn route() -> Vec<NodeRoute> {
         vec![NodeRoute {
@@ -301,7 +352,7 @@ mod tests {
             Path::new("/d/nginx"),
             "my-shop",
             http,
-            Some(https),
+            Some(&direct(https)),
             Some(&tls),
         );
         let head = "\
@@ -354,12 +405,49 @@ map $scheme $quarry_hsts_my_shop { https \"max-age=31536000\"; default \"\"; }
             Path::new("/n"),
             "shop",
             http,
-            Some(https),
+            Some(&direct(https)),
             Some(&tls),
         );
         assert!(!text.contains("\"http:shop.example.com\" 1;"));
         assert!(text.contains("map $scheme $quarry_hsts_shop { https \"\"; default \"\"; }"));
         assert!(text.contains("return 308 https://$host$request_uri;"));
+    }
+
+    #[test]
+    fn behind_the_front_tls_servers_listen_on_the_socket_with_proxy_protocol() {
+        let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let at = HttpsAt {
+            public: "127.0.0.1:8443".parse().unwrap(),
+            behind_front: Some("/d/nginx/https.sock".into()),
+        };
+        let tls = SiteTls {
+            cert: "/c".into(),
+            key: "/k".into(),
+            domains: vec!["shop.example.com".into()],
+            redirect: true,
+            hsts: false,
+        };
+        let base = render_app("shop", http, &route());
+        let text = decorate(
+            &base,
+            Path::new("/d/nginx"),
+            "shop",
+            http,
+            Some(&at),
+            Some(&tls),
+        );
+        assert!(
+            text.contains(
+                "    listen 127.0.0.1:8080;\n    listen unix:/d/nginx/https.sock ssl http2 proxy_protocol;\n"
+            ),
+            "{text}"
+        );
+        // Redirects name the public port, not the socket.
+        assert!(text.contains("return 308 https://$host:8443$request_uri;"));
+        assert_eq!(
+            render_https_default(Some(&at)),
+            "set_real_ip_from unix:;\nreal_ip_header proxy_protocol;\nserver {\n    listen unix:/d/nginx/https.sock ssl http2 proxy_protocol default_server;\n    server_name _;\n    ssl_reject_handshake on;\n}\n"
+        );
     }
 
     #[test]

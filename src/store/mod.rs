@@ -77,6 +77,17 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option
     }
 }
 
+/// Written to `<data>/serve.json` once the daemon listens: the real
+/// addresses (ports chosen by the OS when 0 was asked for).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Running {
+    pub pid: u32,
+    pub ssh: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    #[serde(default)]
+    pub https: Option<std::net::SocketAddr>,
+}
+
 /// Folders of the data directory that hold state only Quarry may read.
 const PRIVATE_DIRS: [&str; 6] = ["keys", "env", "stacks", "servers", "grid", "log"];
 

@@ -1,8 +1,10 @@
 //! The ACME (RFC 8555) client: one order for a set of names, answered with
-//! HTTP-01 through Quarry's own nginx, ending in a PEM chain and its key.
+//! HTTP-01 through Quarry's own nginx or with TLS-ALPN-01 through the
+//! responder behind its stream front, ending in a PEM chain and its key.
 //!
 //! Touches the ACME server over HTTPS, `<data>/tls/account.json` (the
-//! account key, 0600) and the router's challenge file; nothing else.
+//! account key, 0600) and the router's challenge file or the responder's
+//! answers; nothing else.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use instant_acme::{
 use serde::{Deserialize, Serialize};
 
 use super::TlsError;
+use crate::alpn::{Answer, Responder};
 use crate::config::tls::AcmeConfig;
 use crate::route::{Challenge, Router};
 use crate::store::{read_json, write_json};
@@ -31,6 +34,41 @@ const POLL: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(90));
 
+/// Who answers the challenges, and so which type is taken.
+#[derive(Clone, Copy)]
+pub enum Solver<'a> {
+    /// HTTP-01: tokens served by the router's nginx.
+    Http01(&'a Router),
+    /// TLS-ALPN-01: certificates shown by the responder.
+    TlsAlpn01(&'a Responder),
+}
+
+impl Solver<'_> {
+    fn kind(self) -> ChallengeType {
+        match self {
+            Solver::Http01(_) => ChallengeType::Http01,
+            Solver::TlsAlpn01(_) => ChallengeType::TlsAlpn01,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Solver::Http01(_) => "http-01",
+            Solver::TlsAlpn01(_) => "tls-alpn-01",
+        }
+    }
+
+    /// Answer these (replacing what was answered before).
+    async fn publish(self, http: &[Challenge], alpn: &[Answer]) -> Result<(), TlsError> {
+        match self {
+            Solver::Http01(router) => router.set_challenges(http).await.map_err(TlsError::Route),
+            Solver::TlsAlpn01(responder) => {
+                responder.set(alpn).map_err(|e| TlsError::Io(e.to_string()))
+            }
+        }
+    }
+}
+
 /// An issued certificate.
 pub struct Issued {
     pub chain_pem: String,
@@ -39,7 +77,7 @@ pub struct Issued {
 
 /// Order, validate and fetch a certificate for `domains`.
 pub async fn issue(
-    router: &Router,
+    solver: Solver<'_>,
     tls_dir: &Path,
     cfg: &AcmeConfig,
     domains: &[String],
@@ -53,6 +91,7 @@ pub async fn issue(
 
     // First pass: learn every pending challenge and publish its answer.
     let mut answers = Vec::new();
+    let mut alpn_answers = Vec::new();
     {
         let mut authz = order.authorizations();
         while let Some(a) = authz.next().await {
@@ -71,27 +110,37 @@ pub async fn issue(
                     });
                 }
             }
-            let challenge = a.challenge(ChallengeType::Http01).ok_or_else(|| {
-                TlsError::Acme(format!("no http-01 challenge offered for {domain}"))
+            let challenge = a.challenge(solver.kind()).ok_or_else(|| {
+                TlsError::Acme(format!(
+                    "no {} challenge offered for {domain}",
+                    solver.name()
+                ))
             })?;
+            let key_authorization = challenge.key_authorization();
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(key_authorization.digest().as_ref());
+            alpn_answers.push(Answer {
+                domain: domain.clone(),
+                digest,
+            });
             answers.push(Challenge {
                 token: challenge.token.clone(),
-                key_authorization: challenge.key_authorization().as_str().to_string(),
+                key_authorization: key_authorization.as_str().to_string(),
             });
         }
     }
-    router
-        .set_challenges(&answers)
-        .await
-        .map_err(TlsError::Route)?;
-    let result = validate_and_fetch(&mut order).await;
-    if let Err(e) = router.set_challenges(&[]).await {
+    solver.publish(&answers, &alpn_answers).await?;
+    let result = validate_and_fetch(&mut order, solver.kind()).await;
+    if let Err(e) = solver.publish(&[], &[]).await {
         tracing::warn!("cannot clear the ACME challenges: {e}");
     }
     result
 }
 
-async fn validate_and_fetch(order: &mut instant_acme::Order) -> Result<Issued, TlsError> {
+async fn validate_and_fetch(
+    order: &mut instant_acme::Order,
+    kind: ChallengeType,
+) -> Result<Issued, TlsError> {
     {
         let mut authz = order.authorizations();
         while let Some(a) = authz.next().await {
@@ -99,7 +148,7 @@ async fn validate_and_fetch(order: &mut instant_acme::Order) -> Result<Issued, T
             if a.status != AuthorizationStatus::Pending {
                 continue;
             }
-            if let Some(mut c) = a.challenge(ChallengeType::Http01) {
+            if let Some(mut c) = a.challenge(kind.clone()) {
                 c.set_ready().await.map_err(acme)?;
             }
         }

@@ -1,5 +1,6 @@
 //! HTTPS for apps: certificates from an ACME server (HTTP-01 through
-//! Quarry's nginx) or given by the user, kept under `<data>/tls/`, served by
+//! Quarry's nginx, or TLS-ALPN-01 through [`alpn`] behind its stream front)
+//! or given by the user, kept under `<data>/tls/`, served by
 //! the router, renewed by [`renew`] before they expire.
 //!
 //! Layout (every file written atomically; keys and certificates 0600):
@@ -18,6 +19,7 @@
 //! routes to the app.
 
 pub mod acme;
+pub use crate::alpn;
 pub mod cert;
 pub use crate::config::tls as config;
 pub mod renew;
@@ -33,7 +35,7 @@ use crate::daemon::Daemon;
 use crate::route::SiteTls;
 use crate::store::{now_rfc3339, read_json, write_atomic, write_json};
 use cert::CertInfo;
-use config::TlsConfig;
+use config::{ChallengeKind, TlsConfig};
 
 /// Everything that can go wrong with a certificate, in one line.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,38 @@ fn site(d: &Daemon, app: &str, cur: &Current, cfg: &TlsConfig) -> SiteTls {
     }
 }
 
+/// At start, before nginx: with `tls.acme.challenge: tls-alpn-01` and an
+/// HTTPS listener, the responder and the stream front that reaches it.
+/// A config.yml that does not parse is left to the commands that read it.
+pub async fn front_at_start(
+    store: &crate::store::Store,
+    https: Option<std::net::SocketAddr>,
+    nginx: &std::path::Path,
+) -> Result<Option<(alpn::Responder, crate::route::stream::Front)>, TlsError> {
+    let cfg = match Config::load(store) {
+        Ok(c) => c.tls,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return Ok(None);
+        }
+    };
+    match (cfg.acme.challenge, https) {
+        (ChallengeKind::Http01, _) => Ok(None),
+        (ChallengeKind::TlsAlpn01, None) => {
+            tracing::warn!("tls.acme.challenge: tls-alpn-01 needs an HTTPS listener (--https)");
+            Ok(None)
+        }
+        (ChallengeKind::TlsAlpn01, Some(_)) => {
+            let responder = alpn::Responder::start()
+                .await
+                .map_err(|e| TlsError::Io(e.to_string()))?;
+            let front = crate::route::stream::detect(nginx, responder.addr())
+                .map_err(|e| TlsError::Config(format!("tls.acme.challenge: tls-alpn-01: {e}")))?;
+            Ok(Some((responder, front)))
+        }
+    }
+}
+
 /// At start, before the routes are written: every app's certificate.
 pub async fn load_all(d: &Daemon) {
     let cfg = settings(d).unwrap_or_default();
@@ -194,7 +228,10 @@ pub async fn issue(d: &Daemon, app: &str) -> Result<CertInfo, TlsError> {
     if domains.is_empty() {
         return Err(TlsError::NotRouted(app.to_string()));
     }
-    let result = acme::issue(&d.router, &tls_dir(d), &cfg.acme, &domains).await;
+    let result = match solver(d, &cfg) {
+        Ok(solver) => acme::issue(solver, &tls_dir(d), &cfg.acme, &domains).await,
+        Err(e) => Err(e),
+    };
     let result = match result {
         Ok(issued) => install(d, app, Mode::Acme, &issued.chain_pem, &issued.key_pem, &cfg).await,
         Err(e) => Err(e),
@@ -207,6 +244,19 @@ pub async fn issue(d: &Daemon, app: &str) -> Result<CertInfo, TlsError> {
         save(d, app, &s)?;
     }
     result
+}
+
+/// Who answers `tls.acme.challenge`. TLS-ALPN-01 needs the stream front,
+/// which `quarry serve` sets up at start from config.yml.
+fn solver<'a>(d: &'a Daemon, cfg: &TlsConfig) -> Result<acme::Solver<'a>, TlsError> {
+    match cfg.acme.challenge {
+        ChallengeKind::Http01 => Ok(acme::Solver::Http01(&d.router)),
+        ChallengeKind::TlsAlpn01 => d.alpn.as_ref().map(acme::Solver::TlsAlpn01).ok_or_else(|| {
+            TlsError::Config(
+                "tls.acme.challenge: tls-alpn-01 was set after quarry serve started; restart it to put the stream front on the HTTPS port".into(),
+            )
+        }),
+    }
 }
 
 /// Check and serve a user's certificate for `app`.

@@ -45,6 +45,16 @@ impl Pebble {
 
     /// The same, issuing certificates valid for `validity` seconds.
     pub fn start_with_validity(http_port: u16, validity: Option<u64>) -> Pebble {
+        Pebble::start_ports(http_port, free_port(), validity)
+    }
+
+    /// A pebble whose TLS-ALPN-01 checks go to `tls_port` on 127.0.0.1 and
+    /// whose HTTP-01 checks go to a port nobody listens on.
+    pub fn start_tls_alpn(tls_port: u16) -> Pebble {
+        Pebble::start_ports(free_port(), tls_port, None)
+    }
+
+    fn start_ports(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         // A CA and a localhost certificate for pebble's own listener.
@@ -101,13 +111,7 @@ impl Pebble {
             "-extfile",
             "ext.cnf",
         ]));
-        let (dns, dns_mgmt, acme, mgmt, tls) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let (dns, dns_mgmt, acme, mgmt) = (free_port(), free_port(), free_port(), free_port());
         fs::write(
             p.join("pebble.json"),
             serde_json::json!({"pebble": {
@@ -116,7 +120,7 @@ impl Pebble {
                 "certificate": p.join("cert.pem"),
                 "privateKey": p.join("key.pem"),
                 "httpPort": http_port,
-                "tlsPort": tls,
+                "tlsPort": tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
                 "certificateValidityPeriod": validity.unwrap_or(90 * 24 * 3600)
@@ -156,6 +160,11 @@ impl Pebble {
             me.curl(&[&me.directory()]).status.success().then_some(())
         });
         me
+    }
+
+    /// What pebble logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
     pub fn ca(&self) -> PathBuf {
