@@ -24,7 +24,10 @@ use tracing::{info, warn};
 use crate::store::write_atomic;
 use crate::validate;
 
+mod adopt;
+pub mod dynamic;
 mod tls;
+use adopt::Nginx;
 pub use tls::{Challenge, SiteTls, decorate};
 
 /// The routes of one web node.
@@ -42,6 +45,7 @@ pub fn render_main(dir: &Path, listen: SocketAddr) -> String {
     let d = dir.display();
     format!(
         "# Written by quarry serve at every start; edits are overwritten.\n\
+include {d}/modules.conf;\n\
 worker_processes auto;\n\
 pid {d}/nginx.pid;\n\
 error_log {d}/error.log warn;\n\
@@ -63,8 +67,9 @@ http {{\n\
         listen {listen} default_server;\n\
         server_name _;\n\
         include {d}/generation.conf;\n\
-        location / {{ default_type text/plain; return 404 \"quarry: no app is routed at this host\\n\"; }}\n\
+        include {d}/default.conf;\n\
     }}\n\
+    include {d}/dynamic.conf;\n\
     include {d}/https.conf;\n\
     include {d}/sites/*.conf;\n\
 }}\n"
@@ -147,12 +152,16 @@ pub struct Router {
     tls: std::sync::Mutex<std::collections::HashMap<String, SiteTls>>,
     /// One config change at a time: test and reload see a consistent tree.
     lock: Mutex<()>,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<Nginx>>,
+    /// Routes live in nginx's dynamic table ([`dynamic`]) rather than in
+    /// one reloaded vhost per app.
+    lua: bool,
 }
 
 impl Router {
     /// Write the main config and start nginx listening on `listen` (and
-    /// `https` for TLS).
+    /// `https` for TLS) — or adopt the nginx an earlier daemon of this data
+    /// dir left running, reloading it onto this config.
     pub async fn start(
         data: &Path,
         listen: SocketAddr,
@@ -160,56 +169,122 @@ impl Router {
         nginx: PathBuf,
     ) -> Result<Router, String> {
         let dir = data.join("nginx");
-        for sub in ["sites", "tmp"] {
+        for sub in ["sites", "tmp", "lua", "table"] {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| format!("{}: {e}", dir.join(sub).display()))?;
         }
+        // The control socket is root's alone (nginx's workers inherit it).
+        let control = dir.join("control");
+        fs::create_dir_all(&control).map_err(|e| format!("{}: {e}", control.display()))?;
+        fs::set_permissions(
+            &control,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| format!("{}: {e}", control.display()))?;
         // Leftovers of an interrupted change are not config.
-        if let Ok(entries) = fs::read_dir(dir.join("sites")) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(".tmp-") || name.ends_with(".conf.bak") {
-                    let _ = fs::remove_file(e.path());
+        for sub in ["sites", "table"] {
+            if let Ok(entries) = fs::read_dir(dir.join(sub)) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with(".tmp-") || name.ends_with(".conf.bak") {
+                        let _ = fs::remove_file(e.path());
+                    }
                 }
             }
         }
-        let generation = 1;
-        write_atomic(
-            &dir.join("generation.conf"),
-            render_generation(generation).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
-        write_atomic(
-            &dir.join("nginx.conf"),
-            render_main(&dir, listen).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
-        Router::write_tls_files(&dir, https)?;
-        let router = Router {
+        let adopted = adopt::running_master(&dir);
+        // The served generation only grows, also across an adoption.
+        let mut router = Router {
             dir,
             listen,
             https,
             routes: Default::default(),
             tls: Default::default(),
             nginx,
-            generation: AtomicU64::new(generation),
+            generation: AtomicU64::new(0),
             lock: Mutex::new(()),
             child: Mutex::new(None),
+            lua: dynamic::available(),
         };
-        router.test().await?;
-        // A previous nginx of this data dir that outlived its daemon (kill -9)
-        // still holds the port: end it by its pid file.
-        router.stop_stale().await;
-        let child = router.spawn()?;
-        *router.child.lock().await = Some(child);
-        router
-            .wait_generation(generation, Duration::from_secs(15))
-            .await?;
-        info!(listen = %listen, "nginx started");
+        let served = match adopted {
+            Some(_) => router.served_generation().await.unwrap_or(0),
+            None => 0,
+        };
+        router.generation.store(served + 1, Ordering::SeqCst);
+        if let Err(e) = router.write_main().await {
+            if !router.lua {
+                return Err(e);
+            }
+            warn!("nginx's lua module does not load ({e}); routes change by reload");
+            router.lua = false;
+            router.write_main().await?;
+        }
+        let mut started = false;
+        if let Some(pid) = adopted {
+            *router.child.lock().await = Some(Nginx::Adopted(pid));
+            match router.reload().await {
+                Ok(()) => {
+                    info!(pid, "adopted the running nginx of this data dir");
+                    started = true;
+                }
+                Err(e) => {
+                    warn!(
+                        pid,
+                        "cannot adopt the running nginx ({e}); starting another"
+                    );
+                    *router.child.lock().await = None;
+                    router.stop_stale().await;
+                }
+            }
+        }
+        if !started {
+            let generation = router.generation.load(Ordering::SeqCst);
+            let child = router.spawn()?;
+            *router.child.lock().await = Some(Nginx::Child(child));
+            router
+                .wait_generation(generation, Duration::from_secs(15))
+                .await?;
+            info!(listen = %listen, lua = router.lua, "nginx started");
+        }
+        router.load_table().await?;
         Ok(router)
+    }
+
+    /// nginx.conf and what it includes, for this mode; `nginx -t` on them.
+    async fn write_main(&self) -> Result<(), String> {
+        let dir = &self.dir;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let files = [
+            ("generation.conf", render_generation(generation)),
+            ("modules.conf", dynamic::render_modules(self.lua)),
+            ("dynamic.conf", dynamic::render_http(dir, self.lua)),
+            (
+                "default.conf",
+                dynamic::render_default_location(dir, self.lua),
+            ),
+            ("lua/quarry.lua", dynamic::LUA.to_string()),
+            ("nginx.conf", render_main(dir, self.listen)),
+        ];
+        for (name, text) in files {
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+        }
+        Router::write_tls_files(dir, self.https)?;
+        // A vhost of the other mode names upstreams this mode has not got;
+        // the start's reconcile routes every live app again.
+        let foreign = if self.lua {
+            "\nupstream quarry."
+        } else {
+            "quarry_dynamic"
+        };
+        if let Ok(entries) = fs::read_dir(dir.join("sites")) {
+            for e in entries.flatten() {
+                if fs::read_to_string(e.path()).is_ok_and(|t| t.contains(foreign)) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        self.test().await
     }
 
     pub fn listen(&self) -> SocketAddr {
@@ -232,24 +307,12 @@ impl Router {
     }
 
     async fn stop_stale(&self) {
-        let Ok(pid) = fs::read_to_string(self.dir.join("nginx.pid")) else {
-            return;
-        };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
-            return;
-        };
         // Only an nginx whose command line names our config is ours to end.
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours = String::from_utf8_lossy(&cmdline)
-            .contains(&*self.dir.join("nginx.conf").to_string_lossy());
-        if ours {
-            warn!(pid, "stopping an nginx left over from an earlier run");
-            unsafe { libc::kill(pid, libc::SIGQUIT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let Some(pid) = adopt::running_master(&self.dir) else {
+            return;
+        };
+        warn!(pid, "stopping an nginx left over from an earlier run");
+        stop_pid(pid).await;
     }
 
     /// `nginx -t` on the config as it is on disk.
@@ -290,6 +353,9 @@ impl Router {
             .lock()
             .expect("routes")
             .insert(app.to_string(), routes.to_vec());
+        if self.lua {
+            return self.route_dynamic(app, Some(routes)).await;
+        }
         let text = self.render_site(app, routes);
         self.apply(app, Some(text)).await
     }
@@ -297,7 +363,15 @@ impl Router {
     /// Stop routing `app`.
     pub async fn remove_app(&self, app: &str) -> Result<(), String> {
         self.routes.lock().expect("routes").remove(app);
+        if self.lua {
+            return self.route_dynamic(app, None).await;
+        }
         self.apply(app, None).await
+    }
+
+    /// Whether routes change through the dynamic table (no reload).
+    pub fn dynamic(&self) -> bool {
+        self.lua
     }
 
     async fn apply(&self, app: &str, text: Option<String>) -> Result<(), String> {
@@ -349,14 +423,14 @@ impl Router {
         .map_err(|e| e.to_string())?;
         let pid = {
             let child = self.child.lock().await;
-            child.as_ref().and_then(|c| c.id())
+            child.as_ref().and_then(Nginx::pid)
         };
         let Some(pid) = pid else {
             return Err("nginx is not running".into());
         };
-        let old_workers = accepting_workers(pid as i32);
-        // SAFETY: plain signal to our own child process.
-        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+        let old_workers = accepting_workers(pid);
+        // SAFETY: plain signal to the nginx master we started or adopted.
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
             return Err(format!(
                 "cannot signal nginx: {}",
                 std::io::Error::last_os_error()
@@ -369,7 +443,7 @@ impl Router {
         // wait for that, so no request after this returns sees the old config.
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let still = accepting_workers(pid as i32);
+            let still = accepting_workers(pid);
             if !old_workers.iter().any(|w| still.contains(w)) {
                 return Ok(());
             }
@@ -399,10 +473,12 @@ impl Router {
             {
                 let mut child = self.child.lock().await;
                 if let Some(c) = child.as_mut()
-                    && let Ok(Some(status)) = c.try_wait()
+                    && let Some(status) = c.exited(&self.dir)
                 {
                     let mut err = String::new();
-                    if let Some(mut s) = c.stderr.take() {
+                    if let Nginx::Child(c) = c
+                        && let Some(mut s) = c.stderr.take()
+                    {
                         use tokio::io::AsyncReadExt;
                         let _ = s.read_to_string(&mut err).await;
                     }
@@ -429,36 +505,76 @@ impl Router {
         body.trim().parse().map_err(|_| "no generation".to_string())
     }
 
-    /// Restart nginx if it died (called by the supervisor loop).
+    /// Restart nginx if it died (called by the supervisor loop); a fresh
+    /// nginx gets the route table back.
     pub async fn ensure_running(&self) {
-        let mut child = self.child.lock().await;
-        let dead = match child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
-            None => true,
-        };
-        if dead {
+        {
+            let mut child = self.child.lock().await;
+            let dead = match child.as_mut() {
+                Some(c) => c.exited(&self.dir).is_some(),
+                None => true,
+            };
+            if !dead {
+                return;
+            }
             warn!("nginx is not running; starting it again");
             match self.spawn() {
-                Ok(c) => *child = Some(c),
-                Err(e) => warn!("{e}"),
+                Ok(c) => *child = Some(Nginx::Child(c)),
+                Err(e) => {
+                    warn!("{e}");
+                    return;
+                }
             }
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Err(e) = self
+            .wait_generation(generation, Duration::from_secs(15))
+            .await
+        {
+            warn!("{e}");
+            return;
+        }
+        if let Err(e) = self.load_table().await {
+            warn!("{e}");
         }
     }
 
     /// Graceful stop (SIGQUIT: finish in-flight requests), waiting for exit.
+    /// With `QUARRY_KEEP_NGINX=1` nginx goes on serving for the next
+    /// daemon to adopt (a restart or an upgrade, not a stop).
     pub async fn stop(&self) {
         let mut child = self.child.lock().await;
-        if let Some(mut c) = child.take() {
-            if let Some(pid) = c.id() {
-                unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
+        if std::env::var("QUARRY_KEEP_NGINX").as_deref() == Ok("1") {
+            if let Some(pid) = child.as_ref().and_then(Nginx::pid) {
+                info!(pid, "leaving nginx serving for the next start to adopt");
             }
-            if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                .await
-                .is_err()
-            {
-                let _ = c.kill().await;
-            }
+            return;
         }
+        match child.take() {
+            Some(Nginx::Child(mut c)) => {
+                if let Some(pid) = c.id() {
+                    unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
+                }
+                if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = c.kill().await;
+                }
+            }
+            Some(Nginx::Adopted(pid)) => stop_pid(pid).await,
+            None => {}
+        }
+    }
+}
+
+/// SIGQUIT to an nginx master that is not our child; wait up to 10 s.
+async fn stop_pid(pid: i32) {
+    // SAFETY: a plain signal; the caller checked the pid is our nginx master.
+    unsafe { libc::kill(pid, libc::SIGQUIT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -164,14 +164,12 @@ impl Router {
     /// Render `app`'s vhost from its routes and its TLS settings.
     pub(super) fn render_site(&self, app: &str, routes: &[NodeRoute]) -> String {
         let tls = self.tls.lock().expect("tls map").get(app).cloned();
-        decorate(
-            &render_app(app, self.listen, routes),
-            &self.dir,
-            app,
-            self.listen,
-            self.https,
-            tls.as_ref(),
-        )
+        let base = if self.lua {
+            super::dynamic::render_site(app, self.listen, routes)
+        } else {
+            render_app(app, self.listen, routes)
+        };
+        decorate(&base, &self.dir, app, self.listen, self.https, tls.as_ref())
     }
 
     /// Serve `app` over HTTPS with `tls` (or stop, with `None`). Takes effect
@@ -192,8 +190,9 @@ impl Router {
         let Some(routes) = routes else {
             return Ok(());
         };
-        let text = self.render_site(app, &routes);
-        if let Err(e) = self.apply(app, Some(text)).await {
+        // In lua mode a plain-HTTP app needs no vhost (the table routes it).
+        let text = (!self.lua || tls.is_some()).then(|| self.render_site(app, &routes));
+        if let Err(e) = self.apply(app, text).await {
             let mut map = self.tls.lock().expect("tls map");
             match previous {
                 Some(p) => map.insert(app.to_string(), p),
