@@ -66,8 +66,12 @@ http {{\n\
     server {{\n\
         listen {listen} default_server;\n\
         server_name _;\n\
-        include {d}/generation.conf;\n\
         include {d}/default.conf;\n\
+    }}\n\
+    server {{\n\
+        listen {listen};\n\
+        server_name quarry.invalid;\n\
+        include {d}/generation.conf;\n\
     }}\n\
     include {d}/dynamic.conf;\n\
     include {d}/https.conf;\n\
@@ -654,6 +658,20 @@ server {
 }
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn main_config_includes_the_mode_files_and_a_generation_server_of_its_own() {
+        let text = render_main(Path::new("/d/nginx"), "127.0.0.1:8080".parse().unwrap());
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing:\n{text}"))
+        };
+        assert!(at("include /d/nginx/modules.conf;") < at("events {"));
+        assert!(at("listen 127.0.0.1:8080 default_server;") < at("include /d/nginx/default.conf;"));
+        // Only Host quarry.invalid sees the generation: apps keep their paths.
+        assert!(at("server_name quarry.invalid;") < at("include /d/nginx/generation.conf;"));
+        assert!(at("include /d/nginx/dynamic.conf;") < at("include /d/nginx/sites/*.conf;"));
     }
 
     #[test]

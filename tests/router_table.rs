@@ -61,6 +61,10 @@ fn a_redeploy_moves_the_route_without_reloading_nginx() {
     assert!(!server.data.join(format!("nginx/sites/{app}.conf")).exists());
     let before = workers(&server.data);
     assert!(!before.is_empty());
+    // The table's write socket is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let control = fs::metadata(server.data.join("nginx/control")).unwrap();
+    assert_eq!(control.permissions().mode() & 0o777, 0o700);
 
     repo.write("www/index.html", "release 2\n");
     repo.commit("v2");
