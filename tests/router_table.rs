@@ -37,6 +37,22 @@ fn workers(data: &Path) -> Vec<i32> {
     out
 }
 
+/// One request to the router table's control socket; the raw answer.
+fn control(data: &Path, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(data.join("nginx/control/table.sock"))
+        .expect("the table socket");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: quarry\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 #[test]
 fn a_redeploy_moves_the_route_without_reloading_nginx() {
     assert!(
@@ -63,8 +79,22 @@ fn a_redeploy_moves_the_route_without_reloading_nginx() {
     assert!(!before.is_empty());
     // The table's write socket is root's alone.
     use std::os::unix::fs::PermissionsExt;
-    let control = fs::metadata(server.data.join("nginx/control")).unwrap();
-    assert_eq!(control.permissions().mode() & 0o777, 0o700);
+    let socket_dir = fs::metadata(server.data.join("nginx/control")).unwrap();
+    assert_eq!(socket_dir.permissions().mode() & 0o777, 0o700);
+
+    // Bad blocks change nothing: a torn address, a host sent to another
+    // app's node, a block that does not start with its app.
+    for bad in [
+        format!("app {app}\nroute {app}.web 1.2.3:4\nhost {app}.localhost {app}.web\n"),
+        format!("app {app}\nroute {app}.web 127.0.0.1:1\nhost {app}.localhost other.web\n"),
+        format!("route {app}.web 127.0.0.1:1\n"),
+    ] {
+        let answer = control(&server.data, "PUT", "/apps", &bad);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad}: {answer}");
+    }
+    let held = control(&server.data, "GET", &format!("/apps/{app}"), "");
+    assert!(held.ends_with(&first), "{held}");
+    assert!(server.body(&app).starts_with("hello"));
 
     repo.write("www/index.html", "release 2\n");
     repo.commit("v2");
