@@ -6,6 +6,9 @@
 //! file when the test fails, reloads gracefully, and waits until the new
 //! config answers (a generation counter served by the default server) before
 //! it reports success — so callers may retire old containers right after.
+//! Where nginx has its lua module, routes go instead into a table inside
+//! nginx that changes without a reload ([`dynamic`]); the nginx process
+//! itself, started or adopted across daemon restarts, is in `adopt`.
 //! Everything lives under `<data>/nginx/`. Values reaching the config were
 //! validated at the edge (app names, domains); addresses are typed.
 
@@ -17,7 +20,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -27,7 +30,7 @@ use crate::validate;
 mod adopt;
 pub mod dynamic;
 mod tls;
-use adopt::Nginx;
+use adopt::{Nginx, accepting_workers};
 pub use tls::{Challenge, SiteTls, decorate};
 
 /// The routes of one web node.
@@ -295,30 +298,6 @@ impl Router {
         self.listen
     }
 
-    fn spawn(&self) -> Result<Child, String> {
-        Command::new(&self.nginx)
-            .arg("-p")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(self.dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(self.dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start nginx ({}): {e}", self.nginx.display()))
-    }
-
-    async fn stop_stale(&self) {
-        // Only an nginx whose command line names our config is ours to end.
-        let Some(pid) = adopt::running_master(&self.dir) else {
-            return;
-        };
-        warn!(pid, "stopping an nginx left over from an earlier run");
-        stop_pid(pid).await;
-    }
-
     /// `nginx -t` on the config as it is on disk.
     async fn test(&self) -> Result<(), String> {
         let out = Command::new(&self.nginx)
@@ -508,109 +487,6 @@ impl Router {
         let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
         body.trim().parse().map_err(|_| "no generation".to_string())
     }
-
-    /// Restart nginx if it died (called by the supervisor loop); a fresh
-    /// nginx gets the route table back.
-    pub async fn ensure_running(&self) {
-        {
-            let mut child = self.child.lock().await;
-            let dead = match child.as_mut() {
-                Some(c) => c.exited(&self.dir).is_some(),
-                None => true,
-            };
-            if !dead {
-                return;
-            }
-            warn!("nginx is not running; starting it again");
-            match self.spawn() {
-                Ok(c) => *child = Some(Nginx::Child(c)),
-                Err(e) => {
-                    warn!("{e}");
-                    return;
-                }
-            }
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
-        if let Err(e) = self
-            .wait_generation(generation, Duration::from_secs(15))
-            .await
-        {
-            warn!("{e}");
-            return;
-        }
-        if let Err(e) = self.load_table().await {
-            warn!("{e}");
-        }
-    }
-
-    /// Graceful stop (SIGQUIT: finish in-flight requests), waiting for exit.
-    /// With `QUARRY_KEEP_NGINX=1` nginx goes on serving for the next
-    /// daemon to adopt (a restart or an upgrade, not a stop).
-    pub async fn stop(&self) {
-        let mut child = self.child.lock().await;
-        if std::env::var("QUARRY_KEEP_NGINX").as_deref() == Ok("1") {
-            if let Some(pid) = child.as_ref().and_then(Nginx::pid) {
-                info!(pid, "leaving nginx serving for the next start to adopt");
-            }
-            return;
-        }
-        match child.take() {
-            Some(Nginx::Child(mut c)) => {
-                if let Some(pid) = c.id() {
-                    unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
-                }
-                if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = c.kill().await;
-                }
-            }
-            Some(Nginx::Adopted(pid)) => stop_pid(pid).await,
-            None => {}
-        }
-    }
-}
-
-/// SIGQUIT to an nginx master that is not our child; wait up to 10 s.
-async fn stop_pid(pid: i32) {
-    // SAFETY: a plain signal; the caller checked the pid is our nginx master.
-    unsafe { libc::kill(pid, libc::SIGQUIT) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// PIDs of `master`'s workers that still accept connections (their title is
-/// exactly "nginx: worker process"; a retiring one says "is shutting down").
-fn accepting_workers(master: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the parenthesised command name: state, ppid, …
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid != Some(master) {
-            continue;
-        }
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let title = String::from_utf8_lossy(&cmdline);
-        if title.trim_end_matches(['\0', ' ']) == "nginx: worker process" {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
