@@ -403,6 +403,7 @@ row push.first.live "push-to-live, first deploy (git push → new body via nginx
 row push.first.floor "↳ floor: push over OpenSSH + docker build + docker run + first 200" ms
 row push.re.live "push-to-live, redeploy (changed index.html) — headline" ms push.re.floor
 row push.re.floor "↳ floor: push over OpenSSH + docker build + docker run + first 200" ms
+row bp.re.live "push-to-live, buildpack (python, cached venv) redeploy, beside the Dockerfile redeploy" ms push.re.live
 row push.first.return "git push returns, first deploy" ms
 row push.re.return "git push returns, redeploy (old container drained)" ms
 row transport.quarry "push transport: ${TRANSPORT_MB} MB, rejected branch (Quarry SSH)" ms transport.sshd
@@ -557,6 +558,27 @@ for ((i = 1; i <= REDEPLOYS; i++)); do
 done
 read_rss VmHWM
 sample rss.hwm.deploy "$(kib_to_mib "$RSS")"
+
+# ----- 2b. buildpack redeploy from the cache -----------------------------------
+
+# The python fixture (bottle from PyPI on the first push only), then code-only
+# pushes: the venv comes from the build cache (no pip) and its image layer is
+# reused. Side by side with the Dockerfile redeploy above, same load.
+log "buildpack: python first deploy (stack built if missing), $REDEPLOYS cached redeploys"
+"$QUARRY" stack build > "$LOGS/stack-build.log" 2>&1 || die "quarry stack build failed (see $LOGS/stack-build.log)"
+rm -rf "$W/bp-1"
+cp -r "$ROOT/tests/apps/py-app" "$W/bp-1"
+printf 'bp-first-%s\n' "$RUN_ID" > "$W/bp-1/message.txt"
+git -C "$W/bp-1" init -q -b main
+git -C "$W/bp-1" add -A
+git -C "$W/bp-1" -c user.name=bench -c user.email=bench@localhost commit -q -m first
+live_push bp.first "$W/bp-1" bp-1 "bp-first-$RUN_ID"
+for ((i = 1; i <= REDEPLOYS; i++)); do
+    printf 'bp-re-%s-%s\n' "$i" "$RUN_ID" > "$W/bp-1/message.txt"
+    git -C "$W/bp-1" -c user.name=bench -c user.email=bench@localhost commit -q -am "bp $i"
+    live_push bp.re "$W/bp-1" bp-1 "bp-re-$i-$RUN_ID"
+    grep -q "Python dependencies unchanged" "$LAST_LOG" || die "the buildpack redeploy ran pip (transcript $LAST_LOG)"
+done
 
 # ----- 3. control plane ---------------------------------------------------------
 

@@ -13,8 +13,10 @@
 
 mod cache;
 mod container;
+mod image;
 mod release;
 mod source;
+mod work;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -31,12 +33,16 @@ use crate::stack::{self, Stack};
 use crate::stackimage;
 use crate::store::Release;
 
+pub use crate::stack::through_entrypoint;
+pub use crate::stackimage::ENTRYPOINT;
 pub use cache::cache_dir;
-pub use release::{manifest_source, process_types, through_entrypoint};
+pub use release::{manifest_source, process_types};
 pub use source::Source;
 
-/// The stack's entrypoint: sources `/app/.profile.d/*.sh`, then execs its arguments.
-pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
+use image::image_context;
+#[cfg(test)]
+use image::image_dockerfile;
+use work::{CacheLoan, Work};
 
 /// The config var that names a buildpack (Heroku's).
 pub const BUILDPACK_URL: &str = "BUILDPACK_URL";
@@ -143,6 +149,8 @@ pub async fn at_start(d: &Daemon) {
         }
     }
     for app in d.store.apps().unwrap_or_default() {
+        // A cache lent to a build that never finished comes home first.
+        work::reclaim(&work_dir(d, &app), &cache_dir(d, &app));
         let _ = fs::remove_dir_all(work_dir(d, &app));
     }
 }
@@ -245,40 +253,6 @@ fn work_dir(d: &Daemon, app: &str) -> PathBuf {
     d.store.app_dir(app).join("build").join("work")
 }
 
-/// A build's scratch dirs; removed when dropped.
-struct Work {
-    root: PathBuf,
-}
-
-impl Work {
-    fn new(root: PathBuf) -> io::Result<Work> {
-        let _ = fs::remove_dir_all(&root);
-        for sub in ["src", "env", "out"] {
-            fs::create_dir_all(root.join(sub))?;
-        }
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
-        Ok(Work { root })
-    }
-    fn src(&self) -> PathBuf {
-        self.root.join("src")
-    }
-    fn env(&self) -> PathBuf {
-        self.root.join("env")
-    }
-    fn out(&self) -> PathBuf {
-        self.root.join("out")
-    }
-    fn fetched(&self) -> PathBuf {
-        self.root.join("buildpack")
-    }
-}
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn buildpack_build(
     d: &Daemon,
@@ -304,7 +278,9 @@ async fn buildpack_build(
     // Which buildpack, and the directory mounted as /buildpack.
     let (name, dir) = source::resolve(d, asked, trusted, &src, &work.fetched(), p).await?;
 
-    let stack_image = &stackimage::configured();
+    // The runtime asked for picks the stack: refused here, before any download.
+    let (stack_image, runtime_env) = source::runtime_stack(&name, &src, p)?;
+    let stack_image = &stack_image;
     stackimage::ensure(&d.docker, stack_image, p).await?;
     let started = Instant::now();
 
@@ -316,8 +292,11 @@ async fn buildpack_build(
         fs::write(&path, value).map_err(|e| format!("cannot write the env dir: {e}"))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
     }
-    let cache = cache_dir(d, app);
-    fs::create_dir_all(&cache).map_err(|e| format!("cannot make the build cache: {e}"))?;
+    // The cache joins the build dir in one mount for the build (moved, not
+    // copied), so the buildpack can move and hard-link between the two.
+    let _loan = CacheLoan::new(cache_dir(d, app), work.cache())
+        .map_err(|e| format!("cannot lend the build cache to the build: {e}"))?;
+    let cache = work.cache();
     let owned = [src.clone(), work.env(), work.out()];
     tokio::task::spawn_blocking(move || -> Result<(), crate::confined::ConfinedError> {
         for dir in &owned {
@@ -341,8 +320,17 @@ async fn buildpack_build(
     ));
     let compiled = Instant::now();
     let started_build = Instant::now();
-    container::run_build_container(d, app, release, &name, &dir, work, stack_image, deadline, p)
-        .await?;
+    container::run_build_container(
+        d,
+        app,
+        release,
+        (&name, &dir),
+        work,
+        (stack_image, runtime_env),
+        deadline,
+        p,
+    )
+    .await?;
     p.detail(format!(
         "compiled in {:.1}s",
         compiled.elapsed().as_secs_f64()
@@ -361,9 +349,11 @@ async fn buildpack_build(
     // Kept so another server can build the same image on its own copy of
     // the stack instead of receiving the whole image (see `remote_build`).
     let kept = context_paths(d, app, &release.image).0;
+    let packing = Instant::now();
     image_context(
         stack_image,
         &src,
+        &work.layers(),
         defaults.get("web").map(String::as_str),
         &kept,
     )
@@ -373,6 +363,8 @@ async fn buildpack_build(
         .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
     let context =
         fs::File::open(&kept).map_err(|e| format!("cannot read the compiled app: {e}"))?;
+    let context_mb = context.metadata().map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    let (packed, building) = (packing.elapsed(), Instant::now());
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     build::build_dockerfile(
         &d.docker,
@@ -384,6 +376,12 @@ async fn buildpack_build(
         deadline.saturating_sub(started_build.elapsed()),
     )
     .await?;
+    // Where a build's time goes, for whoever wonders why a push took long.
+    p.detail(format!(
+        "context packed ({context_mb:.1} MB) in {:.1}s, image built by the engine in {:.1}s",
+        packed.as_secs_f64(),
+        building.elapsed().as_secs_f64()
+    ));
     let size = |image: &str| {
         let docker = d.docker.clone();
         let image = image.to_string();
@@ -473,60 +471,6 @@ pub async fn remote_build(
         size as f64 / 1e6
     ));
     Ok(Some(said.join(", ")))
-}
-
-/// The app image's Dockerfile. The compiled dir travels as `build/app`,
-/// copied onto `/`: that way `/app` itself (which an older stack made for
-/// uid 1000) is handed to [`BUILD_UID`] too.
-fn image_dockerfile(stack: &str, web: Option<&str>) -> io::Result<String> {
-    let mut dockerfile = format!(
-        "FROM {stack}\nCOPY --chown={BUILD_UID}:{BUILD_UID} build /\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
-    );
-    if let Some(web) = web {
-        let cmd = serde_json::to_string(&["/bin/sh", "-c", web]).map_err(io::Error::other)?;
-        dockerfile.push_str(&format!("CMD {cmd}\n"));
-    }
-    Ok(dockerfile)
-}
-
-/// Write the app image's context (a Dockerfile and the compiled BUILD dir,
-/// walked without following links) to `dest`, atomically, on disk.
-async fn image_context(
-    stack: &str,
-    build: &Path,
-    web: Option<&str>,
-    dest: &Path,
-) -> io::Result<()> {
-    let dockerfile = image_dockerfile(stack, web)?;
-    let (build, dest) = (build.to_path_buf(), dest.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let dir = dest.parent().expect("images dir");
-        fs::create_dir_all(dir)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir)?;
-        let mut b = tar::Builder::new(io::BufWriter::new(tmp.reopen()?));
-        let mut h = tar::Header::new_gnu();
-        h.set_size(dockerfile.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
-        crate::confined::append_dir(
-            &mut b,
-            &build,
-            "",
-            "build/app",
-            crate::receive::max_tree_bytes(),
-        )
-        .map_err(io::Error::other)?;
-        b.into_inner()?
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o600))?;
-        tmp.persist(&dest).map_err(|e| e.error)?;
-        Ok(())
-    })
-    .await
-    .map_err(io::Error::other)?
 }
 
 #[cfg(test)]

@@ -37,121 +37,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::daemon::Daemon;
-use crate::fleet::{self, Origin, Server, ServerState};
-use crate::grid::{Event, Labels, Options};
-use crate::progress::Progress;
-use crate::store::Store;
+pub use crate::config::{Config, GridConfig, ProviderConfig};
 
-// ----- config.yml ------------------------------------------------------------
-
-/// `<data>/config.yml`. Every key is optional.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    pub grid: GridConfig,
-    pub provider: ProviderConfig,
-    /// Certificates and HTTPS (docs/tls.md).
-    pub tls: crate::tls::config::TlsConfig,
-    /// Where the apps' network subnets come from.
-    pub network: crate::network::NetworkConfig,
-}
-
-/// The fleet's bounds (`grid:` in config.yml).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct GridConfig {
-    pub autosize: bool,
-    pub min: usize,
-    pub max: Option<usize>,
-    /// Seconds a provider's server must stay empty before it is removed.
-    pub idle: u64,
-}
-
-impl Default for GridConfig {
-    fn default() -> GridConfig {
-        GridConfig {
-            autosize: false,
-            min: 1,
-            max: None,
-            idle: 60,
-        }
-    }
-}
-
-impl GridConfig {
-    /// The grid's options for these bounds.
-    pub fn options(&self) -> Options {
-        Options {
-            min: self.min,
-            max: self.max.unwrap_or(usize::MAX),
-            autosize: self.autosize,
-        }
-    }
-}
-
-/// Which provider answers the grid's events (`provider:` in config.yml).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ProviderConfig {
-    /// Servers are added by hand only.
-    #[default]
-    Static,
-    /// A program that speaks the JSON contract of docs/providers.md.
-    Exec {
-        command: PathBuf,
-        #[serde(default)]
-        args: Vec<String>,
-        /// Seconds one request may take (default 300).
-        #[serde(default)]
-        timeout: Option<u64>,
-    },
-}
+use crate::config::one_line;
+use crate::fleet;
+use crate::grid::Labels;
 
 impl Config {
-    /// Read `<data>/config.yml`; a missing file is the defaults.
-    pub fn load(store: &Store) -> Result<Config, String> {
-        let path = store.root().join("config.yml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        Config::parse(&text)
-    }
-
-    pub fn parse(text: &str) -> Result<Config, String> {
-        if text.trim().is_empty() {
-            return Ok(Config::default());
-        }
-        let config: Config =
-            serde_saphyr::from_str(text).map_err(|e| parse_error(&e.to_string()))?;
-        if let ProviderConfig::Exec { command, .. } = &config.provider
-            && !command.is_absolute()
-        {
-            return Err(format!(
-                "config.yml: provider.command: use an absolute path, found {}",
-                command.display()
-            ));
-        }
-        if config.grid.autosize && config.grid.max.is_none() {
-            return Err(
-                "config.yml: grid.autosize needs grid.max: the most servers the provider may add"
-                    .to_string(),
-            );
-        }
-        config.network.parsed()?;
-        if let Some(max) = config.grid.max
-            && max < config.grid.min
-        {
-            return Err(format!(
-                "config.yml: grid.max ({max}) is below grid.min ({})",
-                config.grid.min
-            ));
-        }
-        Ok(config)
-    }
-
     /// The configured provider.
     pub fn provider(&self) -> AnyProvider {
         match &self.provider {
@@ -167,24 +59,6 @@ impl Config {
             }),
         }
     }
-}
-
-/// `config.yml:LINE: reason` from the parser's multi-line report
-/// (`error: line 2 column 3: reason --> <input>:2:3 | …`).
-fn parse_error(report: &str) -> String {
-    let first = report.lines().next().unwrap_or(report);
-    let first = first.split(" --> ").next().unwrap_or(first);
-    let first = first.trim_start_matches("error: ");
-    let located = first.strip_prefix("line ").and_then(|rest| {
-        let (line, rest) = rest.split_once(' ')?;
-        let (_, reason) = rest.split_once(": ")?;
-        Some(format!("config.yml:{line}: {}", reason.trim()))
-    });
-    located.unwrap_or_else(|| format!("config.yml: {}", one_line(first)))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 // ----- the provider trait ----------------------------------------------------
@@ -452,11 +326,11 @@ pub fn next_name(taken: &[String]) -> String {
 /// provider's servers has been empty.
 #[derive(Default)]
 pub struct Cloud {
-    busy: tokio::sync::Mutex<()>,
-    empty_since: std::sync::Mutex<HashMap<String, Instant>>,
+    pub(crate) busy: tokio::sync::Mutex<()>,
+    pub(crate) empty_since: std::sync::Mutex<HashMap<String, Instant>>,
     /// Rollouts under way: while any runs, no server counts as empty (a
     /// server just added for one is about to be used).
-    rollouts: AtomicUsize,
+    pub(crate) rollouts: AtomicUsize,
 }
 
 impl Cloud {
@@ -478,215 +352,10 @@ impl Drop for Rollout<'_> {
     }
 }
 
-/// The grid asked for a server (`create`): get one from the provider,
-/// register it (connect, facts) and return it. Any failure is the deploy's
-/// failure, in the provider's words; a machine that was added but cannot be
-/// registered is given back.
-pub async fn grow(
-    d: &Daemon,
-    event: &Event,
-    known: &[String],
-    p: &Progress,
-) -> Result<Server, String> {
-    let Event::Create { size, labels } = event else {
-        return Err("the grid asked for no new server".into());
-    };
-    let _busy = d.cloud.busy.lock().await;
-    // Another deploy may have grown the fleet while this one waited: a new
-    // running server that fits answers the event as well.
-    if let Some(s) = d.fleet.list().into_iter().find(|s| {
-        !known.contains(&s.name)
-            && s.state == ServerState::Running
-            && s.memory >= *size
-            && crate::grid::carries(&s.labels, labels)
-    }) {
-        p.detail(format!("server {} was just added: using it", s.name));
-        return Ok(s);
-    }
-    let config = Config::load(&d.store)?;
-    let provider = config.provider();
-    let kind = provider.kind();
-    let with = if labels.is_empty() {
-        String::new()
-    } else {
-        format!(" with {}", crate::grid::show_labels(labels))
-    };
-    p.step(format!(
-        "The grid is full: asking provider {kind} for a server of {size} MiB{with}"
-    ));
-    provider.ping().await?;
-    let sizes = provider.sizes().await?;
-    let chosen = choose_size(&sizes, *size).map_err(|e| format!("provider {kind}: {e}"))?;
-    let taken: Vec<String> = d.fleet.list().into_iter().map(|s| s.name).collect();
-    let request = AddRequest {
-        name: next_name(&taken),
-        size: chosen.name.clone(),
-        memory: *size,
-        labels: labels.clone(),
-    };
-    let started = Instant::now();
-    let machine = provider.add(&request).await?;
-    let mut all_labels = machine.labels.clone();
-    all_labels.extend(labels.clone());
-    let address = machine.address.parse().map_err(|_| {
-        format!(
-            "provider {kind} answered address {:?}, which is not an IP address",
-            machine.address
-        )
-    });
-    let address = match address {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = provider.remove(&machine.id, &request.name).await;
-            return Err(e);
-        }
-    };
-    if machine.docker.starts_with("tcp://") && machine.tls.is_none() && !machine.insecure {
-        let _ = provider.remove(&machine.id, &request.name).await;
-        return Err(format!(
-            "provider {kind} answered {} without tls files: give \"tls\" in the answer, or \"insecure\": true for an engine on a trusted private network; machine {} was given back",
-            machine.docker, machine.id
-        ));
-    }
-    let new = crate::command::NewServer {
-        name: request.name.clone(),
-        docker: machine.docker.clone(),
-        address,
-        memory: machine.memory.unwrap_or(chosen.memory),
-        labels: all_labels,
-        tls: machine.tls.clone(),
-        insecure: machine.insecure,
-    };
-    let origin = Origin {
-        provider: kind.to_string(),
-        id: machine.id.clone(),
-        size: Some(chosen.name.clone()),
-    };
-    let registered = match fleet::check_new(&d.fleet, &new.name, &new.docker) {
-        Ok(()) => fleet::register(d, new, Some(origin)).await,
-        Err(e) => Err(e),
-    };
-    match registered {
-        Ok(server) => {
-            p.detail(format!(
-                "added server {} ({}, {} MiB, {}) in {:.1}s",
-                server.name,
-                chosen.name,
-                server.memory,
-                server.docker,
-                started.elapsed().as_secs_f64()
-            ));
-            d.store.audit_fleet(
-                "servers:add",
-                &format!(
-                    "{} by provider {kind} (id {}, size {})",
-                    server.name, machine.id, chosen.name
-                ),
-            );
-            Ok(server)
-        }
-        Err(e) => {
-            let _ = provider.remove(&machine.id, &request.name).await;
-            Err(format!(
-                "provider {kind} added machine {} but Quarry cannot use it: {e}",
-                machine.id
-            ))
-        }
-    }
-}
-
-/// Remove the provider's servers that have been empty for `grid.idle`
-/// seconds while the fleet is above `grid.min` (the grid's `destroy`
-/// events). Returns the servers removed.
-pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
-    let config = Config::load(&d.store)?;
-    if !config.grid.autosize || d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
-        return Ok(Vec::new());
-    }
-    let (grid, _) = crate::deploy::occupied_grid(d, config.grid.options()).await?;
-    let wanted: Vec<String> = grid
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Destroy { block } => Some(block),
-            Event::Create { .. } => None,
-        })
-        .collect();
-    let idle = Duration::from_secs(config.grid.idle);
-    let ripe: Vec<(Server, Origin)> = {
-        let mut since = d.cloud.empty_since.lock().expect("cloud");
-        since.retain(|name, _| wanted.contains(name));
-        let now = Instant::now();
-        wanted
-            .iter()
-            .filter_map(|name| {
-                let (server, _) = d.fleet.get(name)?;
-                let origin = server.origin.clone()?;
-                let first = *since.entry(name.clone()).or_insert(now);
-                (now.duration_since(first) >= idle).then_some((server, origin))
-            })
-            .collect()
-    };
-    let mut removed = Vec::new();
-    if ripe.is_empty() {
-        return Ok(removed);
-    }
-    let _busy = d.cloud.busy.lock().await;
-    let provider = config.provider();
-    for (server, origin) in ripe {
-        // Look again under the lock: a deploy may have just placed something.
-        if d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
-            break;
-        }
-        let held = d
-            .containers(None)
-            .await?
-            .iter()
-            .any(|c| c.server == server.name);
-        if held {
-            continue;
-        }
-        d.fleet
-            .set_state(&d.store, &server.name, ServerState::Terminating)
-            .ok();
-        match provider.remove(&origin.id, &server.name).await {
-            Ok(()) => {
-                d.fleet.remove(&d.store, &server.name)?;
-                d.cloud
-                    .empty_since
-                    .lock()
-                    .expect("cloud")
-                    .remove(&server.name);
-                d.store.audit_fleet(
-                    "servers:remove",
-                    &format!(
-                        "{} by provider {} (id {}): empty for {}s",
-                        server.name, origin.provider, origin.id, config.grid.idle
-                    ),
-                );
-                removed.push(server.name);
-            }
-            Err(e) => {
-                tracing::warn!(server = %server.name, "{e}");
-                d.fleet
-                    .set_state(&d.store, &server.name, ServerState::Running)
-                    .ok();
-                d.cloud
-                    .empty_since
-                    .lock()
-                    .expect("cloud")
-                    .insert(server.name.clone(), Instant::now());
-                d.store
-                    .audit_fleet("servers:remove failed", &format!("{}: {e}", server.name));
-            }
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::Options;
 
     fn size(name: &str, memory: u64, price: f64) -> Size {
         Size {

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -32,46 +32,6 @@ const TICK: Duration = Duration::from_millis(500);
 const RELOAD: Duration = Duration::from_secs(3);
 /// A job waits at most this long for a deploy of its app to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(1800);
-
-/// The jobs running now, by (app, job): one run of a job at a time.
-#[derive(Default)]
-pub struct Runs(Mutex<HashSet<(String, String)>>);
-
-/// Held while a job runs; frees its place when dropped.
-pub struct RunSlot<'a> {
-    runs: &'a Runs,
-    key: (String, String),
-}
-
-impl Runs {
-    /// A place for `job` of `app`, unless a run of it is going on.
-    pub fn begin(&self, app: &str, job: &str) -> Option<RunSlot<'_>> {
-        let key = (app.to_owned(), job.to_owned());
-        let fresh = self.0.lock().expect("cron runs").insert(key.clone());
-        // Not `then_some`: it would make (and drop, locking again) a slot
-        // for a job that is already running.
-        if fresh {
-            Some(RunSlot { runs: self, key })
-        } else {
-            None
-        }
-    }
-}
-
-impl Runs {
-    pub fn is_running(&self, app: &str, job: &str) -> bool {
-        self.0
-            .lock()
-            .expect("cron runs")
-            .contains(&(app.to_owned(), job.to_owned()))
-    }
-}
-
-impl Drop for RunSlot<'_> {
-    fn drop(&mut self) {
-        self.runs.0.lock().expect("cron runs").remove(&self.key);
-    }
-}
 
 /// The last run of a job: `stacks/<app>/cron/<job>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! hook socket and the reconciler. Holds handles only; the work is done by
 //! the pipeline modules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,9 +39,9 @@ pub struct Daemon {
     /// Answers the grid's create/destroy events through the provider.
     pub cloud: crate::cloud::Cloud,
     /// Authenticated SSH connections by key, closed when their key goes.
-    pub sessions: Arc<crate::ssh::sessions::Sessions>,
+    pub sessions: Arc<crate::sessions::Sessions>,
     /// Scheduled jobs running now (one run per job at a time).
-    pub cron: crate::cron::Runs,
+    pub cron: JobRuns,
     /// The apps' networks and their subnets.
     pub networks: crate::network::Networks,
     /// Held while a domain is checked against every other app's and then
@@ -271,5 +271,45 @@ impl AppLocks {
             _guard: guard,
             _file: file,
         })
+    }
+}
+
+/// The jobs running now, by (app, job): one run of a job at a time.
+#[derive(Default)]
+pub struct JobRuns(Mutex<HashSet<(String, String)>>);
+
+/// Held while a job runs; frees its place when dropped.
+pub struct JobSlot<'a> {
+    runs: &'a JobRuns,
+    key: (String, String),
+}
+
+impl JobRuns {
+    /// A place for `job` of `app`, unless a run of it is going on.
+    pub fn begin(&self, app: &str, job: &str) -> Option<JobSlot<'_>> {
+        let key = (app.to_owned(), job.to_owned());
+        let fresh = self.0.lock().expect("job runs").insert(key.clone());
+        // Not `then_some`: it would make (and drop, locking again) a slot
+        // for a job that is already running.
+        if fresh {
+            Some(JobSlot { runs: self, key })
+        } else {
+            None
+        }
+    }
+}
+
+impl JobRuns {
+    pub fn is_running(&self, app: &str, job: &str) -> bool {
+        self.0
+            .lock()
+            .expect("job runs")
+            .contains(&(app.to_owned(), job.to_owned()))
+    }
+}
+
+impl Drop for JobSlot<'_> {
+    fn drop(&mut self) {
+        self.runs.0.lock().expect("job runs").remove(&self.key);
     }
 }

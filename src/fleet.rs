@@ -15,11 +15,9 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+pub use crate::endpoint::{LOCAL, NewServer, TlsFiles, check_transport};
 use crate::launch::docker_message;
 use crate::store::{Store, read_json, write_json};
-
-/// The name of the server Quarry itself runs on.
-pub const LOCAL: &str = "local";
 
 /// A server's state, from the seed design's machine states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,25 +102,6 @@ pub struct Server {
     pub insecure: bool,
 }
 
-/// Why a new server's endpoint may not be used as given: a plain `tcp://`
-/// engine hands root on that machine to anyone who can reach the port, so
-/// it takes TLS files, or an explicit `insecure` for a trusted network.
-pub fn check_transport(endpoint: &str, tls: bool, insecure: bool) -> Result<(), String> {
-    let tcp = endpoint.starts_with("tcp://");
-    match (tcp, tls, insecure) {
-        (true, false, false) => Err(format!(
-            "{endpoint} has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
-        )),
-        (true, true, true) => Err(format!(
-            "--insecure is for a tcp:// engine without TLS, and {endpoint} has TLS files"
-        )),
-        (false, _, true) => Err(format!(
-            "--insecure is for a tcp:// engine without TLS, not {endpoint}"
-        )),
-        (true, false, true) | (true, true, false) | (false, _, false) => Ok(()),
-    }
-}
-
 /// Which provider made a server, and its id there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Origin {
@@ -130,16 +109,6 @@ pub struct Origin {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
-}
-
-/// PEM files for a Docker engine behind TLS (`--tlsverify`): the CA that
-/// signed the engine's certificate, and the client's certificate and key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub ca: std::path::PathBuf,
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
 }
 
 /// Connect to an engine and negotiate the API version.
@@ -355,13 +324,14 @@ pub fn check_new(fleet: &Fleet, name: &str, endpoint: &str) -> Result<(), String
 /// write its settings. An engine that does not answer is refused. Callers
 /// check first that it is new ([`check_new`]).
 pub async fn register(
-    d: &crate::daemon::Daemon,
-    new: crate::command::NewServer,
+    store: &Store,
+    fleet: &Fleet,
+    new: NewServer,
     origin: Option<Origin>,
 ) -> Result<Server, String> {
     check_transport(&new.docker, new.tls.is_some(), new.insecure)?;
     let tls = match &new.tls {
-        Some(files) => Some(keep_tls_files(&d.store, &new.name, files)?),
+        Some(files) => Some(keep_tls_files(store, &new.name, files)?),
         None => None,
     };
     let connected = async {
@@ -373,7 +343,7 @@ pub async fn register(
     let (docker, facts) = match connected {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(store_dir(&d.store, &new.name));
+            let _ = std::fs::remove_dir_all(store_dir(store, &new.name));
             return Err(e);
         }
     };
@@ -390,7 +360,7 @@ pub async fn register(
         tls,
         insecure: new.insecure,
     };
-    d.fleet.insert(&d.store, server.clone(), docker)?;
+    fleet.insert(store, server.clone(), docker)?;
     Ok(server)
 }
 

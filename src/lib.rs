@@ -2,51 +2,68 @@
 //!
 //! # Layout
 //!
-//! The pipeline, one module per stage (see ARCHITECTURE.md):
+//! In pipeline order, each layer using only the ones below it (no import
+//! circles between these modules; see ARCHITECTURE.md):
 //!
-//! - [`ssh`]: the SSH endpoint (russh): key auth, exec parsing, git bridging.
-//! - [`command`]: exec lines → the closed [`command::Cmd`] enum; help texts.
-//! - [`commands`]: executes control commands.
+//! The edge, where requests come in:
+//! - [`serve`]: start-up, listeners, signals; [`daemon`]: the shared state.
+//! - [`ssh`]: the SSH endpoint (russh): key auth, limits, git bridging.
 //! - [`hook`]: pre-receive hook ⇄ daemon bridge (Unix socket).
+//! - [`command`]: exec lines → the closed [`command::Cmd`] enum; help (pure).
+//! - [`commands`]: one file per topic, executing control commands.
+//! - [`channel`]: one SSH channel as commands see it (stdin, stdout, TTY).
+//! - [`sessions`]: live connections by key, closed when their key goes.
+//!
+//! The pipeline, push to route:
 //! - [`receive`]: bare repos, hooks, `git archive` of the pushed commit.
-//! - [`manifest`]: quarry.yml and Procfile → a validated manifest (pure).
-//! - [`stack`]: which manifest a pushed tree or a release has.
-//! - [`plan`]: desired vs current state → launch instructions (pure).
-//! - [`build`]: Dockerfile → image, through the Docker API.
-//! - [`buildpack`]: no Dockerfile → Heroku-classic buildpack build → image.
-//! - [`stackimage`]: the Debian stack image buildpack builds run on.
-//! - [`deploy`]: the pipeline itself, and rollouts of a release.
-//! - [`launch`]: the only code that starts and stops containers.
-//! - [`fleet`]: the servers (Docker engines) and moving images between them.
-//! - [`route`]: nginx config rendering and the supervised nginx.
-//! - [`network`]: one network per app and server, with its own subnet.
-//! - [`domains`]: one owner per domain across the instance.
-//! - [`reconcile`]: makes the engine match the db.
-//! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
-//! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
-//! - [`store`]: the filesystem db, atomic writes.
-//! - [`confined`]: no-follow, size-capped access to folders a tenant controls.
-//! - [`tls`]: certificates (ACME, user-given), their renewal.
-//! - [`daemon`], [`serve`]: shared state and process lifecycle.
-//! - [`oneoff`]: `run`, `enter` and the containers of scheduled jobs.
-//! - [`cron`]: the scheduler of quarry.yml `cron:` jobs.
-//! - [`schedule`]: cron schedule text → due times (pure).
-//! - [`validate`]: every name that crosses the edge.
+//! - [`stack`], [`manifest`]: which manifest a tree has; quarry.yml and
+//!   Procfile → a validated manifest (pure).
+//! - [`appjson`]: app.json → config vars, formation and postdeploy on the
+//!   first deploy.
+//! - [`build`], [`buildpack`], [`stackimage`]: Dockerfile or buildpack →
+//!   image, on the Debian stack image.
+//! - [`runtime`]: which Python / Node (so which Debian suite) a build asks
+//!   for (pure table).
+//! - [`deploy`]: the pipeline itself: state (desired/current), the plan's
+//!   execution, rollouts, pruning, growing and shrinking the fleet.
+//! - [`plan`]: desired vs current → instructions (pure).
+//! - [`launch`]: containers (start, health, inventory, volumes).
+//! - [`fleet`], [`network`], [`cloud`]: the servers, the apps' networks,
+//!   the providers.
+//! - [`route`], [`domains`], [`tls`]: nginx, one owner per domain,
+//!   certificates.
+//! - [`lockdown`]: the nftables table that closes each server to all but
+//!   the fleet.
+//!
+//! Always running: [`reconcile`] (the engines match the db), [`cron`]
+//! (scheduled jobs), [`oneoff`] (`run`, `enter`, the jobs' containers).
+//!
+//! The ground floor (no Docker, no daemon): [`store`] (the filesystem db),
+//! [`config`] (config.yml), [`endpoint`] (how an engine is reached),
+//! [`grid`] (placement, pure), [`schedule`] (cron text → due times),
+//! [`validate`] (names that cross the edge), [`confined`] (no-follow access
+//! to what tenants wrote), [`progress`] (lines to the pusher).
 
+pub mod appjson;
 pub mod build;
 pub mod buildpack;
+pub mod channel;
 pub mod cloud;
 pub mod command;
 pub mod commands;
+pub mod config;
 pub mod confined;
 pub mod cron;
 pub mod daemon;
 pub mod deploy;
 pub mod domains;
+pub mod endpoint;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
+pub mod install;
 pub mod launch;
+pub mod lockdown;
 pub mod manifest;
 pub mod network;
 pub mod oneoff;
@@ -55,8 +72,10 @@ pub mod progress;
 pub mod receive;
 pub mod reconcile;
 pub mod route;
+pub mod runtime;
 pub mod schedule;
 pub mod serve;
+pub mod sessions;
 pub mod ssh;
 pub mod stack;
 pub mod stackimage;

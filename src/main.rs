@@ -54,6 +54,41 @@ enum Command {
         #[command(subcommand)]
         command: StackCommand,
     },
+    /// Install Quarry as a systemd service on this machine (root; Debian/Ubuntu)
+    ///
+    /// Copies this binary to /usr/local/bin/quarry, makes /var/lib/quarry
+    /// (0700), writes /etc/systemd/system/quarry.service, then enables and
+    /// starts it (or restarts it: an upgrade in place). See docs/install.md.
+    #[command(verbatim_doc_comment)]
+    Install {
+        /// Write under this scratch root instead of / (nothing is started).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Change nothing: verify the unit and report what is missing.
+        #[arg(long)]
+        check: bool,
+        /// The service's SSH listen address.
+        #[arg(long, default_value = "0.0.0.0:2222")]
+        ssh: String,
+        /// The service's HTTP listen address.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        http: String,
+        /// The service's HTTPS listen address.
+        #[arg(long, default_value = "0.0.0.0:443")]
+        https: String,
+        /// Apps answer at <app>.<root-domain>.
+        #[arg(long, default_value = "localhost")]
+        root_domain: String,
+    },
+    /// Stop and remove the service and the binary (--purge: the data too).
+    Uninstall {
+        /// Remove /var/lib/quarry as well: every app's repo, config and releases.
+        #[arg(long)]
+        purge: bool,
+        /// A scratch root written by `quarry install --root`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Internal: run by the repositories' pre-receive hook.
     #[command(hide = true)]
     Hook {
@@ -96,10 +131,11 @@ enum KeysCommand {
 enum StackCommand {
     /// Build a stack image on the local Docker engine (no registry needed)
     ///
-    /// Without --from: debootstrap a minimal Debian bookworm from the mirror
-    /// this machine's apt uses (installs debootstrap if missing), add python3,
+    /// Without --from: debootstrap a minimal Debian bookworm (or the --suite,
+    /// or the suite NAME names: quarry-stack/trixie) from the mirror this
+    /// machine's apt uses (installs debootstrap if missing), add python3,
     /// python3-venv, pip, nodejs, npm, CA certificates (the host's own too),
-    /// the user app (uid 1000) and /usr/local/bin/quarry-entrypoint, then
+    /// the user app (uid 65000) and /usr/local/bin/quarry-entrypoint, then
     /// `docker import` it. Takes 2-4 minutes; needs root. With --from IMAGE:
     /// the same on top of a Debian-based image already on the engine.
     /// Pushes build the default stack on first need; this builds it ahead.
@@ -114,6 +150,10 @@ enum StackCommand {
         /// Build on top of this Debian-based image instead of debootstrap.
         #[arg(long, value_name = "IMAGE")]
         from: Option<String>,
+        /// The stack of a Debian suite: quarry-stack/SUITE (bookworm, trixie,
+        /// forky), with the runtimes the buildpacks choose from it.
+        #[arg(long, value_name = "SUITE", conflicts_with = "name")]
+        suite: Option<String>,
     },
     /// List the stack images on the local Docker engine.
     List {
@@ -181,6 +221,54 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Install {
+            root,
+            check,
+            ssh,
+            http,
+            https,
+            root_domain,
+        } => {
+            if let Err(e) = quarry::validate::domain(&root_domain) {
+                eprintln!("quarry: --root-domain: {e}");
+                return ExitCode::from(2);
+            }
+            let options = quarry::install::Options {
+                root,
+                unit: quarry::install::Unit {
+                    ssh,
+                    http,
+                    https,
+                    root_domain,
+                    ..Default::default()
+                },
+            };
+            let mut out = std::io::stdout();
+            let result = if check {
+                match quarry::install::check(&options, &mut out) {
+                    0 => Ok(()),
+                    n => Err(quarry::install::InstallError::Problems(n)),
+                }
+            } else {
+                quarry::install::install(&options, &mut out)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("quarry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Uninstall { purge, root } => {
+            match quarry::install::uninstall(root.as_deref(), purge, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("quarry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keys { command } => match keys(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -197,8 +285,28 @@ async fn stack(command: StackCommand) -> Result<(), String> {
         .await
         .map_err(|e| format!("{e:#}"))?;
     match command {
-        StackCommand::Build { name, force, from } => {
-            let name = stackimage::full_name(&name);
+        StackCommand::Build {
+            name,
+            force,
+            from,
+            suite,
+        } => {
+            let name = match suite {
+                Some(suite) => match quarry::runtime::suite(&suite) {
+                    Some(s) => stackimage::suite_stack(s.name),
+                    None => {
+                        return Err(format!(
+                            "unknown suite {suite:?}; suites: {}",
+                            quarry::runtime::SUITES
+                                .iter()
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                },
+                None => stackimage::full_name(&name),
+            };
             let (p, mut rx) = quarry::progress::Progress::channel();
             let print = tokio::spawn(async move {
                 while let Some(line) = rx.recv().await {

@@ -80,6 +80,10 @@ pub struct NetworkConfig {
     pub pool: String,
     /// The prefix length of each app's subnet.
     pub prefix: u8,
+    /// Keep every server's nftables table `inet quarry` (docs/network.md).
+    pub lockdown: bool,
+    /// More sources the lockdown accepts: addresses or networks.
+    pub allow: Vec<String>,
 }
 
 impl Default for NetworkConfig {
@@ -87,6 +91,8 @@ impl Default for NetworkConfig {
         NetworkConfig {
             pool: "10.201.0.0/16".into(),
             prefix: 26,
+            lockdown: false,
+            allow: Vec::new(),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Default for NetworkConfig {
 impl NetworkConfig {
     /// The pool and prefix, checked.
     pub fn parsed(&self) -> Result<(Cidr, u8), String> {
+        crate::lockdown::render::parse_allow(&self.allow)?;
         let pool = Cidr::parse(&self.pool).map_err(|e| format!("config.yml: network.pool: {e}"))?;
         if self.prefix < pool.prefix || !(16..=29).contains(&self.prefix) {
             return Err(format!(
@@ -415,6 +422,8 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let bad = NetworkConfig {
             pool: "10.201.0.0".into(),
             prefix: 26,
+            lockdown: false,
+            allow: Vec::new(),
         };
         assert_eq!(
             bad.parsed().unwrap_err(),
@@ -423,6 +432,8 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let small = NetworkConfig {
             pool: "10.201.0.0/24".into(),
             prefix: 20,
+            lockdown: false,
+            allow: Vec::new(),
         };
         assert!(small.parsed().unwrap_err().contains("network.prefix"));
     }

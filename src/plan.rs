@@ -32,6 +32,9 @@ pub enum Instruction {
         release: u32,
         scale: u32,
     },
+    /// Run the release's `release:` command in a one-off container, once,
+    /// after the services are up and before any node rolls out.
+    Release { release: u32, command: String },
     /// Add or remove containers of a node, keeping its release.
     Scale { node: String, from: u32, to: u32 },
     /// Add or remove domains of a node in the router (both sorted).
@@ -55,6 +58,9 @@ impl fmt::Display for Instruction {
                 scale,
             } => {
                 write!(f, "DEPLOY {node} v{release} x{scale}")
+            }
+            Instruction::Release { release, command } => {
+                write!(f, "RELEASE v{release}: {command}")
             }
             Instruction::Scale { node, from, to } => write!(f, "SCALE {node} {from} -> {to}"),
             Instruction::Route { node, add, remove } => {
@@ -80,6 +86,14 @@ pub struct Desired {
     pub release: u32,
     pub services: BTreeMap<String, DesiredService>,
     pub nodes: BTreeMap<String, DesiredNode>,
+    /// The release command to run before the nodes roll out (a new release
+    /// with a `release:` command), as the user wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_command: Option<String>,
+    /// A node whose containers are all replaced even if they run this
+    /// release (`ps:restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,8 +139,11 @@ pub struct CurrentNode {
 }
 
 /// The instructions that turn `current` into `desired`, in the order to run them:
-/// services first (nodes may need them), then deploys and scaling, then routes,
-/// then the kills of what is gone; each group sorted by name.
+/// services first (nodes may need them), then the release command (when a
+/// node rolls out a new release that has one), then deploys and scaling,
+/// then routes, then the kills of what is gone; each group sorted by name.
+/// A node named by `desired.restart` is deployed even when it runs the
+/// release already.
 pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
     let mut services = Vec::new();
     let mut launches = Vec::new();
@@ -163,7 +180,8 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
         let have = current.nodes.get(name);
         let running = have.map_or(0, |h| count(h.containers.len()));
         let same_release = have.is_some_and(|h| h.release == desired.release);
-        if want.scale > 0 && !same_release {
+        let restart = desired.restart.as_deref() == Some(name.as_str());
+        if want.scale > 0 && (!same_release || restart) {
             launches.push(Instruction::Deploy {
                 node: name.clone(),
                 release: desired.release,
@@ -201,8 +219,20 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
     let kills = kills
         .into_iter()
         .map(|container| Instruction::Kill { container });
+    let deploys = launches
+        .iter()
+        .any(|i| matches!(i, Instruction::Deploy { .. }));
+    let release = desired
+        .release_command
+        .clone()
+        .filter(|_| deploys)
+        .map(|command| Instruction::Release {
+            release: desired.release,
+            command,
+        });
     services
         .into_iter()
+        .chain(release)
         .chain(launches)
         .chain(routes.into_values())
         .chain(kills)
@@ -342,6 +372,48 @@ mod tests {
 
     fn dry_run(desired: &Desired, current: &Current) -> String {
         render(&plan(desired, current))
+    }
+
+    #[test]
+    fn a_new_release_with_a_release_command_runs_it_after_the_services_before_the_nodes() {
+        let mut want = desired(3);
+        want.release_command = Some("rake db:migrate".into());
+        assert_eq!(
+            dry_run(&want, &live_v2()),
+            "RELEASE v3: rake db:migrate\n\
+             DEPLOY web v3 x2\n\
+             DEPLOY worker v3 x1\n"
+        );
+        let mut changed = live_v2();
+        changed.services.get_mut("cache").unwrap().spec_hash = "bbbbbbbbbbbb".into();
+        assert_eq!(
+            dry_run(&want, &changed),
+            "KILL myapp.cache\n\
+             ENSURE cache (redis:7)\n\
+             RELEASE v3: rake db:migrate\n\
+             DEPLOY web v3 x2\n\
+             DEPLOY worker v3 x1\n"
+        );
+        // Nothing rolls out (a scale change of the live release): no command.
+        let mut scaled = desired(2);
+        scaled.release_command = Some("rake db:migrate".into());
+        scaled.nodes.get_mut("web").unwrap().scale = 3;
+        assert_eq!(dry_run(&scaled, &live_v2()), "SCALE web 2 -> 3\n");
+        assert_eq!(
+            serde_json::to_value(&plan(&want, &live_v2())[0]).unwrap(),
+            serde_json::json!({"op": "RELEASE", "release": 3, "command": "rake db:migrate"})
+        );
+    }
+
+    #[test]
+    fn a_restart_redeploys_the_node_on_its_own_release_and_nothing_else() {
+        let mut want = desired(2);
+        assert_eq!(dry_run(&want, &live_v2()), "nothing to do\n");
+        want.restart = Some("web".into());
+        assert_eq!(dry_run(&want, &live_v2()), "DEPLOY web v2 x2\n");
+        // A restart of a node scaled to zero boots nothing.
+        want.nodes.get_mut("web").unwrap().scale = 0;
+        assert_eq!(dry_run(&want, &live_v2()), "SCALE web 2 -> 0\n");
     }
 
     #[test]

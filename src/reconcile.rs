@@ -149,7 +149,9 @@ fn repair_records(
     let releases = d.store.releases(app).map_err(|e| e.to_string())?;
     let running: BTreeSet<u32> = found
         .iter()
-        .filter(|c| c.app == app && c.service.is_none() && c.state == "running")
+        .filter(|c| {
+            c.app == app && c.service.is_none() && c.state == crate::launch::ContainerState::Running
+        })
         .map(|c| c.release)
         .collect();
     let seen: Vec<repair::Seen> = releases
@@ -219,7 +221,7 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
             warn!("reconcile: {e}");
         }
         // The grid's destroy events: the provider's long-empty servers go.
-        match crate::cloud::shrink(&d).await {
+        match crate::deploy::scale::shrink(&d).await {
             Ok(removed) if !removed.is_empty() => info!("removed empty servers {removed:?}"),
             Ok(_) => {}
             Err(e) => warn!("cloud: {e}"),
@@ -374,10 +376,12 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
         let dead: Vec<&launch::Found> = found
             .iter()
             .filter(|c| {
+                use crate::launch::ContainerState as S;
                 c.app == app
-                    && c.state != "running"
-                    && c.state != "restarting"
-                    && c.state != "created"
+                    && match c.state {
+                        S::Running | S::Restarting | S::Created => false,
+                        S::Paused | S::Removing | S::Exited | S::Dead | S::Unknown => true,
+                    }
             })
             .collect();
         let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())? else {
@@ -386,7 +390,7 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
         // Only act when something is off; a deploy in progress owns the app.
         let running = found
             .iter()
-            .filter(|c| c.app == app && c.state == "running")
+            .filter(|c| c.app == app && c.state == crate::launch::ContainerState::Running)
             .count();
         let wanted = wanted_containers(d, &app, &live);
         if dead.is_empty() && running >= wanted {

@@ -127,7 +127,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         publish_address: config.publish.to_string(),
         pushes: Pushes::default(),
         locks: AppLocks::default(),
-        cron: crate::cron::Runs::default(),
+        cron: crate::daemon::JobRuns::default(),
         cloud: crate::cloud::Cloud::default(),
         networks: crate::network::Networks::new(&networks_root),
         routing: Default::default(),
@@ -182,6 +182,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         https,
     };
     write_json(&daemon.store.root().join("serve.json"), &running, 0o644)?;
+    // The lockdown's rules follow the fleet (and the ports just bound).
+    tokio::spawn({
+        let daemon = daemon.clone();
+        async move {
+            crate::lockdown::refresh(&daemon.store, &daemon.fleet, &daemon.docker).await;
+        }
+    });
     let https_text = https.map_or("off".to_string(), |a| a.to_string());
     info!(ssh = %ssh_addr, http = %http, https = %https_text, data = %daemon.store.root().display(), "quarry is serving");
     println!(

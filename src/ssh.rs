@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use russh::keys::ssh_key::HashAlg;
-use russh::server::{Auth, Handle, Msg, Session, VerifiedPublicKey};
+use russh::server::{Auth, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -28,82 +28,17 @@ use crate::validate;
 pub mod gate;
 mod listen;
 pub mod redact;
-pub mod sessions;
 
+pub use crate::channel::{Closed, Input, Output, Terminal, read_input};
+use crate::sessions::Live;
 use gate::{Switch, Ticket};
 pub use listen::run;
-use sessions::Live;
-
-/// Where a command writes: stdout and stderr of one SSH channel.
-#[derive(Clone)]
-pub struct Output {
-    handle: Handle,
-    channel: ChannelId,
-}
-
-impl Output {
-    /// Write to the client's stdout. Errors mean the client went away; callers
-    /// keep going and the work finishes regardless.
-    pub async fn out(&self, data: impl Into<Bytes>) {
-        let _ = self.handle.data(self.channel, data.into()).await;
-    }
-
-    /// Write to the client's stderr.
-    pub async fn err(&self, data: impl Into<Bytes>) {
-        let _ = self
-            .handle
-            .extended_data(self.channel, 1, data.into())
-            .await;
-    }
-
-    /// Exit status, EOF, close: in that order, or `git` reports a failure
-    /// even when the ref moved.
-    pub async fn finish(&self, code: u32) {
-        let _ = self.handle.exit_status_request(self.channel, code).await;
-        let _ = self.handle.eof(self.channel).await;
-        let _ = self.handle.close(self.channel).await;
-    }
-}
-
-/// The client's stdin for one channel: chunks until EOF (`None`).
-pub type Input = mpsc::Receiver<Bytes>;
 
 /// Chunks of a client's input held for a child that reads slower than the
 /// client sends (at most ~8 MiB with 32 KiB packets). When full, the
 /// connection's event loop waits for the child: a fast pusher is slowed to
 /// the speed of `git receive-pack` instead of filling memory.
 const INPUT_QUEUE: usize = 256;
-
-/// Read all of stdin, up to `limit` bytes.
-pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = input.recv().await {
-        if buf.len() + chunk.len() > limit {
-            return Err(format!("standard input is longer than {limit} bytes"));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
-
-/// A terminal the client asked for (`ssh -t`): its type and its size,
-/// which follows every window change.
-#[derive(Clone)]
-pub struct Terminal {
-    pub term: String,
-    /// (columns, rows).
-    pub size: watch::Receiver<(u16, u16)>,
-}
-
-/// Resolves when the client closes the channel or the connection.
-#[derive(Clone)]
-pub struct Closed(watch::Receiver<()>);
-
-impl Closed {
-    pub async fn wait(&mut self) {
-        while self.0.changed().await.is_ok() {}
-    }
-}
 
 fn server_config(daemon: &Daemon) -> anyhow::Result<russh::server::Config> {
     let mut methods = MethodSet::empty();
@@ -256,10 +191,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        let out = Output {
-            handle: session.handle(),
-            channel,
-        };
+        let out = Output::new(session.handle(), channel);
         tokio::spawn(async move {
             out.err("quarry: interactive shells are not offered; run `ssh … help` to see the commands\n")
                 .await;
@@ -290,10 +222,7 @@ impl russh::server::Handler for Connection {
             live.open_channel(&session.handle(), channel);
         } else {
             session.channel_success(channel)?;
-            let out = Output {
-                handle: session.handle(),
-                channel,
-            };
+            let out = Output::new(session.handle(), channel);
             let (name, cap) = (authenticated.name.clone(), self.max_sessions_per_key);
             // The client leaves after the exit status; one that stays is
             // closed at the auth deadline, as it never counted as logged in.
@@ -318,11 +247,8 @@ impl russh::server::Handler for Connection {
         session.channel_success(channel)?;
         let (stdin_tx, stdin_rx) = mpsc::channel(INPUT_QUEUE);
         state.stdin = Some(stdin_tx);
-        let out = Output {
-            handle: session.handle(),
-            channel,
-        };
-        let closed = Closed(state.closed_rx.clone());
+        let out = Output::new(session.handle(), channel);
+        let closed = Closed::new(state.closed_rx.clone());
         let terminal = state.terminal.as_ref().map(|(term, size)| Terminal {
             term: term.clone(),
             size: size.subscribe(),

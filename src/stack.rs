@@ -3,14 +3,15 @@
 //! quarry.yml, else a Procfile, else a Dockerfile alone (one `web` node)
 //! gives the app's [`Manifest`]; the manifest text is kept on the release so
 //! rollbacks and config changes re-read exactly what was pushed. A tree with
-//! no Dockerfile is built by a buildpack ([`crate::buildpack`]), whose
+//! no Dockerfile is built by a buildpack (`buildpack`), whose
 //! default process types may then stand in for a Procfile. Pure apart from
 //! reading the tree it is given.
 
 use std::fmt;
 
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Command, Manifest};
 use crate::receive::file_in_tar;
+use crate::stackimage::ENTRYPOINT;
 use crate::store::{ManifestSource, Release};
 
 /// The manifest of one release and the file it came from.
@@ -119,7 +120,7 @@ fn parse(source: Option<&ManifestSource>) -> Result<Manifest, StackError> {
         }
     };
     if source.is_some_and(|s| s.buildpack.is_some()) {
-        crate::buildpack::through_entrypoint(&mut manifest);
+        through_entrypoint(&mut manifest);
     }
     Ok(manifest)
 }
@@ -134,4 +135,23 @@ pub fn from_release(release: &Release) -> Result<Stack, StackError> {
         manifest,
         dockerfile: false,
     })
+}
+
+/// Buildpack images start processes through the stack's entrypoint, which
+/// sources `.profile.d` (PATH of the venv, node_modules/.bin, …).
+pub fn through_entrypoint(manifest: &mut Manifest) {
+    let wrap = |c: &mut Option<Command>| {
+        if let Some(cmd) = c.take() {
+            let mut argv = vec![ENTRYPOINT.to_string()];
+            match cmd {
+                Command::Shell(s) => argv.extend(["/bin/sh".into(), "-c".into(), s]),
+                Command::Exec(a) => argv.extend(a),
+            }
+            *c = Some(Command::Exec(argv));
+        }
+    };
+    for node in manifest.nodes.values_mut() {
+        wrap(&mut node.command);
+    }
+    wrap(&mut manifest.release);
 }

@@ -40,6 +40,32 @@ pub fn configured() -> String {
 /// Stack images live under this repository prefix.
 pub const PREFIX: &str = "quarry-stack/";
 
+/// The stack of a Debian suite: `quarry-stack/<suite>:latest`.
+pub fn suite_stack(suite: &str) -> String {
+    format!("{PREFIX}{suite}:latest")
+}
+
+/// The Debian suite a stack name stands for (`quarry-stack/trixie:latest` →
+/// trixie), if its repository is one of [`crate::runtime::SUITES`].
+pub fn suite_of(name: &str) -> Option<&'static crate::runtime::Suite> {
+    let repo = name.strip_prefix(PREFIX)?;
+    crate::runtime::suite(repo.split(':').next().unwrap_or(repo))
+}
+
+/// build.sh's suite arguments for the stack `name`: `--suite S --extra "…"`
+/// for a suite's stack, nothing (bookworm) for any other name.
+fn suite_args(name: &str) -> Vec<String> {
+    match suite_of(name) {
+        Some(suite) => vec![
+            "--suite".into(),
+            suite.name.into(),
+            "--extra".into(),
+            suite.extra_packages.join(" "),
+        ],
+        None => Vec::new(),
+    }
+}
+
 /// The daemon builds a missing stack `FROM` this image when it is set and
 /// the image is on the engine (instead of debootstrap).
 pub const FROM_ENV: &str = "QUARRY_STACK_FROM";
@@ -48,6 +74,9 @@ pub const FROM_ENV: &str = "QUARRY_STACK_FROM";
 const BUILD_SH: &str = include_str!("../stack/build.sh");
 
 /// The entrypoint the stack puts at /usr/local/bin (same as build.sh's).
+/// Where the stack image keeps the entrypoint buildpack images run through.
+pub const ENTRYPOINT: &str = "/usr/local/bin/quarry-entrypoint";
+
 const ENTRYPOINT_SH: &str = "#!/bin/sh\n# quarry-entrypoint: source every /app/.profile.d/*.sh a buildpack left, then run the command.\nfor f in /app/.profile.d/*.sh; do\n  [ -r \"$f\" ] && . \"$f\"\ndone\nexec \"$@\"\n";
 
 /// A stack build runs at most this long.
@@ -199,6 +228,7 @@ async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), 
     if force {
         cmd.arg("--force");
     }
+    cmd.args(suite_args(name));
     cmd.arg(name)
         .env(
             "PATH",
@@ -384,6 +414,21 @@ mod tests {
         assert!(validate_name("quarry-stack/a b").is_err());
         assert!(validate_name("other/bookworm:latest").is_err());
         assert!(validate_name("quarry-stack/-x").is_err());
+    }
+
+    #[test]
+    fn a_suite_stack_builds_that_suite_with_its_extra_pythons() {
+        assert_eq!(suite_stack("forky"), "quarry-stack/forky:latest");
+        assert_eq!(
+            suite_args("quarry-stack/forky:latest"),
+            ["--suite", "forky", "--extra", "python3.15 python3.15-venv"]
+        );
+        assert_eq!(
+            suite_args("quarry-stack/trixie:latest"),
+            ["--suite", "trixie", "--extra", ""]
+        );
+        assert!(suite_args("quarry-stack/custom:1").is_empty());
+        assert!(suite_of(DEFAULT_STACK).is_some_and(|s| s.name == "bookworm"));
     }
 
     #[test]

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # stack/build.sh — build Quarry's buildpack stack image from Debian's mirror.
 #
-#   stack/build.sh [--force] [NAME]      (default NAME: quarry-stack/bookworm:latest)
+#   stack/build.sh [--force] [--suite SUITE] [--extra "PKG ..."] [NAME]
+#        (default NAME: quarry-stack/bookworm:latest; default SUITE: the NAME's
+#         repository when it is a Debian suite — bookworm, trixie, forky, sid —
+#         else bookworm)
 #
-# debootstrap a minimal Debian bookworm (--variant=minbase) from the mirror this
+# debootstrap a minimal Debian SUITE (--variant=minbase) from the mirror this
 # machine's apt uses, install what the built-in buildpacks need at build and run
-# time (python3, python3-venv, python3-pip, nodejs, npm, ca-certificates), add
+# time (python3, python3-venv, python3-pip, nodejs, npm, ca-certificates, plus the
+# --extra packages, e.g. a second python3.X and python3.X-venv), add
 # the user `app` (uid 65000, no host account; home /app) and /usr/local/bin/quarry-entrypoint
 # (sources /app/.profile.d/*.sh, then execs its arguments), drop apt's caches,
 # then `docker import` the tree. No registry is needed. Runs as root. The host's
@@ -15,14 +19,27 @@ set -euo pipefail
 
 FORCE=0
 NAME=quarry-stack/bookworm:latest
-for arg in "$@"; do
-  case "$arg" in
+SUITE= EXTRA=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "build.sh: unknown flag $arg" >&2; exit 2 ;;
-    *) NAME=$arg ;;
+    --suite) SUITE=${2:?--suite needs a suite}; shift ;;
+    --extra) EXTRA=${2-}; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "build.sh: unknown flag $1" >&2; exit 2 ;;
+    *) NAME=$1 ;;
   esac
+  shift
 done
+if [ -z "$SUITE" ]; then
+  repo=${NAME#quarry-stack/}; repo=${repo%%:*}
+  case "$repo" in bookworm|trixie|forky|sid) SUITE=$repo ;; *) SUITE=bookworm ;; esac
+fi
+case "$SUITE" in
+  bookworm|trixie|forky|sid) ;;
+  *) echo "build.sh: unknown suite $SUITE (bookworm, trixie, forky, sid)" >&2; exit 2 ;;
+esac
+case "$EXTRA" in *[!a-z0-9.+\ -]*) echo "build.sh: invalid --extra package list" >&2; exit 2 ;; esac
 
 step() { echo "-----> $*"; }
 indent() { sed -u 's/^/       /'; }
@@ -38,8 +55,9 @@ fi
 
 START=$(date +%s)
 
-# The mirror apt uses here: the first URI serving suite "bookworm", and the one
-# serving "bookworm-security" (deb822 .sources files or one-line .list files).
+# The mirror apt uses here: the first URI serving suite SUITE (or, failing that,
+# bookworm: the same mirror serves every suite), and the one serving its security
+# suite (deb822 .sources files or one-line .list files).
 apt_uri_for() { # SUITE
   local suite=$1 f
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
@@ -58,8 +76,9 @@ apt_uri_for() { # SUITE
     esac
   done | head -n1
 }
-MIRROR=$(apt_uri_for bookworm); MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY=$(apt_uri_for bookworm-security); SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
+MIRROR=$(apt_uri_for "$SUITE"); MIRROR=${MIRROR:-$(apt_uri_for bookworm)}; MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY=$(apt_uri_for "$SUITE-security"); SECURITY=${SECURITY:-$(apt_uri_for bookworm-security)}
+SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
 
 if ! command -v debootstrap >/dev/null; then
   step "Installing debootstrap"
@@ -76,15 +95,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "debootstrap --variant=minbase bookworm from $MIRROR"
-debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" 2>&1 | drop '^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) ' | indent
+# debootstrap knows a newer suite by the script of sid (they are one script).
+SCRIPT=/usr/share/debootstrap/scripts/$SUITE
+[ -e "$SCRIPT" ] || SCRIPT=/usr/share/debootstrap/scripts/sid
+step "debootstrap --variant=minbase $SUITE from $MIRROR"
+debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" "$SCRIPT" 2>&1 | drop '^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) ' | indent
 
-step "Configuring apt (bookworm, bookworm-updates, bookworm-security; no docs, no man pages)"
-cat >"$ROOT/etc/apt/sources.list" <<SOURCES
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb $SECURITY bookworm-security main
-SOURCES
+# Stable suites get their updates and security suites; testing and sid are one suite.
+case "$SUITE" in
+  bookworm|trixie) SOURCES="deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY $SUITE-security main" ;;
+  *) SOURCES="deb $MIRROR $SUITE main" ;;
+esac
+step "Configuring apt ($(echo "$SOURCES" | awk '{print $3}' | paste -sd' '); no docs, no man pages)"
+echo "$SOURCES" >"$ROOT/etc/apt/sources.list"
 cat >"$ROOT/etc/dpkg/dpkg.cfg.d/quarry-nodoc" <<'NODOC'
 path-exclude=/usr/share/doc/*
 path-include=/usr/share/doc/*/copyright
@@ -98,6 +123,11 @@ APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Languages "none";
 APTCONF
+case "$SUITE" in forky|sid)
+  # Testing and unstable Release files are valid for a week only: a mirror
+  # snapshot older than that would refuse every update. Stable suites keep the check.
+  echo 'Acquire::Check-Valid-Until "false";' >>"$ROOT/etc/apt/apt.conf.d/quarry-minimal" ;;
+esac
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mount -t proc proc "$ROOT/proc"
@@ -110,9 +140,10 @@ if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
   cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
 fi
 
-step "Installing python3 python3-venv python3-pip nodejs npm ca-certificates"
-chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 \
-  /bin/sh -c 'apt-get update -qq && apt-get upgrade -y -qq && apt-get install -y -qq python3 python3-venv python3-pip nodejs npm ca-certificates && echo "$(dpkg-query -f . -W | wc -c) packages installed"' \
+PACKAGES="python3 python3-venv python3-pip nodejs npm ca-certificates${EXTRA:+ $EXTRA}"
+step "Installing $PACKAGES"
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PACKAGES="$PACKAGES" \
+  /bin/sh -c 'apt-get update -qq && apt-get upgrade -y -qq && apt-get install -y -qq $PACKAGES && echo "$(dpkg-query -f . -W | wc -c) packages installed"' \
   2>&1 | drop '^(Get:|Selecting previously|Preparing to unpack|Unpacking|Setting up|Processing triggers|\(Reading database|debconf: delaying|E: Can not write log|update-alternatives: |$|Current default time zone|Local time is now|Universal Time is now|Run .dpkg-reconfigure tzdata)' | indent
 
 step "Adding user app (uid 65000, no host account; home /app) and /usr/local/bin/quarry-entrypoint"
@@ -141,7 +172,7 @@ echo "       $versions"
 
 step "docker import → $NAME"
 old=$(docker image inspect -f '{{.Id}}' "$NAME" 2>/dev/null || true)
-import_rootfs() { tar --numeric-owner -C "$ROOT" -c . | docker import --change 'ENV LANG=C.UTF-8' -m "quarry stack: debian bookworm minbase, $versions" - "$NAME"; }
+import_rootfs() { tar --numeric-owner -C "$ROOT" -c . | docker import --change 'ENV LANG=C.UTF-8' -m "quarry stack: debian $SUITE minbase, $versions" - "$NAME"; }
 for try in 1 2 3; do            # an engine that restarts mid-import breaks the pipe: wait, retry
   if import_rootfs 2>&1 | indent; then break; fi
   [ "$try" = 3 ] && { echo "build.sh: docker import failed" >&2; exit 1; }

@@ -1,6 +1,6 @@
 //! The build container: the buildpack's detect, compile and release in one
-//! throwaway container from the stack image, as uid 65000, with BUILD, CACHE,
-//! ENV and the buildpack mounted; its output streams to the pusher. May
+//! throwaway container from the stack image, as uid 65000, with BUILD and
+//! CACHE (one mount: /tmp/tree/build, /tmp/tree/cache), ENV and the buildpack mounted; its output streams to the pusher. May
 //! touch: the Docker engine (that one container).
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
-use super::{BUILD_UID, Work, cache_dir};
+use super::{BUILD_UID, Work};
 use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
@@ -32,13 +32,13 @@ const PROXY_VARS: &[&str] = &[
 /// /tmp/out so Quarry can tell which step failed. Fixed text: nothing of the
 /// user's reaches a shell line.
 const BUILD_SCRIPT: &str = r#"set -e
-if ! /buildpack/bin/detect /tmp/build >/tmp/out/detect; then
+if ! /buildpack/bin/detect /tmp/tree/build >/tmp/out/detect; then
   : >/tmp/out/not-detected
   exit 1
 fi
-/buildpack/bin/compile /tmp/build /tmp/cache /tmp/env
+/buildpack/bin/compile /tmp/tree/build /tmp/tree/cache /tmp/env
 : >/tmp/out/compiled
-/buildpack/bin/release /tmp/build >/tmp/out/release.yml
+/buildpack/bin/release /tmp/tree/build >/tmp/out/release.yml
 "#;
 
 /// detect + compile + release in a throwaway container from the stack,
@@ -48,10 +48,9 @@ pub(super) async fn run_build_container(
     d: &Daemon,
     app: &str,
     release: &Release,
-    name: &str,
-    buildpack: &Path,
+    (name, buildpack): (&str, &Path),
     work: &Work,
-    stack_image: &str,
+    (stack_image, runtime_env): (&str, Vec<String>),
     deadline: Duration,
     p: &Progress,
 ) -> Result<(), String> {
@@ -62,7 +61,9 @@ pub(super) async fn run_build_container(
         launch::NameOwner::Us(i) if i == d.instance => {
             launch::remove(docker, &container, 0).await?
         }
-        _ => return Err(launch::foreign_name(&container)),
+        launch::NameOwner::Us(_) | launch::NameOwner::Foreign => {
+            return Err(launch::foreign_name(&container));
+        }
     }
     // Mounts, not `-v` strings: a path with ':' or ',' stays one path.
     let bind = |from: &Path, to: &str, ro: bool| Mount {
@@ -73,8 +74,9 @@ pub(super) async fn run_build_container(
         ..Default::default()
     };
     let mounts = vec![
-        bind(&work.src(), "/tmp/build", false),
-        bind(&cache_dir(d, app), "/tmp/cache", false),
+        // BUILD and CACHE in one mount: the buildpack may rename and
+        // hard-link between them (restoring cached dependencies without a copy).
+        bind(&work.tree(), "/tmp/tree", false),
         bind(&work.env(), "/tmp/env", true),
         bind(&work.out(), "/tmp/out", false),
         bind(buildpack, "/buildpack", true),
@@ -90,6 +92,8 @@ pub(super) async fn run_build_container(
         "HOME=/app".to_string(),
         "LANG=C.UTF-8".to_string(),
     ];
+    // The runtime chosen for the app (QUARRY_PYTHON: which interpreter).
+    env.extend(runtime_env);
     // A daemon that reaches the internet through a proxy passes it on, so
     // pip and npm can download too.
     for key in PROXY_VARS {
@@ -103,7 +107,7 @@ pub(super) async fn run_build_container(
         env: Some(env),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
         cmd: Some(vec![BUILD_SCRIPT.to_string(), "quarry-build".to_string()]),
-        working_dir: Some("/tmp/build".into()),
+        working_dir: Some("/tmp/tree/build".into()),
         labels: Some(labels),
         host_config: Some(HostConfig {
             mounts: Some(mounts),

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::ENTRYPOINT;
-use crate::manifest::{Command, Manifest};
 use crate::store::ManifestSource;
 
 /// What `bin/release` printed.
@@ -98,23 +96,4 @@ pub fn manifest_source(
     };
     source.buildpack = Some(buildpack.to_string());
     Ok(source)
-}
-
-/// Buildpack images start processes through the stack's entrypoint, which
-/// sources `.profile.d` (PATH of the venv, node_modules/.bin, …).
-pub fn through_entrypoint(manifest: &mut Manifest) {
-    let wrap = |c: &mut Option<Command>| {
-        if let Some(cmd) = c.take() {
-            let mut argv = vec![ENTRYPOINT.to_string()];
-            match cmd {
-                Command::Shell(s) => argv.extend(["/bin/sh".into(), "-c".into(), s]),
-                Command::Exec(a) => argv.extend(a),
-            }
-            *c = Some(Command::Exec(argv));
-        }
-    };
-    for node in manifest.nodes.values_mut() {
-        wrap(&mut node.command);
-    }
-    wrap(&mut manifest.release);
 }

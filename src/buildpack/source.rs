@@ -1,8 +1,9 @@
 //! Where a buildpack comes from: a built-in, a directory of the repository,
 //! a path on the server or a git URL; and fetching it for one build
 //! (`git clone --depth 1` with plain transports only, or a copy). Detection
-//! over the built-ins runs here too, on the host. May touch: the build's
-//! work dir, `git`.
+//! over the built-ins runs here too, on the host, and so does the choice of
+//! the stack from the runtime a python or node app asks for. May touch: the
+//! build's work dir, `git`.
 
 use std::fs;
 use std::io;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use super::{BUILTIN, builtin_dir, builtin_names};
 use crate::daemon::Daemon;
 use crate::progress::Progress;
+use crate::runtime;
+use crate::stackimage;
 
 /// A `git clone` of a buildpack runs at most this long.
 const CLONE_DEADLINE: Duration = Duration::from_secs(180);
@@ -268,4 +271,32 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stack a build of buildpack `name` runs on, with the build
+/// container's runtime variables: for the built-in python and node, the
+/// suite whose runtime the app asks for (the configured stack for the
+/// default suite); any other buildpack gets the configured stack.
+pub(super) fn runtime_stack(
+    name: &str,
+    src: &Path,
+    p: &Progress,
+) -> Result<(String, Vec<String>), String> {
+    let Some(language) = runtime::Language::of_buildpack(name) else {
+        return Ok((stackimage::configured(), Vec::new()));
+    };
+    let choice = runtime::request(language, src)
+        .and_then(|r| runtime::choose(language, r))
+        .map_err(|e| e.to_string())?;
+    let stack = if choice.suite.name == runtime::DEFAULT_SUITE {
+        stackimage::configured()
+    } else {
+        stackimage::suite_stack(choice.suite.name)
+    };
+    p.step(choice.describe(&stack));
+    let env = match language {
+        runtime::Language::Python => vec![format!("QUARRY_PYTHON={}", choice.binary)],
+        runtime::Language::Node => Vec::new(),
+    };
+    Ok((stack, env))
 }

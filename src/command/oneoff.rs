@@ -1,7 +1,8 @@
 //! Parsing of `run` and `enter`, whose command to run follows `--`, and
 //! the help texts of the one-off and cron commands. Pure.
 
-use super::{Args, Cmd, ParseError, app, env_key, node};
+use super::args::{Args, app, env_key, node};
+use super::{Cmd, ParseError};
 use crate::manifest::Command;
 use crate::validate;
 
@@ -54,6 +55,16 @@ fn split_dashes(words: &[String]) -> (&[String], Option<&[String]>) {
     }
 }
 
+/// `CMD ARGS…` as typed after `--`: one word with spaces runs in a shell
+/// (`run app -- 'rake db:migrate && echo ok'`), several run as they are.
+pub fn command_from_words(words: &[String]) -> Option<Command> {
+    match words {
+        [] => None,
+        [one] if one.contains(char::is_whitespace) => Some(Command::Shell(one.clone())),
+        _ => Some(Command::Exec(words.to_vec())),
+    }
+}
+
 pub(super) fn run(command: &'static str, words: &[String]) -> Result<Cmd, ParseError> {
     let (before, after) = split_dashes(words);
     let a = Args::split(
@@ -74,8 +85,8 @@ pub(super) fn run(command: &'static str, words: &[String]) -> Result<Cmd, ParseE
         }
         None => p[1..].iter().map(|w| w.to_string()).collect(),
     };
-    let command = crate::oneoff::command_from_words(&argv)
-        .ok_or_else(|| a.usage_error("no command given after --"))?;
+    let command =
+        command_from_words(&argv).ok_or_else(|| a.usage_error("no command given after --"))?;
     if argv.iter().any(|w| w.contains('\0')) {
         return Err(a.usage_error("the command contains a NUL byte"));
     }
@@ -130,8 +141,7 @@ pub(super) fn enter(command: &'static str, words: &[String]) -> Result<Cmd, Pars
     let command = match after {
         None => None,
         Some(words) => Some(
-            crate::oneoff::command_from_words(words)
-                .ok_or_else(|| a.usage_error("no command given after --"))?,
+            command_from_words(words).ok_or_else(|| a.usage_error("no command given after --"))?,
         ),
     };
     Ok(Cmd::Enter {
@@ -139,6 +149,16 @@ pub(super) fn enter(command: &'static str, words: &[String]) -> Result<Cmd, Pars
         node: node(n)?,
         index,
         command,
+    })
+}
+
+pub(super) fn cron_run(command: &'static str, words: &[String]) -> Result<Cmd, ParseError> {
+    let a = Args::split(command, words, &[], &[])?;
+    let p = a.exactly(2)?;
+    validate::process_name("job name", p[1]).map_err(|e| ParseError::usage(e.to_string()))?;
+    Ok(Cmd::CronRun {
+        app: app(p[0])?,
+        job: p[1].to_string(),
     })
 }
 

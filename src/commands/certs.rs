@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{EXIT_CONFLICT, EXIT_NOT_FOUND, Fail, Res, fail, require_app, show};
+use crate::channel::{Input, Output, read_input};
 use crate::daemon::Daemon;
-use crate::ssh::{Input, Output, read_input};
 use crate::store::KeyRecord;
 use crate::tls::{self, Mode, TlsError};
 

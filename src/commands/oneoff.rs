@@ -8,13 +8,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Fail, Res, fail, require_app, show};
+use crate::channel::{Closed, Input, Output, Terminal};
 use crate::command::{EXIT_CONFLICT, EXIT_NOT_FOUND, RUN_TIMEOUT_SECS, RunArgs};
 use crate::cron;
 use crate::daemon::Daemon;
 use crate::manifest::Command;
 use crate::oneoff::session::{Channel, Ending};
 use crate::oneoff::{self, Kind, OneOff, OneOffError};
-use crate::ssh::{Closed, Input, Output, Terminal};
 use crate::store::KeyRecord;
 
 fn oneoff_fail(e: OneOffError) -> Fail {
@@ -154,7 +154,7 @@ pub(super) async fn enter(
     let Some(c) = found
         .iter()
         .filter(|c| c.node == node && c.index == index && c.service.is_none())
-        .filter(|c| c.state == "running")
+        .filter(|c| c.state == crate::launch::ContainerState::Running)
         .max_by_key(|c| (c.is_steady(), c.release))
     else {
         return Err(oneoff_fail(OneOffError::NotRunning {

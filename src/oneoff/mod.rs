@@ -23,7 +23,7 @@ use bollard::query_parameters::InspectContainerOptions;
 
 use crate::daemon::Daemon;
 use crate::launch;
-use crate::manifest::{Command, Node};
+use crate::manifest::Node;
 pub use spec::{Kind, OneOff, Template};
 
 /// Why a one-off could not run.
@@ -84,7 +84,10 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
     };
     let found = d.containers(Some(app)).await.map_err(state)?;
     let running = found.iter().find(|c| {
-        c.node == node && c.service.is_none() && c.release == release.number && c.state == "running"
+        c.node == node
+            && c.service.is_none()
+            && c.release == release.number
+            && c.state == crate::launch::ContainerState::Running
     });
     let wrapper = wrapper(d, &release.image).await;
     if let Some(c) = running {
@@ -216,16 +219,6 @@ async fn create(
 pub fn container_name(app: &str, kind: Kind) -> String {
     let n: u32 = rand::random_range(0..0xff_ffff);
     format!("{app}.{}.{n:06x}", kind.as_str())
-}
-
-/// `CMD ARGS…` as typed after `--`: one word with spaces runs in a shell
-/// (`run app -- 'rake db:migrate && echo ok'`), several run as they are.
-pub fn command_from_words(words: &[String]) -> Option<Command> {
-    match words {
-        [] => None,
-        [one] if one.contains(char::is_whitespace) => Some(Command::Shell(one.clone())),
-        _ => Some(Command::Exec(words.to_vec())),
-    }
 }
 
 /// A one-off container that is there now (`ps` lists them).

@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{EXIT_STOPPED, OneOffError, docker_err};
-use crate::ssh::{Closed, Input, Output, Terminal};
+use crate::channel::{Closed, Input, Output, Terminal};
 
 /// The channel a process is attached to.
 pub struct Channel {

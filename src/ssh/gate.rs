@@ -12,15 +12,14 @@
 //!
 //! It touches only memory and the stream it wraps.
 
+pub use crate::sessions::Switch;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The endpoint's limits, from the environment of `quarry serve`.
@@ -216,71 +215,6 @@ impl Throttle {
                 Some(std::mem::take(&mut self.held))
             }
         }
-    }
-}
-
-/// Thrown once, fails every later read and write of its [`Guarded`] stream.
-pub struct Switch {
-    thrown: AtomicBool,
-    authenticated: AtomicBool,
-    read: AtomicWaker,
-    write: AtomicWaker,
-    /// Becomes true when the stream is dropped (the session is over).
-    ended: tokio::sync::watch::Sender<bool>,
-}
-
-impl Default for Switch {
-    fn default() -> Switch {
-        Switch {
-            thrown: AtomicBool::new(false),
-            authenticated: AtomicBool::new(false),
-            read: AtomicWaker::new(),
-            write: AtomicWaker::new(),
-            ended: tokio::sync::watch::Sender::new(false),
-        }
-    }
-}
-
-impl Switch {
-    /// Resolves when the stream has been dropped.
-    pub async fn ended(&self) {
-        let mut rx = self.ended.subscribe();
-        let _ = rx.wait_for(|e| *e).await;
-    }
-
-    pub fn throw(&self) {
-        self.thrown.store(true, Ordering::SeqCst);
-        self.read.wake();
-        self.write.wake();
-    }
-
-    pub fn set_authenticated(&self) {
-        self.authenticated.store(true, Ordering::SeqCst);
-    }
-
-    pub fn authenticated(&self) -> bool {
-        self.authenticated.load(Ordering::SeqCst)
-    }
-
-    fn check(&self, waker: &AtomicWaker, cx: &Context<'_>) -> Result<(), std::io::Error> {
-        waker.register(cx.waker());
-        if self.thrown.load(Ordering::SeqCst) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "connection closed by the endpoint",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Throw the switch after `limit` unless the connection authenticated.
-    pub async fn deadline(self: Arc<Self>, limit: Duration) -> bool {
-        tokio::time::sleep(limit).await;
-        if self.authenticated() {
-            return false;
-        }
-        self.throw();
-        true
     }
 }
 

@@ -14,7 +14,7 @@ use instant_acme::{
 use serde::{Deserialize, Serialize};
 
 use super::TlsError;
-use super::config::AcmeConfig;
+use crate::config::tls::AcmeConfig;
 use crate::route::{Challenge, Router};
 use crate::store::{read_json, write_json};
 

@@ -19,7 +19,7 @@
 
 pub mod acme;
 pub mod cert;
-pub mod config;
+pub use crate::config::tls as config;
 pub mod renew;
 
 use std::fs;
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::cloud::Config;
+use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::route::SiteTls;
 use crate::store::{now_rfc3339, read_json, write_atomic, write_json};

@@ -243,8 +243,13 @@ fn remove_containers(endpoint: &str) {
 /// A test network of hosts with real addresses: a bridge `qtnet0` with
 /// 10.214.0.1/24 on this machine, and bridged traffic between its ports
 /// allowed (the main engine sets FORWARD to DROP). Removed on drop.
+///
+/// There is one such bridge per machine: an NsNet holds an exclusive lock
+/// (`/tmp/quarry-test-nsnet.lock`) while it lives, so test processes that
+/// nextest's groups do not see (other binaries, other checkouts) wait
+/// instead of recreating the bridge under each other.
 pub struct NsNet {
-    _private: (),
+    _lock: std::fs::File,
 }
 
 const NS_BRIDGE: &str = "qtnet0";
@@ -269,6 +274,13 @@ fn forward_rule(op: &str) -> std::process::Output {
 
 impl NsNet {
     pub fn new() -> NsNet {
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/quarry-test-nsnet.lock")
+            .unwrap();
+        lock.lock().unwrap();
         let _ = Command::new("ip").args(["link", "del", NS_BRIDGE]).output();
         ip_ok(&["link", "add", NS_BRIDGE, "type", "bridge"]);
         ip_ok(&["addr", "add", "10.214.0.1/24", "dev", NS_BRIDGE]);
@@ -280,7 +292,7 @@ impl NsNet {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        NsNet { _private: () }
+        NsNet { _lock: lock }
     }
 }
 
@@ -302,8 +314,13 @@ pub struct NsHost {
 }
 
 impl NsHost {
-    pub fn start(_net: &NsNet, n: u8) -> NsHost {
-        assert!((2..=9).contains(&n));
+    pub fn start(net: &NsNet, n: u8) -> NsHost {
+        NsHost::start_with(net, n, &[])
+    }
+
+    /// [`NsHost::start`] with more dockerd flags (a TCP listener, say).
+    pub fn start_with(_net: &NsNet, n: u8, extra: &[&str]) -> NsHost {
+        assert!((2..=20).contains(&n));
         let ns = format!("qtns{n}");
         let dir = PathBuf::from(format!("/tmp/quarry-test-ns-{n}"));
         stop_stale_engine(&dir);
@@ -342,6 +359,7 @@ impl NsHost {
             .arg(dir.join("exec"))
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -370,6 +388,11 @@ impl NsHost {
 
     pub fn docker(&self, args: &[&str]) -> std::process::Output {
         docker_at(&self.endpoint(), args)
+    }
+
+    /// The namespace's path, for `nsenter --net=` and `setns`.
+    pub fn netns(&self) -> String {
+        format!("/run/netns/qtns{}", self.n)
     }
 }
 

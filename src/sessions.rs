@@ -13,17 +13,18 @@
 //! [`Switch`], which fails the connection's stream.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use russh::server::Handle;
 use russh::{ChannelId, Disconnect};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::gate::Switch;
 use crate::store::Store;
 
 /// How often the keys are re-read while connections are open.
@@ -185,6 +186,75 @@ impl Sessions {
             }
             self.close_removed(&store).await;
         }
+    }
+}
+
+/// Thrown once, fails every later read and write of its guarded stream.
+pub struct Switch {
+    thrown: AtomicBool,
+    authenticated: AtomicBool,
+    pub(crate) read: AtomicWaker,
+    pub(crate) write: AtomicWaker,
+    /// Becomes true when the stream is dropped (the session is over).
+    pub(crate) ended: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Switch {
+    fn default() -> Switch {
+        Switch {
+            thrown: AtomicBool::new(false),
+            authenticated: AtomicBool::new(false),
+            read: AtomicWaker::new(),
+            write: AtomicWaker::new(),
+            ended: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl Switch {
+    /// Resolves when the stream has been dropped.
+    pub async fn ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|e| *e).await;
+    }
+
+    pub fn throw(&self) {
+        self.thrown.store(true, Ordering::SeqCst);
+        self.read.wake();
+        self.write.wake();
+    }
+
+    pub fn set_authenticated(&self) {
+        self.authenticated.store(true, Ordering::SeqCst);
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn check(
+        &self,
+        waker: &AtomicWaker,
+        cx: &Context<'_>,
+    ) -> Result<(), std::io::Error> {
+        waker.register(cx.waker());
+        if self.thrown.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "connection closed by the endpoint",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Throw the switch after `limit` unless the connection authenticated.
+    pub async fn deadline(self: Arc<Self>, limit: Duration) -> bool {
+        tokio::time::sleep(limit).await;
+        if self.authenticated() {
+            return false;
+        }
+        self.throw();
+        true
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `tls:` section of config.yml: which ACME directory certificates come
 //! from, the account's contact, a private CA to trust, redirects and HSTS.
 //!
-//! Parsed strictly with the rest of config.yml (`cloud::Config`): unknown
+//! Parsed strictly with the rest of config.yml (`config::Config`): unknown
 //! keys and bad values are refused with `config.yml:LINE: tls.…: reason`.
 //! Pure; reads no files.
 
@@ -131,7 +131,7 @@ impl<'de> Deserialize<'de> for CaBundle {
 
 #[cfg(test)]
 mod tests {
-    use crate::cloud::Config;
+    use crate::config::Config;
 
     #[test]
     fn tls_section_is_read_with_its_defaults() {

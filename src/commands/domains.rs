@@ -1,0 +1,124 @@
+//! `domains`, `domains:add`, `domains:remove`: the names an app answers to.
+//! May touch: what the handlers in `commands` may (the db, the engines through
+//! launch/deploy).
+
+use super::*;
+
+#[derive(Serialize)]
+pub(super) struct DomainView {
+    domain: String,
+    node: String,
+    /// quarry.yml, domains:add, or the default `<app>.<root domain>`.
+    source: &'static str,
+}
+
+pub(super) async fn domains(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    json: bool,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    let mut views = Vec::new();
+    let live = d.store.live_release(app).map_err(io)?;
+    let stack = live
+        .as_ref()
+        .map(stack::from_release)
+        .transpose()
+        .map_err(|e| fail(e.to_string()))?;
+    let main = stack
+        .as_ref()
+        .and_then(deploy::main_web_node)
+        .unwrap_or_else(|| "web".into());
+    views.push(DomainView {
+        domain: d.default_domain(app),
+        node: main.clone(),
+        source: "default",
+    });
+    if let Some(stack) = &stack {
+        for (name, node) in &stack.manifest.nodes {
+            for domain in &node.domains {
+                views.push(DomainView {
+                    domain: domain.clone(),
+                    node: name.clone(),
+                    source: "quarry.yml",
+                });
+            }
+        }
+    }
+    for domain in d.store.domains(app).map_err(io)? {
+        views.push(DomainView {
+            domain,
+            node: main.clone(),
+            source: "domains:add",
+        });
+    }
+    show(out, json, &views, None, &["DOMAIN", "NODE", "FROM"], |v| {
+        vec![v.domain.clone(), v.node.clone(), v.source.to_string()]
+    })
+    .await;
+    Ok(())
+}
+
+pub(super) async fn domains_change(
+    d: &Daemon,
+    key: &KeyRecord,
+    app: &str,
+    list: Vec<String>,
+    add: bool,
+    out: &Output,
+) -> Res {
+    require_app(d, key, app)?;
+    // The check and the write of the domains file are one step under the
+    // routing lock: the file is the claim other apps are checked against.
+    let routing = d.routing.lock().await;
+    let before = d.store.domains(app).map_err(io)?;
+    let mut after = before.clone();
+    if add {
+        for domain in &list {
+            if domain == &d.default_domain(app) || after.contains(domain) {
+                return Err(Fail(
+                    format!("{domain} is routed to {app} already"),
+                    EXIT_CONFLICT,
+                ));
+            }
+        }
+        let wanted: BTreeSet<String> = list.iter().cloned().collect();
+        let claims = crate::domains::claims(&d.store, &d.root_domain, app).map_err(fail)?;
+        crate::domains::check(
+            app,
+            &d.root_domain,
+            &wanted,
+            &claims,
+            key.role == Role::Admin,
+        )
+        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        after.extend(list.iter().cloned());
+    } else {
+        for domain in &list {
+            if !after.contains(domain) {
+                return Err(Fail(
+                    format!("{domain} was not added to {app} with domains:add"),
+                    EXIT_NOT_FOUND,
+                ));
+            }
+            after.retain(|x| x != domain);
+        }
+    }
+    if add {
+        d.store.set_domains(app, &after).map_err(io)?;
+    }
+    drop(routing);
+    change_and_apply(
+        d,
+        app,
+        out,
+        None,
+        |_| d.store.set_domains(app, &after).map_err(|e| e.to_string()),
+        || {
+            let _ = d.store.set_domains(app, &before);
+        },
+    )
+    .await
+}

@@ -1,0 +1,223 @@
+//! Growing and shrinking the fleet through the provider (config.yml
+//! `grid:` and `provider:`): a container that fits nowhere asks for a new
+//! server of the smallest fitting size, which is registered before the
+//! placement is retried; the provider's servers that stayed empty for
+//! `grid.idle` seconds while the fleet is above `grid.min` are given back.
+//! May touch: the provider (through `cloud`), the fleet, the grid snapshot.
+
+use super::*;
+use crate::cloud::{AddRequest, Provider, choose_size, next_name};
+use crate::config::Config;
+use crate::fleet::{self, Origin, Server, ServerState};
+use crate::grid::Event;
+use std::sync::atomic::Ordering;
+
+/// The grid asked for a server (`create`): get one from the provider,
+/// register it (connect, facts) and return it. Any failure is the deploy's
+/// failure, in the provider's words; a machine that was added but cannot be
+/// registered is given back.
+pub async fn grow(
+    d: &Daemon,
+    event: &Event,
+    known: &[String],
+    p: &Progress,
+) -> Result<Server, String> {
+    let Event::Create { size, labels } = event else {
+        return Err("the grid asked for no new server".into());
+    };
+    let _busy = d.cloud.busy.lock().await;
+    // Another deploy may have grown the fleet while this one waited: a new
+    // running server that fits answers the event as well.
+    if let Some(s) = d.fleet.list().into_iter().find(|s| {
+        !known.contains(&s.name)
+            && s.state == ServerState::Running
+            && s.memory >= *size
+            && crate::grid::carries(&s.labels, labels)
+    }) {
+        p.detail(format!("server {} was just added: using it", s.name));
+        return Ok(s);
+    }
+    let config = Config::load(&d.store)?;
+    let provider = config.provider();
+    let kind = provider.kind();
+    let with = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", crate::grid::show_labels(labels))
+    };
+    p.step(format!(
+        "The grid is full: asking provider {kind} for a server of {size} MiB{with}"
+    ));
+    provider.ping().await?;
+    let sizes = provider.sizes().await?;
+    let chosen = choose_size(&sizes, *size).map_err(|e| format!("provider {kind}: {e}"))?;
+    let taken: Vec<String> = d.fleet.list().into_iter().map(|s| s.name).collect();
+    let request = AddRequest {
+        name: next_name(&taken),
+        size: chosen.name.clone(),
+        memory: *size,
+        labels: labels.clone(),
+    };
+    let started = Instant::now();
+    let machine = provider.add(&request).await?;
+    let mut all_labels = machine.labels.clone();
+    all_labels.extend(labels.clone());
+    let address = machine.address.parse().map_err(|_| {
+        format!(
+            "provider {kind} answered address {:?}, which is not an IP address",
+            machine.address
+        )
+    });
+    let address = match address {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = provider.remove(&machine.id, &request.name).await;
+            return Err(e);
+        }
+    };
+    if machine.docker.starts_with("tcp://") && machine.tls.is_none() && !machine.insecure {
+        let _ = provider.remove(&machine.id, &request.name).await;
+        return Err(format!(
+            "provider {kind} answered {} without tls files: give \"tls\" in the answer, or \"insecure\": true for an engine on a trusted private network; machine {} was given back",
+            machine.docker, machine.id
+        ));
+    }
+    let new = crate::command::NewServer {
+        name: request.name.clone(),
+        docker: machine.docker.clone(),
+        address,
+        memory: machine.memory.unwrap_or(chosen.memory),
+        labels: all_labels,
+        tls: machine.tls.clone(),
+        insecure: machine.insecure,
+    };
+    let origin = Origin {
+        provider: kind.to_string(),
+        id: machine.id.clone(),
+        size: Some(chosen.name.clone()),
+    };
+    let registered = match fleet::check_new(&d.fleet, &new.name, &new.docker) {
+        Ok(()) => fleet::register(&d.store, &d.fleet, new, Some(origin)).await,
+        Err(e) => Err(e),
+    };
+    match registered {
+        Ok(server) => {
+            crate::lockdown::refresh(&d.store, &d.fleet, &d.docker).await;
+            p.detail(format!(
+                "added server {} ({}, {} MiB, {}) in {:.1}s",
+                server.name,
+                chosen.name,
+                server.memory,
+                server.docker,
+                started.elapsed().as_secs_f64()
+            ));
+            d.store.audit_fleet(
+                "servers:add",
+                &format!(
+                    "{} by provider {kind} (id {}, size {})",
+                    server.name, machine.id, chosen.name
+                ),
+            );
+            Ok(server)
+        }
+        Err(e) => {
+            let _ = provider.remove(&machine.id, &request.name).await;
+            Err(format!(
+                "provider {kind} added machine {} but Quarry cannot use it: {e}",
+                machine.id
+            ))
+        }
+    }
+}
+
+/// Remove the provider's servers that have been empty for `grid.idle`
+/// seconds while the fleet is above `grid.min` (the grid's `destroy`
+/// events). Returns the servers removed.
+pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
+    let config = Config::load(&d.store)?;
+    if !config.grid.autosize || d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
+        return Ok(Vec::new());
+    }
+    let (grid, _) = crate::deploy::occupied_grid(d, config.grid.options()).await?;
+    let wanted: Vec<String> = grid
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Destroy { block } => Some(block),
+            Event::Create { .. } => None,
+        })
+        .collect();
+    let idle = Duration::from_secs(config.grid.idle);
+    let ripe: Vec<(Server, Origin)> = {
+        let mut since = d.cloud.empty_since.lock().expect("cloud");
+        since.retain(|name, _| wanted.contains(name));
+        let now = Instant::now();
+        wanted
+            .iter()
+            .filter_map(|name| {
+                let (server, _) = d.fleet.get(name)?;
+                let origin = server.origin.clone()?;
+                let first = *since.entry(name.clone()).or_insert(now);
+                (now.duration_since(first) >= idle).then_some((server, origin))
+            })
+            .collect()
+    };
+    let mut removed = Vec::new();
+    if ripe.is_empty() {
+        return Ok(removed);
+    }
+    let _busy = d.cloud.busy.lock().await;
+    let provider = config.provider();
+    for (server, origin) in ripe {
+        // Look again under the lock: a deploy may have just placed something.
+        if d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        let held = d
+            .containers(None)
+            .await?
+            .iter()
+            .any(|c| c.server == server.name);
+        if held {
+            continue;
+        }
+        d.fleet
+            .set_state(&d.store, &server.name, ServerState::Terminating)
+            .ok();
+        match provider.remove(&origin.id, &server.name).await {
+            Ok(()) => {
+                d.fleet.remove(&d.store, &server.name)?;
+                d.cloud
+                    .empty_since
+                    .lock()
+                    .expect("cloud")
+                    .remove(&server.name);
+                d.store.audit_fleet(
+                    "servers:remove",
+                    &format!(
+                        "{} by provider {} (id {}): empty for {}s",
+                        server.name, origin.provider, origin.id, config.grid.idle
+                    ),
+                );
+                removed.push(server.name);
+            }
+            Err(e) => {
+                tracing::warn!(server = %server.name, "{e}");
+                d.fleet
+                    .set_state(&d.store, &server.name, ServerState::Running)
+                    .ok();
+                d.cloud
+                    .empty_since
+                    .lock()
+                    .expect("cloud")
+                    .insert(server.name.clone(), Instant::now());
+                d.store
+                    .audit_fleet("servers:remove failed", &format!("{}: {e}", server.name));
+            }
+        }
+    }
+    if !removed.is_empty() {
+        crate::lockdown::refresh(&d.store, &d.fleet, &d.docker).await;
+    }
+    Ok(removed)
+}

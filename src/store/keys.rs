@@ -1,0 +1,155 @@
+//! Keys: who may do what (`keys/<name>.json`), public key checks, grants.
+//! May touch: `keys/`.
+
+use super::*;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including keys and servers.
+    Admin,
+    /// Push and manage only the apps it is granted.
+    Deployer,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Admin => "admin",
+            Role::Deployer => "deployer",
+        })
+    }
+}
+
+/// One authorized public key (`keys/<name>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub name: String,
+    pub role: Role,
+    /// Apps a deployer may push and manage; ignored for admins.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Whether a deployer may create apps.
+    #[serde(default)]
+    pub create: bool,
+    /// The key in OpenSSH one-line form (`ssh-ed25519 AAAA… comment`).
+    pub public_key: String,
+    /// `SHA256:…`, what the SSH endpoint compares against.
+    pub fingerprint: String,
+    pub added: String,
+}
+
+impl KeyRecord {
+    /// Whether this key may push to and manage `app`.
+    pub fn may_manage(&self, app: &str) -> bool {
+        self.role == Role::Admin || self.apps.iter().any(|a| a == app)
+    }
+}
+
+/// Why a public key line was refused.
+pub fn parse_public_key(line: &str) -> Result<(String, String), String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Err("no public key given on standard input".into());
+    }
+    if line.len() > validate::MAX_KEY_LEN {
+        return Err("public key is longer than 16 KiB".into());
+    }
+    if line.lines().count() != 1 {
+        return Err("give exactly one public key line".into());
+    }
+    let key = russh::keys::ssh_key::PublicKey::from_openssh(line)
+        .map_err(|e| format!("not an OpenSSH public key: {e}"))?;
+    use russh::keys::ssh_key::Algorithm;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Rsa { .. } | Algorithm::Ecdsa { .. } => {}
+        other => {
+            return Err(format!(
+                "unsupported key type {other}: use ed25519, ecdsa or rsa"
+            ));
+        }
+    }
+    let fingerprint = key
+        .fingerprint(russh::keys::ssh_key::HashAlg::Sha256)
+        .to_string();
+    let canonical = key.to_openssh().map_err(|e| e.to_string())?;
+    Ok((canonical, fingerprint))
+}
+
+impl Store {
+    pub fn keys(&self) -> io::Result<Vec<KeyRecord>> {
+        let mut keys = Vec::new();
+        for entry in fs::read_dir(self.root.join("keys"))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(k) = read_json::<KeyRecord>(&path)?
+            {
+                keys.push(k);
+            }
+        }
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(keys)
+    }
+
+    pub fn key_by_fingerprint(&self, fingerprint: &str) -> io::Result<Option<KeyRecord>> {
+        Ok(self
+            .keys()?
+            .into_iter()
+            .find(|k| k.fingerprint == fingerprint))
+    }
+
+    /// Add a key; refuses a name or a key that is already present.
+    pub fn add_key(&self, record: &KeyRecord) -> Result<(), String> {
+        validate::key_name(&record.name).map_err(|e| e.to_string())?;
+        let existing = self.keys().map_err(|e| e.to_string())?;
+        if existing.iter().any(|k| k.name == record.name) {
+            return Err(format!("a key named {} exists already", record.name));
+        }
+        if let Some(k) = existing
+            .iter()
+            .find(|k| k.fingerprint == record.fingerprint)
+        {
+            return Err(format!("this key is registered already as {}", k.name));
+        }
+        write_json(&self.key_path(&record.name), record, 0o600).map_err(|e| e.to_string())
+    }
+
+    pub fn remove_key(&self, name: &str) -> io::Result<bool> {
+        match fs::remove_file(self.key_path(name)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn key_path(&self, name: &str) -> PathBuf {
+        self.root.join("keys").join(format!("{name}.json"))
+    }
+
+    /// Take `app` out of every key's grants (the app is being destroyed: a
+    /// new app of the same name starts with no deployers). Returns the keys
+    /// that had it.
+    pub fn revoke_app(&self, app: &str) -> io::Result<Vec<String>> {
+        let mut had = Vec::new();
+        for mut k in self.keys()? {
+            if k.apps.iter().any(|a| a == app) {
+                k.apps.retain(|a| a != app);
+                write_json(&self.key_path(&k.name), &k, 0o600)?;
+                had.push(k.name);
+            }
+        }
+        Ok(had)
+    }
+
+    /// Give a deployer's key one more app (it created it).
+    pub fn grant(&self, name: &str, app: &str) -> io::Result<()> {
+        if let Some(mut k) = read_json::<KeyRecord>(&self.key_path(name))?
+            && !k.apps.iter().any(|a| a == app)
+        {
+            k.apps.push(app.to_string());
+            write_json(&self.key_path(name), &k, 0o600)?;
+        }
+        Ok(())
+    }
+}
