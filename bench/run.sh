@@ -28,8 +28,6 @@ REDEPLOYS=5
 CP_RUNS=10
 CONCURRENT=10
 IDLE_APPS=100
-ROUTED_APPS=1000
-ROUTER_RUNS=5
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -41,7 +39,6 @@ die() {
 
 PIDS=()        # every background process we started, in start order
 QPID=""        # quarry serve
-NGINX_PID=""   # the private nginx of the router figure
 SSHD_PID=""
 FLOOR_CONTAINERS=()
 FLOOR_IMAGES=()
@@ -108,14 +105,20 @@ cleanup() {
     # Pushes and other helpers first (newest first), then the servers.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[$i]}
-        case "$pid" in "$QPID" | "$NGINX_PID" | "$SSHD_PID") continue ;; esac
+        case "$pid" in "$QPID" | "$SSHD_PID") continue ;; esac
         if alive "$pid"; then kill_tree "$pid" TERM; fi
     done
     stop_quarry
-    if alive "$NGINX_PID"; then
-        kill -QUIT "$NGINX_PID"
-        wait_gone "$NGINX_PID" 10 || kill -KILL "$NGINX_PID"
-    fi
+    # The router bench's nginx instances, should it have died midway.
+    local pidfile
+    for pidfile in "$W"/router/*/data/nginx/nginx.pid; do
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        if alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$W/router/"; then
+            kill -QUIT "$pid"
+            wait_gone "$pid" 10 || kill -KILL "$pid"
+        fi
+    done
     if alive "$SSHD_PID"; then
         kill -TERM "$SSHD_PID"
         wait_gone "$SSHD_PID" 10 || kill -KILL "$SSHD_PID"
@@ -289,6 +292,19 @@ for line in sys.stdin:
     die "cargo bench --bench grid --no-run did not produce the bench binary"
 }
 
+log "building the router benchmark"
+ROUTER_BIN=$(cargo bench --bench router --no-run --quiet --message-format=json 2> "$OUT/router-build.log" |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "router" and m.get("executable"):
+        print(m["executable"])') || true
+[ -n "$ROUTER_BIN" ] && [ -x "$ROUTER_BIN" ] || {
+    cat "$OUT/router-build.log" >&2
+    die "cargo bench --bench router --no-run did not produce the bench binary"
+}
+
 BENCH_START=${EPOCHREALTIME/./}
 rm -rf "$W" "$LOGS"
 mkdir -p "$W" "$LOGS"
@@ -402,8 +418,13 @@ row conc.total "concurrency: $CONCURRENT first deploys at once, wall time (basel
 row conc.single "↳ each of the $CONCURRENT pushes (launch → exit)" ms
 row grid.place "grid: place 100k slices on 10k servers (criterion median)" ms
 row grid.replace "grid: re-place after losing 10% of servers (criterion median)" ms
-row router.add "router: add 1 route with $ROUTED_APPS routed (write + nginx -t + HUP + answer)" ms
-row router.test "↳ of which nginx -t" ms
+row route.add.1000 "router: route a new app with 1,000 routed (table write + read-back + the host answers)" ms route.reload.add.1000
+row route.add.10000 "router: the same with 10,000 routed" ms route.reload.add.1000
+row route.reload.add.1000 "↳ baseline: the reload path with 1,000 routed (vhost + nginx -t + HUP + answer)" ms
+row route.redeploy.10000 "router: redeploy of one app among 10,000 (old+new, then new only, new answers)" ms
+row route.rss.10000 "router: nginx RSS, master + workers, 10,000 routed apps" MiB
+row route.load.failed "router: failed requests, 2 clients over 100 apps during 20 route changes" requests
+row route.load.ok "↳ requests answered during them" requests
 row tls.issue "HTTPS: certs:enable / certs:renew --force against pebble (order → HTTP-01 via nginx → cert served)" ms
 row tls.https "HTTPS: new connection + GET through nginx (TLS 1.3 handshake, HTTP/2)" ms tls.http
 row tls.http "↳ baseline: new connection + GET through nginx, plain HTTP" ms
@@ -659,119 +680,15 @@ stop_quarry
 
 # ----- 5. router ----------------------------------------------------------------
 
-log "router: private nginx with $ROUTED_APPS routed apps"
-R=$W/router
-mkdir -p "$R/sites" "$R/tmp"
-RPORT=$(free_port)
-LISTEN=127.0.0.1:$RPORT
-# render_main of src/route.rs, for this directory and port.
-cat > "$R/nginx.conf" <<EOF
-# Written by quarry serve at every start; edits are overwritten.
-worker_processes auto;
-pid $R/nginx.pid;
-error_log $R/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log $R/access.log;
-    client_body_temp_path $R/tmp/body;
-    proxy_temp_path $R/tmp/proxy;
-    fastcgi_temp_path $R/tmp/fastcgi;
-    uwsgi_temp_path $R/tmp/uwsgi;
-    scgi_temp_path $R/tmp/scgi;
-    server_names_hash_bucket_size 128;
-    server_names_hash_max_size 65536;
-    client_max_body_size 100m;
-    server_tokens off;
-    map \$http_upgrade \$quarry_connection { default upgrade; '' ''; }
-    server {
-        listen $LISTEN default_server;
-        server_name _;
-        include $R/generation.conf;
-        location / { default_type text/plain; return 404 "quarry: no app is routed at this host\\n"; }
-    }
-    include $R/sites/*.conf;
+# benches/router.rs drives Quarry's own Router on a private nginx per size.
+log "router: 1,000 and 10,000 routed apps ($ROUTER_BIN --bench)"
+mkdir -p "$W/router"
+ROUTER_BENCH_DIR=$W/router timeout 600 "$ROUTER_BIN" --bench > "$LOGS/router.log" 2> "$LOGS/router.err" || {
+    tail -20 "$LOGS/router.err" >&2
+    die "the router bench failed (see $LOGS/router.err)"
 }
-EOF
-printf 'location = /.quarry/generation { default_type text/plain; return 200 "1\\n"; }\n' > "$R/generation.conf"
-
-# render_app of src/route.rs: one web node, one container (a closed port:
-# nginx answers 502 from the app's own server block).
-render_app() {
-    local app=$1 upstream=$2
-    cat <<EOF
-# Routes of app $app, written by quarry; edits are overwritten.
-upstream quarry-$app-web {
-    server $upstream max_fails=1 fail_timeout=2s;
-    keepalive 16;
-}
-server {
-    listen $LISTEN;
-    server_name $app.localhost;
-    location / {
-        proxy_pass http://quarry-$app-web;
-        proxy_http_version 1.1;
-        proxy_set_header Host \$host;
-        proxy_set_header Upgrade \$http_upgrade;
-        proxy_set_header Connection \$quarry_connection;
-        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto \$scheme;
-        proxy_set_header X-Forwarded-Host \$host;
-        proxy_next_upstream error timeout http_502 http_503;
-        proxy_connect_timeout 5s;
-    }
-}
-EOF
-}
-DEAD_PORT=$(free_port)
-for ((i = 1; i <= ROUTED_APPS; i++)); do
-    app=$(printf 'app-%04d' "$i")
-    render_app "$app" "127.0.0.1:$((DEAD_PORT))" > "$R/sites/$app.conf"
-done
-nginx -t -q -p "$R" -c "$R/nginx.conf" -e "$R/error.log" || die "the router config does not test"
-nginx -p "$R" -c "$R/nginx.conf" -e "$R/error.log" 2> "$LOGS/router-nginx.log" &
-NGINX_PID=$!
-track "$NGINX_PID"
-
-status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: $1" "http://$LISTEN/" || true; }
-wait_status() { # HOST predicate-status… (until the status is one of them, 30s)
-    local host=$1 code deadline
-    shift
-    now_us
-    deadline=$((NOW + 30000000))
-    while :; do
-        code=$(status_of "$host")
-        for want in "$@"; do [ "$code" = "$want" ] && return 0; done
-        now_us
-        ((NOW < deadline)) || die "router: $host answered $code, wanted $*"
-        nap 0.005
-    done
-}
-wait_status app-0001.localhost 502
-for ((i = 1; i <= ROUTER_RUNS; i++)); do
-    app=new-$i
-    site=$R/sites/$app.conf
-    now_us
-    t0=$NOW
-    # write_atomic: temp file, fsync, rename, fsync of the directory.
-    render_app "$app" "127.0.0.1:$DEAD_PORT" > "$R/sites/.tmp-$app"
-    sync "$R/sites/.tmp-$app"
-    mv "$R/sites/.tmp-$app" "$site"
-    sync "$R/sites"
-    now_us
-    t1=$NOW
-    nginx -t -q -p "$R" -c "$R/nginx.conf" -e "$R/error.log" || die "nginx -t failed"
-    now_us
-    sample router.test "$(ms $((NOW - t1)))"
-    kill -HUP "$NGINX_PID"
-    wait_status "$app.localhost" 200 502
-    now_us
-    sample router.add "$(ms $((NOW - t0)))"
-    # Back to 1,000 routes, outside the clock.
-    rm -f "$site"
-    kill -HUP "$NGINX_PID"
-    wait_status "$app.localhost" 404
-done
+sed -nE 's/^SAMPLE ([^ ]+) ([0-9.]+)$/\1\t\2/p' "$LOGS/router.log" >> "$OUT/samples.tsv"
+grep -q '^SAMPLE route.load.failed ' "$LOGS/router.log" || die "the router bench printed no load figure"
 
 # ----- 4. grid ------------------------------------------------------------------
 

@@ -6,6 +6,9 @@
 //! file when the test fails, reloads gracefully, and waits until the new
 //! config answers (a generation counter served by the default server) before
 //! it reports success — so callers may retire old containers right after.
+//! Where nginx has its lua module, routes go instead into a table inside
+//! nginx that changes without a reload ([`dynamic`]); the nginx process
+//! itself, started or adopted across daemon restarts, is in `adopt`.
 //! Everything lives under `<data>/nginx/`. Values reaching the config were
 //! validated at the edge (app names, domains); addresses are typed.
 
@@ -17,15 +20,18 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::store::write_atomic;
 use crate::validate;
 
+mod adopt;
+pub mod dynamic;
 pub mod stream;
 mod tls;
+use adopt::{Nginx, accepting_workers};
 pub use tls::{Challenge, SiteTls, decorate};
 
 /// The routes of one web node.
@@ -43,6 +49,7 @@ pub fn render_main(dir: &Path, listen: SocketAddr) -> String {
     let d = dir.display();
     format!(
         "# Written by quarry serve at every start; edits are overwritten.\n\
+include {d}/lua-modules.conf;\n\
 worker_processes auto;\n\
 pid {d}/nginx.pid;\n\
 error_log {d}/error.log warn;\n\
@@ -65,9 +72,14 @@ http {{\n\
     server {{\n\
         listen {listen} default_server;\n\
         server_name _;\n\
-        include {d}/generation.conf;\n\
-        location / {{ default_type text/plain; return 404 \"quarry: no app is routed at this host\\n\"; }}\n\
+        include {d}/default.conf;\n\
     }}\n\
+    server {{\n\
+        listen {listen};\n\
+        server_name quarry.invalid;\n\
+        include {d}/generation.conf;\n\
+    }}\n\
+    include {d}/dynamic.conf;\n\
     include {d}/https.conf;\n\
     include {d}/sites/*.conf;\n\
 }}\n"
@@ -152,12 +164,17 @@ pub struct Router {
     tls: std::sync::Mutex<std::collections::HashMap<String, SiteTls>>,
     /// One config change at a time: test and reload see a consistent tree.
     lock: Mutex<()>,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<Nginx>>,
+    /// Routes live in nginx's dynamic table ([`dynamic`]) rather than in
+    /// one reloaded vhost per app.
+    lua: bool,
 }
 
 impl Router {
     /// Write the main config and start nginx listening on `listen` (and
-    /// `https` for TLS, through `front` when given).
+    /// `https` for TLS, through `front` when given) — or adopt the nginx an
+    /// earlier daemon of this data dir left running, reloading it onto this
+    /// config.
     pub async fn start(
         data: &Path,
         listen: SocketAddr,
@@ -166,35 +183,33 @@ impl Router {
         nginx: PathBuf,
     ) -> Result<Router, String> {
         let dir = data.join("nginx");
-        for sub in ["sites", "tmp"] {
+        for sub in ["sites", "tmp", "lua", "table"] {
             fs::create_dir_all(dir.join(sub))
                 .map_err(|e| format!("{}: {e}", dir.join(sub).display()))?;
         }
+        // The control socket is root's alone (nginx's workers inherit it).
+        let control = dir.join("control");
+        fs::create_dir_all(&control).map_err(|e| format!("{}: {e}", control.display()))?;
+        fs::set_permissions(
+            &control,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| format!("{}: {e}", control.display()))?;
         // Leftovers of an interrupted change are not config.
-        if let Ok(entries) = fs::read_dir(dir.join("sites")) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(".tmp-") || name.ends_with(".conf.bak") {
-                    let _ = fs::remove_file(e.path());
+        for sub in ["sites", "table"] {
+            if let Ok(entries) = fs::read_dir(dir.join(sub)) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with(".tmp-") || name.ends_with(".conf.bak") {
+                        let _ = fs::remove_file(e.path());
+                    }
                 }
             }
         }
-        let generation = 1;
-        write_atomic(
-            &dir.join("generation.conf"),
-            render_generation(generation).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
-        write_atomic(
-            &dir.join("nginx.conf"),
-            render_main(&dir, listen).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
-        Router::write_tls_files(&dir, https, front.as_ref())?;
-        let router = Router {
+        let adopted = adopt::running_master(&dir);
+        // The served generation only grows, also across an adoption.
+        let mut router = Router {
             dir,
             listen,
             https,
@@ -202,63 +217,93 @@ impl Router {
             routes: Default::default(),
             tls: Default::default(),
             nginx,
-            generation: AtomicU64::new(generation),
+            generation: AtomicU64::new(0),
             lock: Mutex::new(()),
             child: Mutex::new(None),
+            lua: dynamic::available(),
         };
-        router.test().await?;
-        // A previous nginx of this data dir that outlived its daemon (kill -9)
-        // still holds the port: end it by its pid file.
-        router.stop_stale().await;
-        let child = router.spawn()?;
-        *router.child.lock().await = Some(child);
-        router
-            .wait_generation(generation, Duration::from_secs(15))
-            .await?;
-        info!(listen = %listen, "nginx started");
+        let served = match adopted {
+            Some(_) => router.served_generation().await.unwrap_or(0),
+            None => 0,
+        };
+        router.generation.store(served + 1, Ordering::SeqCst);
+        if let Err(e) = router.write_main().await {
+            if !router.lua {
+                return Err(e);
+            }
+            warn!("nginx's lua module does not load ({e}); routes change by reload");
+            router.lua = false;
+            router.write_main().await?;
+        }
+        let mut started = false;
+        if let Some(pid) = adopted {
+            *router.child.lock().await = Some(Nginx::Adopted(pid));
+            match router.reload().await {
+                Ok(()) => {
+                    info!(pid, "adopted the running nginx of this data dir");
+                    started = true;
+                }
+                Err(e) => {
+                    warn!(
+                        pid,
+                        "cannot adopt the running nginx ({e}); starting another"
+                    );
+                    *router.child.lock().await = None;
+                    router.stop_stale().await;
+                }
+            }
+        }
+        if !started {
+            let generation = router.generation.load(Ordering::SeqCst);
+            let child = router.spawn()?;
+            *router.child.lock().await = Some(Nginx::Child(child));
+            router
+                .wait_generation(generation, Duration::from_secs(15))
+                .await?;
+            info!(listen = %listen, lua = router.lua, "nginx started");
+        }
+        router.load_table().await?;
         Ok(router)
+    }
+
+    /// nginx.conf and what it includes, for this mode; `nginx -t` on them.
+    async fn write_main(&self) -> Result<(), String> {
+        let dir = &self.dir;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let files = [
+            ("generation.conf", render_generation(generation)),
+            ("lua-modules.conf", dynamic::render_modules(self.lua)),
+            ("dynamic.conf", dynamic::render_http(dir, self.lua)),
+            (
+                "default.conf",
+                dynamic::render_default_location(dir, self.lua),
+            ),
+            ("lua/quarry.lua", dynamic::LUA.to_string()),
+            ("nginx.conf", render_main(dir, self.listen)),
+        ];
+        for (name, text) in files {
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+        }
+        Router::write_tls_files(dir, self.https, self.front.as_ref())?;
+        // A vhost of the other mode names upstreams this mode has not got;
+        // the start's reconcile routes every live app again.
+        let foreign = if self.lua {
+            "\nupstream quarry."
+        } else {
+            "quarry_dynamic"
+        };
+        if let Ok(entries) = fs::read_dir(dir.join("sites")) {
+            for e in entries.flatten() {
+                if fs::read_to_string(e.path()).is_ok_and(|t| t.contains(foreign)) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        self.test().await
     }
 
     pub fn listen(&self) -> SocketAddr {
         self.listen
-    }
-
-    fn spawn(&self) -> Result<Child, String> {
-        // A socket file left by an nginx that died keeps the new one from binding.
-        let _ = fs::remove_file(self.dir.join(stream::SOCKET));
-        Command::new(&self.nginx)
-            .arg("-p")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(self.dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(self.dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start nginx ({}): {e}", self.nginx.display()))
-    }
-
-    async fn stop_stale(&self) {
-        let Ok(pid) = fs::read_to_string(self.dir.join("nginx.pid")) else {
-            return;
-        };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
-            return;
-        };
-        // Only an nginx whose command line names our config is ours to end.
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours = String::from_utf8_lossy(&cmdline)
-            .contains(&*self.dir.join("nginx.conf").to_string_lossy());
-        if ours {
-            warn!(pid, "stopping an nginx left over from an earlier run");
-            unsafe { libc::kill(pid, libc::SIGQUIT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 
     /// `nginx -t` on the config as it is on disk.
@@ -299,6 +344,9 @@ impl Router {
             .lock()
             .expect("routes")
             .insert(app.to_string(), routes.to_vec());
+        if self.lua {
+            return self.route_dynamic(app, Some(routes)).await;
+        }
         let text = self.render_site(app, routes);
         self.apply(app, Some(text)).await
     }
@@ -306,7 +354,15 @@ impl Router {
     /// Stop routing `app`.
     pub async fn remove_app(&self, app: &str) -> Result<(), String> {
         self.routes.lock().expect("routes").remove(app);
+        if self.lua {
+            return self.route_dynamic(app, None).await;
+        }
         self.apply(app, None).await
+    }
+
+    /// Whether routes change through the dynamic table (no reload).
+    pub fn dynamic(&self) -> bool {
+        self.lua
     }
 
     async fn apply(&self, app: &str, text: Option<String>) -> Result<(), String> {
@@ -358,14 +414,14 @@ impl Router {
         .map_err(|e| e.to_string())?;
         let pid = {
             let child = self.child.lock().await;
-            child.as_ref().and_then(|c| c.id())
+            child.as_ref().and_then(Nginx::pid)
         };
         let Some(pid) = pid else {
             return Err("nginx is not running".into());
         };
-        let old_workers = accepting_workers(pid as i32);
-        // SAFETY: plain signal to our own child process.
-        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+        let old_workers = accepting_workers(pid);
+        // SAFETY: plain signal to the nginx master we started or adopted.
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
             return Err(format!(
                 "cannot signal nginx: {}",
                 std::io::Error::last_os_error()
@@ -378,7 +434,7 @@ impl Router {
         // wait for that, so no request after this returns sees the old config.
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let still = accepting_workers(pid as i32);
+            let still = accepting_workers(pid);
             if !old_workers.iter().any(|w| still.contains(w)) {
                 return Ok(());
             }
@@ -408,10 +464,12 @@ impl Router {
             {
                 let mut child = self.child.lock().await;
                 if let Some(c) = child.as_mut()
-                    && let Ok(Some(status)) = c.try_wait()
+                    && let Some(status) = c.exited(&self.dir)
                 {
                     let mut err = String::new();
-                    if let Some(mut s) = c.stderr.take() {
+                    if let Nginx::Child(c) = c
+                        && let Some(mut s) = c.stderr.take()
+                    {
                         use tokio::io::AsyncReadExt;
                         let _ = s.read_to_string(&mut err).await;
                     }
@@ -437,138 +495,7 @@ impl Router {
         let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
         body.trim().parse().map_err(|_| "no generation".to_string())
     }
-
-    /// Restart nginx if it died (called by the supervisor loop).
-    pub async fn ensure_running(&self) {
-        let mut child = self.child.lock().await;
-        let dead = match child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
-            None => true,
-        };
-        if dead {
-            warn!("nginx is not running; starting it again");
-            match self.spawn() {
-                Ok(c) => *child = Some(c),
-                Err(e) => warn!("{e}"),
-            }
-        }
-    }
-
-    /// Graceful stop (SIGQUIT: finish in-flight requests), waiting for exit.
-    pub async fn stop(&self) {
-        let mut child = self.child.lock().await;
-        if let Some(mut c) = child.take() {
-            if let Some(pid) = c.id() {
-                unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
-            }
-            if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                .await
-                .is_err()
-            {
-                let _ = c.kill().await;
-            }
-        }
-    }
-}
-
-/// PIDs of `master`'s workers that still accept connections (their title is
-/// exactly "nginx: worker process"; a retiring one says "is shutting down").
-fn accepting_workers(master: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the parenthesised command name: state, ppid, …
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid != Some(master) {
-            continue;
-        }
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let title = String::from_utf8_lossy(&cmdline);
-        if title.trim_end_matches(['\0', ' ']) == "nginx: worker process" {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn app_vhost_golden() {
-        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let text = render_app(
-            "shop",
-            listen,
-            &[NodeRoute {
-                node: "web".into(),
-                domains: vec!["shop.localhost".into(), "www.example.com".into()],
-                upstreams: vec![
-                    "127.0.0.1:49153".parse().unwrap(),
-                    "127.0.0.2:49160".parse().unwrap(),
-                ],
-            }],
-        );
-        let want = "\
-# Routes of app shop, written by quarry; edits are overwritten.
-upstream quarry.shop.web {
-    server 127.0.0.1:49153 max_fails=1 fail_timeout=2s;
-    server 127.0.0.2:49160 max_fails=1 fail_timeout=2s;
-    keepalive 16;
-}
-server {
-    listen 127.0.0.1:8080;
-    server_name shop.localhost www.example.com;
-    location / {
-        proxy_pass http://quarry.shop.web;
-        proxy_http_version 1.1;
-        proxy_set_header Host $host;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection $quarry_connection;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Request-Id $request_id;
-        proxy_next_upstream error timeout http_502 http_503;
-        proxy_connect_timeout 5s;
-    }
-}
-";
-        assert_eq!(text, want);
-    }
-
-    #[test]
-    fn upstream_names_of_different_apps_never_meet() {
-        // App shop-db's node main and app shop's node db-main.
-        assert_eq!(upstream_name("shop-db", "main"), "quarry.shop-db.main");
-        assert_eq!(upstream_name("shop", "db-main"), "quarry.shop.db-main");
-    }
-
-    #[test]
-    fn node_without_containers_answers_503() {
-        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let text = render_app(
-            "shop",
-            listen,
-            &[NodeRoute {
-                node: "web".into(),
-                domains: vec!["shop.localhost".into()],
-                upstreams: vec![],
-            }],
-        );
-        assert!(!text.contains("upstream"));
-        assert!(text.contains("return 503 \"quarry: shop has no running web containers\\n\";"));
-    }
-}
+mod tests;

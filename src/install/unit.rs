@@ -17,8 +17,9 @@
 //!   under its data dir and /tmp (the stack build's debootstrap).
 //!   `strict` would also need every path nginx and debootstrap touch listed.
 //! - `KillMode=process`: a stop, restart or upgrade signals only the daemon;
-//!   the nginx it started is not killed with it, so traffic keeps flowing
-//!   while the new daemon takes over.
+//!   the nginx it started is not killed with it, and with
+//!   `QUARRY_KEEP_NGINX=1` the daemon leaves it running on SIGTERM, so
+//!   traffic keeps flowing while the new daemon adopts it.
 //! - `Restart=always`, `LimitNOFILE` high (every SSH session, nginx and
 //!   Docker stream holds descriptors), output to journald.
 
@@ -77,6 +78,8 @@ pub fn render(u: &Unit) -> String {
         u.root_domain
     );
     s.push_str("Environment=QUARRY_LOG=info\n");
+    // A stop leaves nginx serving for the next start to adopt (route/adopt.rs).
+    s.push_str("Environment=QUARRY_KEEP_NGINX=1\n");
     s.push_str("User=root\n");
     s.push_str("Restart=always\n");
     s.push_str("RestartSec=2\n");
@@ -116,6 +119,7 @@ Wants=network-online.target docker.service
 Type=exec
 ExecStart=/usr/local/bin/quarry serve --data /var/lib/quarry --ssh 0.0.0.0:2222 --http 0.0.0.0:80 --https 0.0.0.0:443 --publish 127.0.0.1 --root-domain localhost
 Environment=QUARRY_LOG=info
+Environment=QUARRY_KEEP_NGINX=1
 User=root
 Restart=always
 RestartSec=2

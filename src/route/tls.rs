@@ -172,8 +172,13 @@ impl Router {
     /// Render `app`'s vhost from its routes and its TLS settings.
     pub(super) fn render_site(&self, app: &str, routes: &[NodeRoute]) -> String {
         let tls = self.tls.lock().expect("tls map").get(app).cloned();
+        let base = if self.lua {
+            super::dynamic::render_site(app, self.listen, routes)
+        } else {
+            render_app(app, self.listen, routes)
+        };
         decorate(
-            &render_app(app, self.listen, routes),
+            &base,
             &self.dir,
             app,
             self.listen,
@@ -200,8 +205,9 @@ impl Router {
         let Some(routes) = routes else {
             return Ok(());
         };
-        let text = self.render_site(app, &routes);
-        if let Err(e) = self.apply(app, Some(text)).await {
+        // In lua mode a plain-HTTP app needs no vhost (the table routes it).
+        let text = (!self.lua || tls.is_some()).then(|| self.render_site(app, &routes));
+        if let Err(e) = self.apply(app, text).await {
             let mut map = self.tls.lock().expect("tls map");
             match previous {
                 Some(p) => map.insert(app.to_string(), p),
