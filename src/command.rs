@@ -11,6 +11,7 @@ use std::fmt;
 use crate::validate;
 
 mod oneoff;
+mod remote;
 pub use oneoff::{DEFAULT_TIMEOUT_SECS as RUN_TIMEOUT_SECS, RunArgs};
 
 /// Exit codes, distinct per class of failure.
@@ -219,6 +220,27 @@ pub enum Cmd {
         app: String,
         force: bool,
     },
+    /// The HQ's public key, for the servers' authorized_keys.
+    KeysHq,
+    Provisioners {
+        json: bool,
+    },
+    /// The script comes on standard input.
+    ProvisionersAdd {
+        name: String,
+    },
+    ProvisionersRemove {
+        name: String,
+    },
+    /// Run provisioners on a server again (the named ones, else those that
+    /// changed, failed or never ran there).
+    ServersProvision {
+        server: String,
+        names: Vec<String>,
+    },
+    Hosts {
+        json: bool,
+    },
 }
 
 /// `servers:add` arguments.
@@ -235,6 +257,10 @@ pub struct NewServer {
     pub tls: Option<crate::fleet::TlsFiles>,
     /// A plain `tcp://` engine without TLS, on purpose (`--insecure`).
     pub insecure: bool,
+    /// Reached over SSH (`--ssh`); `docker` is then set when it is added.
+    pub ssh: Option<crate::remote::SshTarget>,
+    /// Provisioners to run once it joined (`--provision`, in order).
+    pub provision: Vec<String>,
 }
 
 /// A refused line: the message and the exit code class.
@@ -487,9 +513,44 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "servers:add",
         topic: "servers",
-        usage: "servers:add NAME --docker unix:///path.sock|tcp://host:port [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] --address IP --memory MiB [--label k=v …]",
+        usage: "servers:add NAME (--docker unix:///path.sock|tcp://host:port [--tls-ca FILE --tls-cert FILE --tls-key FILE | --insecure] | --ssh [USER@]HOST[:PORT] [--host-key KEY] [--provision NAME …]) --address IP --memory MiB [--label k=v …]",
         summary: "add a server (a Docker engine) to the grid (admin)",
-        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills. An engine on tcp:// with --tlsverify takes the three --tls-* files (PEM paths on the Quarry host; they are copied into servers/NAME/tls/); a tcp:// engine without TLS is refused unless --insecure says it sits on a trusted private network.",
+        details: "Quarry connects, reads the engine's facts, and places containers there from then on. Containers publish their ports on --address; nginx proxies to it. --memory is the size the grid fills. An engine on tcp:// with --tlsverify takes the three --tls-* files (PEM paths on the Quarry host; they are copied into servers/NAME/tls/); a tcp:// engine without TLS is refused unless --insecure says it sits on a trusted private network. With --ssh Quarry reaches the engine through one SSH session (`docker system dial-stdio` there; no Docker port, no certificates): authorize the key `keys:hq` prints, give --host-key 'ssh-ed25519 AAAA…' or let the first contact pin the key the server shows; --address defaults to an IP HOST; each --provision script runs there after it joins.",
+    },
+    Spec {
+        name: "servers:provision",
+        topic: "servers",
+        usage: "servers:provision NAME [PROVISIONER …]",
+        summary: "run provisioners on an SSH server again (admin)",
+        details: "Without names: those whose script changed since they last ran there, that failed, or never ran there. Output streams as it comes; a failing script leaves the server unknown.",
+    },
+    Spec {
+        name: "provisioners",
+        topic: "servers",
+        usage: "provisioners [--json]",
+        summary: "list provisioner scripts with their sha1 and the servers they ran on (admin)",
+        details: "",
+    },
+    Spec {
+        name: "provisioners:add",
+        topic: "servers",
+        usage: "provisioners:add NAME < script.sh",
+        summary: "store a provisioner script (admin; at most 1 MiB)",
+        details: "Servers added with --ssh … --provision NAME run it with `sh -s` as the SSH user after they join; servers:provision runs it again.",
+    },
+    Spec {
+        name: "provisioners:remove",
+        topic: "servers",
+        usage: "provisioners:remove NAME",
+        summary: "forget a provisioner script (admin)",
+        details: "",
+    },
+    Spec {
+        name: "hosts",
+        topic: "servers",
+        usage: "hosts [--json]",
+        summary: "the fleet's name → address map kept in the SSH servers' /etc/hosts (admin)",
+        details: "Quarry keeps the block between `# quarry hosts begin` and `# quarry hosts end` and rewrites it when servers join or leave.",
     },
     Spec {
         name: "servers:drain",
@@ -539,6 +600,13 @@ pub const SPECS: &[Spec] = &[
         usage: "keys:remove NAME",
         summary: "revoke a key (admin)",
         details: "",
+    },
+    Spec {
+        name: "keys:hq",
+        topic: "keys",
+        usage: "keys:hq",
+        summary: "print the HQ's public key for the authorized_keys of servers added with --ssh (admin)",
+        details: "The same as `quarry keys hq` on the Quarry host.",
     },
     Spec {
         name: "run",
@@ -795,6 +863,9 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
     {
         return Ok(Cmd::CommandHelp { name: command });
     }
+    if let Some(parsed) = remote::parse(command, words) {
+        return parsed;
+    }
     let json = &["--json"][..];
     let cmd = match command {
         "help" => {
@@ -1043,6 +1114,9 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 &["--insecure"],
                 &[
                     "--docker",
+                    "--ssh",
+                    "--host-key",
+                    "--provision",
                     "--address",
                     "--memory",
                     "--label",
@@ -1052,11 +1126,41 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 ],
             )?;
             let name = server_name(a.exactly(1)?[0])?;
-            let docker = a
-                .options
-                .get("--docker")
-                .copied()
-                .ok_or_else(|| a.usage_error("--docker is required"))?;
+            let ssh = match (a.options.get("--ssh"), a.options.get("--docker")) {
+                (Some(_), Some(_)) => {
+                    return Err(a.usage_error("--ssh and --docker exclude each other"));
+                }
+                (Some(t), None) => Some(remote::ssh_target(
+                    &a,
+                    t,
+                    a.options.get("--host-key").copied(),
+                )?),
+                (None, _) if a.options.contains_key("--host-key") => {
+                    return Err(a.usage_error("--host-key goes with --ssh"));
+                }
+                (None, _) => None,
+            };
+            let provision = a
+                .all
+                .iter()
+                .filter(|(o, _)| *o == "--provision")
+                .map(|(_, n)| {
+                    crate::provision::check_name(n)
+                        .map(|()| n.to_string())
+                        .map_err(|e| a.usage_error(&e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if ssh.is_none() && !provision.is_empty() {
+                return Err(a.usage_error("--provision runs over SSH: it needs --ssh"));
+            }
+            let docker = match &ssh {
+                Some(_) => "unix:///",
+                None => a
+                    .options
+                    .get("--docker")
+                    .copied()
+                    .ok_or_else(|| a.usage_error("--docker or --ssh is required"))?,
+            };
             if !(docker.starts_with("unix:///") || docker.starts_with("tcp://"))
                 || docker.len() > 512
                 || docker.chars().any(char::is_whitespace)
@@ -1065,12 +1169,15 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                     "--docker takes unix:///path.sock or tcp://host:port, found {docker:?}"
                 )));
             }
-            let address = a
-                .options
-                .get("--address")
-                .ok_or_else(|| a.usage_error("--address is required"))?
-                .parse()
-                .map_err(|_| a.usage_error("--address takes an IP address such as 10.0.0.5"))?;
+            let address = match (a.options.get("--address"), &ssh) {
+                (Some(address), _) => address
+                    .parse()
+                    .map_err(|_| a.usage_error("--address takes an IP address such as 10.0.0.5"))?,
+                (None, Some(t)) => t.host.parse().map_err(|_| {
+                    a.usage_error("--address is required with a host name in --ssh")
+                })?,
+                (None, None) => return Err(a.usage_error("--address is required")),
+            };
             let memory = a
                 .options
                 .get("--memory")
@@ -1135,12 +1242,18 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 .map_err(|e| a.usage_error(&e))?;
             Cmd::ServersAdd(NewServer {
                 name,
-                docker: docker.to_string(),
+                docker: if ssh.is_some() {
+                    String::new()
+                } else {
+                    docker.to_string()
+                },
                 address,
                 memory,
                 labels,
                 tls,
                 insecure,
+                ssh,
+                provision,
             })
         }
         "servers:drain" | "servers:remove" => {

@@ -24,6 +24,7 @@ use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
 
 mod certs;
 mod oneoff;
+mod remote;
 
 /// A failed command: message and exit code.
 struct Fail(String, u32);
@@ -164,6 +165,14 @@ async fn dispatch(
         Cmd::CertsAdd { app } => certs::add(d, key, &app, input, out).await,
         Cmd::CertsRemove { app } => certs::remove(d, key, &app, out).await,
         Cmd::CertsRenew { app, force } => certs::renew(d, key, &app, force, out).await,
+        Cmd::KeysHq => remote::keys_hq(d, key, out).await,
+        Cmd::Provisioners { json } => remote::provisioners(d, key, json, out).await,
+        Cmd::ProvisionersAdd { name } => remote::provisioners_add(d, key, &name, input, out).await,
+        Cmd::ProvisionersRemove { name } => remote::provisioners_remove(d, key, &name, out).await,
+        Cmd::ServersProvision { server, names } => {
+            remote::servers_provision(d, key, &server, names, out).await
+        }
+        Cmd::Hosts { json } => remote::hosts(d, key, json, out).await,
     }
 }
 
@@ -1372,6 +1381,13 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         Cmd::KeysRemove { name } => (None, "keys:remove", name.clone()),
         Cmd::ServersAdd(new) => (None, "servers:add", format!("{} {}", new.name, new.docker)),
         Cmd::ServersDrain { name } => (None, "servers:drain", name.clone()),
+        Cmd::ProvisionersAdd { name } => (None, "provisioners:add", name.clone()),
+        Cmd::ProvisionersRemove { name } => (None, "provisioners:remove", name.clone()),
+        Cmd::ServersProvision { server, names } => (
+            None,
+            "servers:provision",
+            format!("{server} {}", join(names)).trim().to_string(),
+        ),
         Cmd::ServersRemove { name } => (None, "servers:remove", name.clone()),
         Cmd::VolumesRemove { app, service } => {
             (Some(app.clone()), "volumes:remove", service.clone())
@@ -1407,6 +1423,9 @@ fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
         | Cmd::Volumes { .. }
+        | Cmd::KeysHq
+        | Cmd::Provisioners { .. }
+        | Cmd::Hosts { .. }
         | Cmd::Certs { .. } => return None,
     })
 }
@@ -1476,6 +1495,38 @@ struct ServerView {
     /// The provider that made it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<crate::fleet::Origin>,
+    /// How the engine is reached: `unix`, `tcp+tls`, `tcp` or `ssh`.
+    transport: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh: Option<SshView>,
+}
+
+#[derive(Serialize)]
+struct SshView {
+    /// `user@host:port`.
+    target: String,
+    host_key: Option<String>,
+    /// Why the session is down (or the server held), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    provisioned: BTreeMap<String, crate::provision::Ran>,
+}
+
+fn ssh_view(d: &Daemon, s: &crate::fleet::Server) -> Option<SshView> {
+    let t = s.ssh.as_ref()?;
+    let link = d.fleet.link(&s.name);
+    Some(SshView {
+        target: t.display(),
+        host_key: t
+            .host_key
+            .as_deref()
+            .and_then(|k| crate::remote::parse_host_key(k).ok())
+            .map(|k| crate::remote::fingerprint(&k)),
+        error: link
+            .as_ref()
+            .and_then(|l| l.held().or_else(|| l.last_error().map(|e| e.to_string()))),
+        provisioned: s.provisioned.clone(),
+    })
 }
 
 async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
@@ -1484,6 +1535,13 @@ async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
         .list()
         .into_iter()
         .map(|s| ServerView {
+            ssh: ssh_view(d, &s),
+            transport: match (&s.ssh, &s.tls, s.docker.starts_with("tcp://")) {
+                (Some(_), _, _) => "ssh",
+                (None, Some(_), _) => "tcp+tls",
+                (None, None, true) => "tcp",
+                (None, None, false) => "unix",
+            },
             containers: containers.iter().filter(|c| c.server == s.name).count(),
             tls: s.tls.is_some(),
             origin: s.origin,
@@ -1545,6 +1603,25 @@ async fn servers(
                 v.containers,
             ))
             .await;
+            if let Some(ssh) = &v.ssh {
+                let mut text = format!(
+                    "ssh:        {} (host key {})\n",
+                    ssh.target,
+                    ssh.host_key.as_deref().unwrap_or("-")
+                );
+                if let Some(e) = &ssh.error {
+                    text.push_str(&format!("error:      {e}\n"));
+                }
+                for (name, r) in &ssh.provisioned {
+                    text.push_str(&format!(
+                        "provisioned {name}: sha1 {} {} at {}\n",
+                        r.sha1,
+                        if r.ok { "ok" } else { "FAILED" },
+                        r.at
+                    ));
+                }
+                out.out(text).await;
+            }
         }
         return Ok(());
     }
@@ -1563,17 +1640,32 @@ async fn servers(
             v.address.clone(),
             format!("{} MiB", v.memory_mib),
             v.containers.to_string(),
-            v.docker.clone(),
+            match &v.ssh {
+                Some(ssh) => format!("ssh://{}", ssh.target),
+                None => v.docker.clone(),
+            },
         ]
     })
     .await;
     Ok(())
 }
 
-async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: &Output) -> Res {
+async fn servers_add(
+    d: &Daemon,
+    key: &KeyRecord,
+    mut new: command::NewServer,
+    out: &Output,
+) -> Res {
     require_admin(key, "adding servers")?;
+    if new.ssh.is_some() {
+        new.docker = format!(
+            "unix://{}",
+            crate::remote::bridge::socket_path(d.store.root(), &new.name).display()
+        );
+    }
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    let provision = std::mem::take(&mut new.provision);
     let server = crate::fleet::register(d, new, None).await.map_err(fail)?;
     let facts = &server.facts;
     out.out(format!(
@@ -1584,15 +1676,24 @@ async fn servers_add(d: &Daemon, key: &KeyRecord, new: command::NewServer, out: 
         facts.cpus.unwrap_or(0),
         server.memory,
         if server.tls.is_some() {
-            ", over TLS"
+            ", over TLS".to_string()
         } else if server.insecure {
-            ", without TLS (--insecure)"
+            ", without TLS (--insecure)".to_string()
+        } else if let Some(t) = &server.ssh {
+            format!(
+                ", over SSH to {} (host key {})",
+                t.display(),
+                t.host_key
+                    .as_deref()
+                    .and_then(|k| crate::remote::parse_host_key(k).ok())
+                    .map_or("?".to_string(), |k| crate::remote::fingerprint(&k))
+            )
         } else {
-            ""
+            String::new()
         }
     ))
     .await;
-    Ok(())
+    remote::after_add(d, &server, &provision, out).await
 }
 
 fn require_server(d: &Daemon, name: &str) -> Res {
@@ -1675,6 +1776,7 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
         .remove(&d.store, name)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
     out.out(format!("removed server {name}\n")).await;
+    remote::sync_hosts(d, out).await;
     if !moving.is_empty() {
         out.out(format!(
             "services {} start on other servers with empty volumes; their data stays on {name}\n",

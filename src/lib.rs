@@ -22,6 +22,9 @@
 //! - [`network`]: one network per app and server, with its own subnet.
 //! - [`domains`]: one owner per domain across the instance.
 //! - [`reconcile`]: makes the engine match the db.
+//! - [`remote`]: servers over SSH: the HQ's key, sessions, the Docker bridge.
+//! - [`provision`]: provisioner scripts and their runs on SSH servers.
+//! - [`hosts`]: the fleet's name → address block in the servers' hosts files.
 //! - [`cloud`]: config.yml, providers: answers the grid's create/destroy events.
 //! - [`grid`]: placement of slices (containers) onto blocks (servers) (pure).
 //! - [`store`]: the filesystem db, atomic writes.
@@ -46,14 +49,17 @@ pub mod domains;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
+pub mod hosts;
 pub mod launch;
 pub mod manifest;
 pub mod network;
 pub mod oneoff;
 pub mod plan;
 pub mod progress;
+pub mod provision;
 pub mod receive;
 pub mod reconcile;
+pub mod remote;
 pub mod route;
 pub mod schedule;
 pub mod serve;

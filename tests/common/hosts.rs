@@ -303,7 +303,7 @@ pub struct NsHost {
 
 impl NsHost {
     pub fn start(_net: &NsNet, n: u8) -> NsHost {
-        assert!((2..=9).contains(&n));
+        assert!((2..=20).contains(&n));
         let ns = format!("qtns{n}");
         let dir = PathBuf::from(format!("/tmp/quarry-test-ns-{n}"));
         stop_stale_engine(&dir);
