@@ -258,7 +258,7 @@ pub struct NewServer {
     /// A plain `tcp://` engine without TLS, on purpose (`--insecure`).
     pub insecure: bool,
     /// Reached over SSH (`--ssh`); `docker` is then set when it is added.
-    pub ssh: Option<crate::remote::SshTarget>,
+    pub ssh: Option<Box<crate::remote::SshTarget>>,
     /// Provisioners to run once it joined (`--provision`, in order).
     pub provision: Vec<String>,
 }
@@ -1130,11 +1130,11 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 (Some(_), Some(_)) => {
                     return Err(a.usage_error("--ssh and --docker exclude each other"));
                 }
-                (Some(t), None) => Some(remote::ssh_target(
+                (Some(t), None) => Some(Box::new(remote::ssh_target(
                     &a,
                     t,
                     a.options.get("--host-key").copied(),
-                )?),
+                )?)),
                 (None, _) if a.options.contains_key("--host-key") => {
                     return Err(a.usage_error("--host-key goes with --ssh"));
                 }

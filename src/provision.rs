@@ -64,7 +64,7 @@ pub enum ProvisionError {
     Session {
         name: String,
         server: String,
-        source: SshError,
+        source: Box<SshError>,
     },
 }
 
@@ -259,7 +259,7 @@ pub async fn run(
         ProvisionError::Session {
             name: name.to_string(),
             server: server.to_string(),
-            source,
+            source: Box::new(source),
         }
     })?;
     let _ = writeln!(log, "quarry: exit status {status}");
