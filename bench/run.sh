@@ -289,6 +289,18 @@ for line in sys.stdin:
     die "cargo bench --bench grid --no-run did not produce the bench binary"
 }
 
+SSH_DOCKER_BIN=$(cargo bench --bench ssh_docker --no-run --quiet --message-format=json 2> "$OUT/ssh-docker-build.log" |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ssh_docker" and m.get("executable"):
+        print(m["executable"])') || true
+[ -n "$SSH_DOCKER_BIN" ] && [ -x "$SSH_DOCKER_BIN" ] || {
+    cat "$OUT/ssh-docker-build.log" >&2
+    die "cargo bench --bench ssh_docker --no-run did not produce the bench binary"
+}
+
 BENCH_START=${EPOCHREALTIME/./}
 rm -rf "$W" "$LOGS"
 mkdir -p "$W" "$LOGS"
@@ -401,6 +413,9 @@ row conc.total "concurrency: $CONCURRENT first deploys at once, wall time (basel
 row conc.single "↳ each of the $CONCURRENT pushes (launch → exit)" ms
 row grid.place "grid: place 100k slices on 10k servers (criterion median)" ms
 row grid.replace "grid: re-place after losing 10% of servers (criterion median)" ms
+row docker.ssh "Docker API call over SSH (GET /_ping through Quarry's bridge, pooled connection)" ms docker.local
+row docker.local "↳ baseline: the same call on the local socket" ms
+row docker.ssh.fresh "↳ over SSH, new connection each (new channel: connect + version + ping)" ms
 row router.add "router: add 1 route with $ROUTED_APPS routed (write + nginx -t + HUP + answer)" ms
 row router.test "↳ of which nginx -t" ms
 row tls.issue "HTTPS: certs:enable / certs:renew --force against pebble (order → HTTP-01 via nginx → cert served)" ms
@@ -765,6 +780,26 @@ grid_line() { # BENCH-name key
 }
 grid_line place_100k_slices_on_10k_servers grid.place
 grid_line replace_after_losing_10pct_of_servers grid.replace
+
+# ----- 4b. Docker API over SSH ---------------------------------------------------
+
+log "docker over ssh: $SSH_DOCKER_BIN --bench (200 pings each way)"
+timeout 300 "$SSH_DOCKER_BIN" --bench > "$LOGS/ssh-docker.log" 2>&1 || {
+    tail -20 "$LOGS/ssh-docker.log" >&2
+    die "cargo bench --bench ssh_docker failed"
+}
+ssh_docker_line() { # BENCH-name key
+    local line
+    line=$(grep "^BENCH $1 " "$LOGS/ssh-docker.log" | tail -1)
+    [ -n "$line" ] || die "no 'BENCH $1' line in $LOGS/ssh-docker.log"
+    local median runs
+    median=$(sed -E 's/.*median_us=([0-9.]+).*/\1/' <<< "$line")
+    runs=$(sed -E 's/.*runs=([0-9]+).*/\1/' <<< "$line")
+    printf '%s\t%s\t%s\n' "$2" "$runs" "$(python3 -c "print(round($median / 1000, 3))")" >> "$OUT/summary.tsv"
+}
+ssh_docker_line ssh_docker_ping_ssh docker.ssh
+ssh_docker_line ssh_docker_ping_local docker.local
+ssh_docker_line ssh_docker_connect_ping_ssh docker.ssh.fresh
 
 # ----- 8. HTTPS -----------------------------------------------------------------
 

@@ -1238,6 +1238,11 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
                 }
             };
             let insecure = a.flag("--insecure");
+            if ssh.is_some() && (insecure || tls.is_some()) {
+                return Err(a.usage_error(
+                    "--insecure and --tls-* are for --docker tcp:// engines; --ssh needs neither",
+                ));
+            }
             crate::fleet::check_transport(docker, tls.is_some(), insecure)
                 .map_err(|e| a.usage_error(&e))?;
             Cmd::ServersAdd(NewServer {

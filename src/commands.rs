@@ -1657,7 +1657,8 @@ async fn servers_add(
     out: &Output,
 ) -> Res {
     require_admin(key, "adding servers")?;
-    if new.ssh.is_some() {
+    if let Some(target) = &new.ssh {
+        remote::check_new_target(d, target)?;
         new.docker = format!(
             "unix://{}",
             crate::remote::bridge::socket_path(d.store.root(), &new.name).display()
@@ -1772,6 +1773,7 @@ async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -
             }
         }
     }
+    remote::before_remove(d, name, out).await;
     d.fleet
         .remove(&d.store, name)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;

@@ -235,6 +235,17 @@ impl Fleet {
                 }
                 let docker = match connect(&server.docker, server.tls.as_ref()).await {
                     Ok(d) => d,
+                    // An SSH server down at start: its bridge answers once the
+                    // session is back, so keep a client on it (unnegotiated).
+                    Err(e) if server.ssh.is_some() => {
+                        tracing::warn!(server = %server.name, "{e}");
+                        server.state = ServerState::Unknown;
+                        let path = server.docker.trim_start_matches("unix://");
+                        match Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION) {
+                            Ok(d) => d,
+                            Err(_) => continue,
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(server = %server.name, "{e}");
                         server.state = ServerState::Unknown;

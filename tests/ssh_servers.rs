@@ -146,6 +146,10 @@ fn a_server_added_over_ssh_runs_pushed_containers_and_refuses_a_changed_host_key
         sshd.log()
     );
     let log = stderr(&out);
+    assert!(
+        log.contains(&format!("copied quarry/{app}:v1 to server ssh1")),
+        "{log}"
+    );
     let on_host = stdout(&host.docker(&["ps", "--format", "{{.ID}} {{.Names}}"]));
     assert!(
         on_host.contains(&format!("{app}.web.1")),
@@ -210,19 +214,17 @@ fn a_server_added_over_ssh_runs_pushed_containers_and_refuses_a_changed_host_key
         "the daemon's log names both keys"
     );
 
-    // A wrong --host-key up front is refused, naming both keys.
+    // The same sshd under another name is refused.
     let out = server.ssh(
         &server.admin,
-        &format!("servers:add ssh2 --ssh 10.214.0.10 --memory 512 --host-key '{first_key}'"),
+        "servers:add ssh2 --ssh 10.214.0.10 --memory 512",
     );
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("server ssh2: the host key of root@10.214.0.10:22 changed")
-            && stderr(&out).contains(&expected_line),
+        stderr(&out).contains("quarry: 10.214.0.10:22 is server ssh1 already"),
         "{}",
         stderr(&out)
     );
-    assert!(!server.data.join("servers/ssh2").exists());
     drop(sshd);
 }
 
@@ -233,6 +235,34 @@ fn a_failing_provisioner_keeps_the_server_unknown_with_its_log_until_it_is_fixed
     let host = NsHost::start(&net, 11);
     let sshd = Sshd::start(&host, &hq_key(&server));
     provisioner(&server, "base", "echo about to fail\nexit 3\n");
+    // A wrong --host-key up front is refused, naming both keys.
+    let wrong_dir = tempfile::tempdir().unwrap();
+    let wrong = wrong_dir.path().join("k");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let wrong_key = std::fs::read_to_string(wrong.with_extension("pub")).unwrap();
+    let out = server.ssh(
+        &server.admin,
+        &format!(
+            "servers:add ssh-b --ssh root@10.214.0.11 --memory 512 --host-key '{}'",
+            wrong_key.trim()
+        ),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "quarry: server ssh-b: the host key of root@10.214.0.11:22 changed: expected {}, offered {}",
+            fingerprint(wrong_key.trim()),
+            fingerprint(&sshd.host_key())
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!server.data.join("servers/ssh-b").exists());
     // Given up front, the right host key is accepted.
     let out = server.ssh(
         &server.admin,
@@ -281,5 +311,13 @@ fn a_failing_provisioner_keeps_the_server_unknown_with_its_log_until_it_is_fixed
         "{}",
         stdout(&out)
     );
+    let block = std::fs::read_to_string(sshd.hosts_file()).unwrap();
+    assert!(block.contains("10.214.0.11\tssh-b\n"), "{block}");
+
+    // A server that leaves keeps an empty block.
+    let out = server.ssh(&server.admin, "servers:remove ssh-b");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let block = std::fs::read_to_string(sshd.hosts_file()).unwrap();
+    assert_eq!(block, "# quarry hosts begin\n# quarry hosts end\n");
     drop(sshd);
 }

@@ -217,6 +217,24 @@ pub(super) async fn servers_provision(
     provision_server(d, server, &due, out).await
 }
 
+/// Why an SSH target cannot join: another server is reached there already.
+pub(super) fn check_new_target(d: &Daemon, target: &crate::remote::SshTarget) -> Result<(), Fail> {
+    match d.fleet.list().into_iter().find(|s| {
+        s.ssh
+            .as_ref()
+            .is_some_and(|t| t.host == target.host && t.port == target.port)
+    }) {
+        Some(s) => Err(Fail(
+            format!(
+                "{}:{} is server {} already",
+                target.host, target.port, s.name
+            ),
+            super::EXIT_CONFLICT,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// After `servers:add`: the hosts files, then its provisioners.
 pub(super) async fn after_add(
     d: &Daemon,
@@ -224,13 +242,21 @@ pub(super) async fn after_add(
     provision: &[String],
     out: &Output,
 ) -> Res {
-    if server.ssh.is_some() {
-        sync_hosts(d, out).await;
-    }
+    sync_hosts(d, out).await;
     if !provision.is_empty() {
         provision_server(d, &server.name, provision, out).await?;
     }
     Ok(())
+}
+
+/// Before `servers:remove`: an SSH server that leaves keeps an empty block.
+pub(super) async fn before_remove(d: &Daemon, name: &str, out: &Output) {
+    if let Some(link) = d.fleet.link(name)
+        && let Err(e) = crate::hosts::write_remote(&link, &crate::hosts::render(&[])).await
+    {
+        out.err(format!("quarry: warning: hosts file on {name}: {e}\n"))
+            .await;
+    }
 }
 
 /// Rewrite the hosts block everywhere; failures are warnings.
