@@ -231,29 +231,7 @@ async fn dial(
             target: where_,
         });
     }
-    no_delay(&handle).await;
     Ok((handle, shown))
-}
-
-/// OpenSSH's sshd leaves Nagle's algorithm on for a connection until a
-/// session with a terminal runs on it; with it on, every small Docker API
-/// answer waits for a delayed ACK. One short `true` on a terminal turns it
-/// off for the whole connection (best effort: a server that refuses keeps
-/// working, only slower).
-async fn no_delay(handle: &Handle<Check>) {
-    let Ok(mut channel) = handle.channel_open_session().await else {
-        return;
-    };
-    let ran = async {
-        channel
-            .request_pty(false, "dumb", 80, 24, 0, 0, &[])
-            .await
-            .ok()?;
-        channel.exec(false, "true").await.ok()?;
-        while channel.wait().await.is_some() {}
-        Some(())
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), ran).await;
 }
 
 /// What the first contact learned: the host key to pin.
