@@ -305,6 +305,19 @@ for line in sys.stdin:
     die "cargo bench --bench router --no-run did not produce the bench binary"
 }
 
+log "building the Docker-over-SSH benchmark"
+SSH_DOCKER_BIN=$(cargo bench --bench ssh_docker --no-run --quiet --message-format=json 2> "$OUT/ssh-docker-build.log" |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ssh_docker" and m.get("executable"):
+        print(m["executable"])') || true
+[ -n "$SSH_DOCKER_BIN" ] && [ -x "$SSH_DOCKER_BIN" ] || {
+    cat "$OUT/ssh-docker-build.log" >&2
+    die "cargo bench --bench ssh_docker --no-run did not produce the bench binary"
+}
+
 BENCH_START=${EPOCHREALTIME/./}
 rm -rf "$W" "$LOGS"
 mkdir -p "$W" "$LOGS"
@@ -425,6 +438,9 @@ row route.redeploy.10000 "router: redeploy of one app among 10,000 (old+new, the
 row route.rss.10000 "router: nginx RSS, master + workers, 10,000 routed apps" MiB
 row route.load.failed "router: failed requests, 2 clients over 100 apps during 20 route changes" requests
 row route.load.ok "↳ requests answered during them" requests
+row docker.ssh "Docker API call over SSH (GET /_ping through Quarry's bridge, pooled connection)" ms docker.local
+row docker.local "↳ baseline: the same call on the local socket" ms
+row docker.ssh.fresh "↳ over SSH, new connection each (new channel: connect + version + ping)" ms
 row tls.issue "HTTPS: certs:enable / certs:renew --force against pebble (order → HTTP-01 via nginx → cert served)" ms
 row tls.https "HTTPS: new connection + GET through nginx (TLS 1.3 handshake, HTTP/2)" ms tls.http
 row tls.http "↳ baseline: new connection + GET through nginx, plain HTTP" ms
@@ -708,6 +724,26 @@ grid_line() { # BENCH-name key
 }
 grid_line place_100k_slices_on_10k_servers grid.place
 grid_line replace_after_losing_10pct_of_servers grid.replace
+
+# ----- 4b. Docker API over SSH ---------------------------------------------------
+
+log "docker over ssh: $SSH_DOCKER_BIN --bench (200 pings each way)"
+timeout 300 "$SSH_DOCKER_BIN" --bench > "$LOGS/ssh-docker.log" 2>&1 || {
+    tail -20 "$LOGS/ssh-docker.log" >&2
+    die "cargo bench --bench ssh_docker failed"
+}
+ssh_docker_line() { # BENCH-name key
+    local line
+    line=$(grep "^BENCH $1 " "$LOGS/ssh-docker.log" | tail -1)
+    [ -n "$line" ] || die "no 'BENCH $1' line in $LOGS/ssh-docker.log"
+    local median runs
+    median=$(sed -E 's/.*median_us=([0-9.]+).*/\1/' <<< "$line")
+    runs=$(sed -E 's/.*runs=([0-9]+).*/\1/' <<< "$line")
+    printf '%s\t%s\t%s\n' "$2" "$runs" "$(python3 -c "print(round($median / 1000, 3))")" >> "$OUT/summary.tsv"
+}
+ssh_docker_line ssh_docker_ping_ssh docker.ssh
+ssh_docker_line ssh_docker_ping_local docker.local
+ssh_docker_line ssh_docker_connect_ping_ssh docker.ssh.fresh
 
 # ----- 8. HTTPS -----------------------------------------------------------------
 

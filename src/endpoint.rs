@@ -23,6 +23,30 @@ pub struct NewServer {
     pub tls: Option<TlsFiles>,
     /// A plain `tcp://` engine without TLS, on purpose (`--insecure`).
     pub insecure: bool,
+    /// Reached over SSH (`--ssh`); `docker` is then set when it is added.
+    pub ssh: Option<Box<SshTarget>>,
+    /// Provisioners to run once it joined (`--provision`, in order).
+    pub provision: Vec<String>,
+}
+
+/// Where a server's sshd is, and the host key it must show
+/// (`servers/<name>/settings.json` → `ssh`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SshTarget {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    /// OpenSSH text (`ssh-ed25519 AAAA…`): given with `--host-key`, or
+    /// pinned on first contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+}
+
+impl SshTarget {
+    /// `user@host:port`.
+    pub fn display(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
 }
 
 /// PEM files for a Docker engine behind TLS (`--tlsverify`): the CA that

@@ -9,7 +9,7 @@
 //! May touch: the `servers/` dir, Docker engines.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::endpoint::{LOCAL, NewServer, TlsFiles, check_transport};
 use crate::launch::docker_message;
+use crate::remote::Link;
 use crate::store::{Store, read_json, write_json};
 
 /// A server's state, from the seed design's machine states.
@@ -100,6 +101,12 @@ pub struct Server {
     /// false and keep working: only new ones are checked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Reached over SSH (`--ssh`): `docker` is then the bridge's socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<crate::remote::SshTarget>,
+    /// The provisioners run on it: the sha1 and outcome of each one's last run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provisioned: BTreeMap<String, crate::provision::Ran>,
 }
 
 /// Which provider made a server, and its id there.
@@ -167,6 +174,8 @@ pub async fn facts(docker: &Docker) -> Result<Facts, String> {
 /// The servers and their engine connections.
 pub struct Fleet {
     servers: RwLock<BTreeMap<String, (Server, Docker)>>,
+    /// The SSH sessions and Docker bridges of servers reached over SSH.
+    links: std::sync::Mutex<BTreeMap<String, (Arc<Link>, crate::remote::bridge::Bridge)>>,
 }
 
 impl Fleet {
@@ -174,6 +183,7 @@ impl Fleet {
     /// does not answer is kept, marked unknown.
     pub async fn load(store: &Store, local: Server, local_docker: Docker) -> Fleet {
         let mut servers = BTreeMap::new();
+        let mut links = BTreeMap::new();
         servers.insert(local.name.clone(), (local, local_docker));
         if let Ok(entries) = std::fs::read_dir(store.root().join("servers")) {
             for e in entries.flatten() {
@@ -184,8 +194,27 @@ impl Fleet {
                 if server.name == LOCAL {
                     continue;
                 }
+                if let Some(target) = &server.ssh {
+                    match start_link(store, &server, target) {
+                        Ok(l) => {
+                            links.insert(server.name.clone(), l);
+                        }
+                        Err(e) => tracing::warn!(server = %server.name, "{e}"),
+                    }
+                }
                 let docker = match connect(&server.docker, server.tls.as_ref()).await {
                     Ok(d) => d,
+                    // An SSH server down at start: its bridge answers once the
+                    // session is back, so keep a client on it (unnegotiated).
+                    Err(e) if server.ssh.is_some() => {
+                        tracing::warn!(server = %server.name, "{e}");
+                        server.state = ServerState::Unknown;
+                        let path = server.docker.trim_start_matches("unix://");
+                        match Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION) {
+                            Ok(d) => d,
+                            Err(_) => continue,
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(server = %server.name, "{e}");
                         server.state = ServerState::Unknown;
@@ -205,6 +234,7 @@ impl Fleet {
         }
         Fleet {
             servers: RwLock::new(servers),
+            links: std::sync::Mutex::new(links),
         }
     }
 
@@ -301,8 +331,82 @@ impl Fleet {
         let dir = store.root().join("servers").join(name);
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         self.servers.write().expect("fleet").remove(name);
+        let link = self.links.lock().expect("links").remove(name);
+        if let Some((link, bridge)) = link {
+            drop(bridge);
+            tokio::spawn(async move { link.close().await });
+        }
         Ok(())
     }
+
+    /// The SSH session of a server reached over SSH.
+    pub fn link(&self, name: &str) -> Option<Arc<Link>> {
+        self.links
+            .lock()
+            .expect("links")
+            .get(name)
+            .map(|(l, _)| l.clone())
+    }
+
+    /// Change a server's record and write it.
+    pub fn update(
+        &self,
+        store: &Store,
+        name: &str,
+        change: impl FnOnce(&mut Server),
+    ) -> Result<Server, String> {
+        let mut servers = self.servers.write().expect("fleet");
+        let Some((server, _)) = servers.get_mut(name) else {
+            return Err(format!("no server named {name}"));
+        };
+        change(server);
+        if name != LOCAL {
+            write_json(&settings_path(store, name), server, 0o644).map_err(|e| e.to_string())?;
+        }
+        Ok(server.clone())
+    }
+}
+
+/// First contact with a new SSH server: log in (checking `--host-key` when
+/// given), pin the host key it shows, start its Docker bridge.
+async fn join_ssh(
+    store: &Store,
+    name: &str,
+    target: &crate::remote::SshTarget,
+) -> Result<
+    (
+        crate::remote::SshTarget,
+        (Arc<Link>, crate::remote::bridge::Bridge),
+    ),
+    String,
+> {
+    let hq = Arc::new(crate::remote::hq_key(store.root()).map_err(|e| e.to_string())?);
+    let (link, _) = Link::first_contact(name, target, hq)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pinned = link.target().clone();
+    let link = Arc::new(link);
+    let socket = crate::remote::bridge::socket_path(store.root(), name);
+    let bridge = crate::remote::bridge::start(link.clone(), &socket)
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    Ok((pinned, (link, bridge)))
+}
+
+/// The session and Docker bridge of a recorded SSH server (its host key
+/// pinned); the session connects on first use. Held while a provisioner's
+/// last run failed.
+fn start_link(
+    store: &Store,
+    server: &Server,
+    target: &crate::remote::SshTarget,
+) -> Result<(Arc<Link>, crate::remote::bridge::Bridge), String> {
+    let hq = Arc::new(crate::remote::hq_key(store.root()).map_err(|e| e.to_string())?);
+    let link = Arc::new(Link::new(&server.name, target, hq).map_err(|e| e.to_string())?);
+    link.hold(crate::provision::failed(&server.provisioned));
+    let socket = crate::remote::bridge::socket_path(store.root(), &server.name);
+    let bridge = crate::remote::bridge::start(link.clone(), &socket)
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    Ok((link, bridge))
 }
 
 /// Why `name` at `endpoint` cannot join the fleet: a name or an engine that is
@@ -329,6 +433,16 @@ pub async fn register(
     new: NewServer,
     origin: Option<Origin>,
 ) -> Result<Server, String> {
+    let mut ssh = None;
+    if let Some(target) = &new.ssh {
+        let (pinned, contact) = join_ssh(store, &new.name, target).await?;
+        fleet
+            .links
+            .lock()
+            .expect("links")
+            .insert(new.name.clone(), contact);
+        ssh = Some(pinned);
+    }
     check_transport(&new.docker, new.tls.is_some(), new.insecure)?;
     let tls = match &new.tls {
         Some(files) => Some(keep_tls_files(store, &new.name, files)?),
@@ -343,6 +457,7 @@ pub async fn register(
     let (docker, facts) = match connected {
         Ok(c) => c,
         Err(e) => {
+            fleet.links.lock().expect("links").remove(&new.name);
             let _ = std::fs::remove_dir_all(store_dir(store, &new.name));
             return Err(e);
         }
@@ -359,6 +474,8 @@ pub async fn register(
         origin,
         tls,
         insecure: new.insecure,
+        ssh,
+        provisioned: BTreeMap::new(),
     };
     fleet.insert(store, server.clone(), docker)?;
     Ok(server)

@@ -29,7 +29,8 @@
 //! - [`plan`]: desired vs current → instructions (pure).
 //! - [`launch`]: containers (start, health, inventory, volumes).
 //! - [`fleet`], [`network`], [`cloud`]: the servers, the apps' networks,
-//!   the providers.
+//!   the providers; [`remote`], [`provision`], [`hosts`]: servers over SSH,
+//!   their provisioner scripts, the fleet's hosts block.
 //! - [`route`], [`domains`], [`tls`], [`alpn`]: nginx, one owner per
 //!   domain, certificates, the TLS-ALPN-01 responder.
 //! - [`lockdown`]: the nftables table that closes each server to all but
@@ -62,6 +63,7 @@ pub mod endpoint;
 pub mod fleet;
 pub mod grid;
 pub mod hook;
+pub mod hosts;
 pub mod install;
 pub mod launch;
 pub mod lockdown;
@@ -70,8 +72,10 @@ pub mod network;
 pub mod oneoff;
 pub mod plan;
 pub mod progress;
+pub mod provision;
 pub mod receive;
 pub mod reconcile;
+pub mod remote;
 pub mod route;
 pub mod runtime;
 pub mod schedule;

@@ -383,6 +383,8 @@ mod tests {
             origin: None,
             tls: None,
             insecure: false,
+            ssh: None,
+            provisioned: Default::default(),
         }
     }
 

@@ -119,6 +119,12 @@ enum KeysCommand {
         #[arg(long, default_value = "./.quarry", env = "QUARRY_DATA")]
         data: PathBuf,
     },
+    /// Print the HQ's public key (made on first use), for the
+    /// authorized_keys of servers added with `servers:add --ssh`.
+    Hq {
+        #[arg(long, default_value = "./.quarry", env = "QUARRY_DATA")]
+        data: PathBuf,
+    },
     /// Revoke a key.
     Remove {
         name: String,
@@ -398,6 +404,12 @@ fn keys(command: KeysCommand) -> Result<(), String> {
                     k.fingerprint
                 );
             }
+            Ok(())
+        }
+        KeysCommand::Hq { data } => {
+            let store = Store::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+            let key = quarry::remote::hq_key(store.root()).map_err(|e| e.to_string())?;
+            print!("{}", quarry::remote::hq_public_line(&key));
             Ok(())
         }
         KeysCommand::Remove { name, data } => {

@@ -107,7 +107,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         origin: None,
         tls: None,
         insecure: false,
+        ssh: None,
+        provisioned: Default::default(),
     };
+    // The HQ key servers added over SSH authorize (`quarry keys hq`).
+    crate::remote::hq_key(store.root()).map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let fleet = crate::fleet::Fleet::load(&store, local, docker.clone()).await;
     let networks_root = store.root().to_path_buf();
     let daemon = Arc::new(Daemon {

@@ -26,6 +26,9 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
         &["--insecure"],
         &[
             "--docker",
+            "--ssh",
+            "--host-key",
+            "--provision",
             "--address",
             "--memory",
             "--label",
@@ -35,11 +38,41 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
         ],
     )?;
     let name = server_name(a.exactly(1)?[0])?;
-    let docker = a
-        .options
-        .get("--docker")
-        .copied()
-        .ok_or_else(|| a.usage_error("--docker is required"))?;
+    let ssh = match (a.options.get("--ssh"), a.options.get("--docker")) {
+        (Some(_), Some(_)) => {
+            return Err(a.usage_error("--ssh and --docker exclude each other"));
+        }
+        (Some(t), None) => Some(Box::new(super::remote::ssh_target(
+            &a,
+            t,
+            a.options.get("--host-key").copied(),
+        )?)),
+        (None, _) if a.options.contains_key("--host-key") => {
+            return Err(a.usage_error("--host-key goes with --ssh"));
+        }
+        (None, _) => None,
+    };
+    let provision = a
+        .all
+        .iter()
+        .filter(|(o, _)| *o == "--provision")
+        .map(|(_, n)| {
+            crate::provision::check_name(n)
+                .map(|()| n.to_string())
+                .map_err(|e| a.usage_error(&e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ssh.is_none() && !provision.is_empty() {
+        return Err(a.usage_error("--provision runs over SSH: it needs --ssh"));
+    }
+    let docker = match &ssh {
+        Some(_) => "unix:///",
+        None => a
+            .options
+            .get("--docker")
+            .copied()
+            .ok_or_else(|| a.usage_error("--docker or --ssh is required"))?,
+    };
     if !(docker.starts_with("unix:///") || docker.starts_with("tcp://"))
         || docker.len() > 512
         || docker.chars().any(char::is_whitespace)
@@ -48,12 +81,16 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
             "--docker takes unix:///path.sock or tcp://host:port, found {docker:?}"
         )));
     }
-    let address = a
-        .options
-        .get("--address")
-        .ok_or_else(|| a.usage_error("--address is required"))?
-        .parse()
-        .map_err(|_| a.usage_error("--address takes an IP address such as 10.0.0.5"))?;
+    let address = match (a.options.get("--address"), &ssh) {
+        (Some(address), _) => address
+            .parse()
+            .map_err(|_| a.usage_error("--address takes an IP address such as 10.0.0.5"))?,
+        (None, Some(t)) => t
+            .host
+            .parse()
+            .map_err(|_| a.usage_error("--address is required with a host name in --ssh"))?,
+        (None, None) => return Err(a.usage_error("--address is required")),
+    };
     let memory = a
         .options
         .get("--memory")
@@ -110,16 +147,27 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
         }
     };
     let insecure = a.flag("--insecure");
+    if ssh.is_some() && (insecure || tls.is_some()) {
+        return Err(a.usage_error(
+            "--insecure and --tls-* are for --docker tcp:// engines; --ssh needs neither",
+        ));
+    }
     crate::endpoint::check_transport(docker, tls.is_some(), insecure)
         .map_err(|e| a.usage_error(&e))?;
     Ok(Cmd::ServersAdd(NewServer {
         name,
-        docker: docker.to_string(),
+        docker: if ssh.is_some() {
+            String::new()
+        } else {
+            docker.to_string()
+        },
         address,
         memory,
         labels,
         tls,
         insecure,
+        ssh,
+        provision,
     }))
 }
 

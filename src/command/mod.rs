@@ -17,6 +17,7 @@ mod args;
 mod fleet;
 mod oneoff;
 mod releases;
+mod remote;
 mod specs;
 
 pub use crate::endpoint::NewServer;
@@ -238,6 +239,27 @@ pub enum Cmd {
         app: String,
         force: bool,
     },
+    /// The HQ's public key, for the servers' authorized_keys.
+    KeysHq,
+    Provisioners {
+        json: bool,
+    },
+    /// The script comes on standard input.
+    ProvisionersAdd {
+        name: String,
+    },
+    ProvisionersRemove {
+        name: String,
+    },
+    /// Run provisioners on a server again (the named ones, else those that
+    /// changed, failed or never ran there).
+    ServersProvision {
+        server: String,
+        names: Vec<String>,
+    },
+    Hosts {
+        json: bool,
+    },
 }
 
 /// A refused line: the message and the exit code class.
@@ -448,6 +470,20 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
             Cmd::Cron { app, json }
         }
         Name::CronRun => oneoff::cron_run(c, w)?,
+        Name::KeysHq => remote::keys_hq(c, w)?,
+        Name::Hosts => Cmd::Hosts {
+            json: json_only(c, w)?,
+        },
+        Name::Provisioners => Cmd::Provisioners {
+            json: json_only(c, w)?,
+        },
+        Name::ProvisionersAdd => Cmd::ProvisionersAdd {
+            name: remote::provisioner_named(c, w)?,
+        },
+        Name::ProvisionersRemove => Cmd::ProvisionersRemove {
+            name: remote::provisioner_named(c, w)?,
+        },
+        Name::ServersProvision => remote::servers_provision(c, w)?,
     })
 }
 

@@ -44,6 +44,13 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
         Cmd::KeysRemove { name } => (None, "keys:remove", name.clone()),
         Cmd::ServersAdd(new) => (None, "servers:add", format!("{} {}", new.name, new.docker)),
         Cmd::ServersDrain { name } => (None, "servers:drain", name.clone()),
+        Cmd::ProvisionersAdd { name } => (None, "provisioners:add", name.clone()),
+        Cmd::ProvisionersRemove { name } => (None, "provisioners:remove", name.clone()),
+        Cmd::ServersProvision { server, names } => (
+            None,
+            "servers:provision",
+            format!("{server} {}", join(names)).trim().to_string(),
+        ),
         Cmd::ServersRemove { name } => (None, "servers:remove", name.clone()),
         Cmd::NetworkLock { lock: true } => (None, "network:lock", String::new()),
         Cmd::NetworkLock { lock: false } => (None, "network:unlock", String::new()),
@@ -82,6 +89,9 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
         | Cmd::Keys { .. }
         | Cmd::Events { .. }
         | Cmd::Volumes { .. }
+        | Cmd::KeysHq
+        | Cmd::Provisioners { .. }
+        | Cmd::Hosts { .. }
         | Cmd::Certs { .. } => return None,
     })
 }

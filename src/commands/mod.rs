@@ -33,6 +33,7 @@ mod network;
 mod oneoff;
 mod ps;
 mod releases;
+mod remote;
 mod servers;
 mod volumes;
 
@@ -188,6 +189,14 @@ async fn dispatch(
         Cmd::CertsAdd { app } => certs::add(d, key, &app, input, out).await,
         Cmd::CertsRemove { app } => certs::remove(d, key, &app, out).await,
         Cmd::CertsRenew { app, force } => certs::renew(d, key, &app, force, out).await,
+        Cmd::KeysHq => remote::keys_hq(d, key, out).await,
+        Cmd::Provisioners { json } => remote::provisioners(d, key, json, out).await,
+        Cmd::ProvisionersAdd { name } => remote::provisioners_add(d, key, &name, input, out).await,
+        Cmd::ProvisionersRemove { name } => remote::provisioners_remove(d, key, &name, out).await,
+        Cmd::ServersProvision { server, names } => {
+            remote::servers_provision(d, key, &server, names, out).await
+        }
+        Cmd::Hosts { json } => remote::hosts(d, key, json, out).await,
     }
 }
 

@@ -22,6 +22,38 @@ pub(super) struct ServerView {
     /// The provider that made it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<crate::fleet::Origin>,
+    /// How the engine is reached: `unix`, `tcp+tls`, `tcp` or `ssh`.
+    transport: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh: Option<SshView>,
+}
+
+#[derive(Serialize)]
+pub(super) struct SshView {
+    /// `user@host:port`.
+    target: String,
+    host_key: Option<String>,
+    /// Why the session is down (or the server held), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    provisioned: BTreeMap<String, crate::provision::Ran>,
+}
+
+fn ssh_view(d: &Daemon, s: &crate::fleet::Server) -> Option<SshView> {
+    let t = s.ssh.as_ref()?;
+    let link = d.fleet.link(&s.name);
+    Some(SshView {
+        target: t.display(),
+        host_key: t
+            .host_key
+            .as_deref()
+            .and_then(|k| crate::remote::parse_host_key(k).ok())
+            .map(|k| crate::remote::fingerprint(&k)),
+        error: link
+            .as_ref()
+            .and_then(|l| l.held().or_else(|| l.last_error().map(|e| e.to_string()))),
+        provisioned: s.provisioned.clone(),
+    })
 }
 
 pub(super) async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
@@ -30,6 +62,13 @@ pub(super) async fn server_views(d: &Daemon) -> Result<Vec<ServerView>, Fail> {
         .list()
         .into_iter()
         .map(|s| ServerView {
+            ssh: ssh_view(d, &s),
+            transport: match (&s.ssh, &s.tls, s.docker.starts_with("tcp://")) {
+                (Some(_), _, _) => "ssh",
+                (None, Some(_), _) => "tcp+tls",
+                (None, None, true) => "tcp",
+                (None, None, false) => "unix",
+            },
             containers: containers.iter().filter(|c| c.server == s.name).count(),
             tls: s.tls.is_some(),
             origin: s.origin,
@@ -91,6 +130,25 @@ pub(super) async fn servers(
                 v.containers,
             ))
             .await;
+            if let Some(ssh) = &v.ssh {
+                let mut text = format!(
+                    "ssh:        {} (host key {})\n",
+                    ssh.target,
+                    ssh.host_key.as_deref().unwrap_or("-")
+                );
+                if let Some(e) = &ssh.error {
+                    text.push_str(&format!("error:      {e}\n"));
+                }
+                for (name, r) in &ssh.provisioned {
+                    text.push_str(&format!(
+                        "provisioned {name}: sha1 {} {} at {}\n",
+                        r.sha1,
+                        if r.ok { "ok" } else { "FAILED" },
+                        r.at
+                    ));
+                }
+                out.out(text).await;
+            }
         }
         return Ok(());
     }
@@ -109,7 +167,10 @@ pub(super) async fn servers(
             v.address.clone(),
             format!("{} MiB", v.memory_mib),
             v.containers.to_string(),
-            v.docker.clone(),
+            match &v.ssh {
+                Some(ssh) => format!("ssh://{}", ssh.target),
+                None => v.docker.clone(),
+            },
         ]
     })
     .await;
@@ -119,12 +180,20 @@ pub(super) async fn servers(
 pub(super) async fn servers_add(
     d: &Daemon,
     key: &KeyRecord,
-    new: command::NewServer,
+    mut new: command::NewServer,
     out: &Output,
 ) -> Res {
     require_admin(key, "adding servers")?;
+    if let Some(target) = &new.ssh {
+        super::remote::check_new_target(d, target)?;
+        new.docker = format!(
+            "unix://{}",
+            crate::remote::bridge::socket_path(d.store.root(), &new.name).display()
+        );
+    }
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
         .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    let provision = std::mem::take(&mut new.provision);
     let server = crate::fleet::register(&d.store, &d.fleet, new, None)
         .await
         .map_err(fail)?;
@@ -138,15 +207,24 @@ pub(super) async fn servers_add(
         facts.cpus.unwrap_or(0),
         server.memory,
         if server.tls.is_some() {
-            ", over TLS"
+            ", over TLS".to_string()
         } else if server.insecure {
-            ", without TLS (--insecure)"
+            ", without TLS (--insecure)".to_string()
+        } else if let Some(t) = &server.ssh {
+            format!(
+                ", over SSH to {} (host key {})",
+                t.display(),
+                t.host_key
+                    .as_deref()
+                    .and_then(|k| crate::remote::parse_host_key(k).ok())
+                    .map_or("?".to_string(), |k| crate::remote::fingerprint(&k))
+            )
         } else {
-            ""
+            String::new()
         }
     ))
     .await;
-    Ok(())
+    super::remote::after_add(d, &server, &provision, out).await
 }
 
 pub(super) fn require_server(d: &Daemon, name: &str) -> Res {
@@ -225,6 +303,7 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
             }
         }
     }
+    super::remote::before_remove(d, name, out).await;
     let leaving = d.fleet.get(name);
     d.fleet
         .remove(&d.store, name)
@@ -234,6 +313,7 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
     }
     super::network::after_fleet_change(d, out).await;
     out.out(format!("removed server {name}\n")).await;
+    super::remote::sync_hosts(d, out).await;
     if !moving.is_empty() {
         out.out(format!(
             "services {} start on other servers with empty volumes; their data stays on {name}\n",

@@ -90,6 +90,8 @@ pub async fn grow(
         labels: all_labels,
         tls: machine.tls.clone(),
         insecure: machine.insecure,
+        ssh: None,
+        provision: Vec::new(),
     };
     let origin = Origin {
         provider: kind.to_string(),

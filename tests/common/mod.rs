@@ -11,6 +11,7 @@
 
 pub mod hosts;
 pub mod pebble;
+pub mod sshd;
 
 use std::fs;
 use std::io::{Read, Write};

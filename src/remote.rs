@@ -1,0 +1,487 @@
+//! Servers reached over SSH: one persistent session from the HQ to each
+//! (russh's client, authenticated with the HQ's own key pair), the server's
+//! host key pinned and checked on every connect.
+//!
+//! The Docker API goes through [`bridge`]: a private unix socket under
+//! `servers/<name>/docker.sock` whose every connection is one channel running
+//! `docker system dial-stdio` on the server, so bollard and everything the
+//! fleet does work as with a local engine. [`Link::exec`] runs other commands
+//! (provisioners, the hosts file) on the same session.
+//! May touch: `<data>/hq_ed25519_key`, the server's SSH port, the sockets
+//! under `servers/`.
+
+pub mod bridge;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+
+use tokio::sync::mpsc;
+
+pub use crate::endpoint::SshTarget;
+
+/// Why a server cannot be reached over SSH.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SshError {
+    #[error("server {server}: cannot reach {target}: {reason}")]
+    Unreachable {
+        server: String,
+        target: String,
+        reason: String,
+    },
+    #[error(
+        "server {server}: the host key of {target} changed: expected {expected}, offered {offered}; refusing to connect (if the server was rebuilt, remove it and add it again with --host-key)"
+    )]
+    HostKeyMismatch {
+        server: String,
+        target: String,
+        expected: String,
+        offered: String,
+    },
+    #[error(
+        "server {server}: {target} refused the HQ's key (put the output of `quarry keys hq` in that user's authorized_keys)"
+    )]
+    Denied { server: String, target: String },
+    #[error("server {server}: ssh session to {target}: {reason}")]
+    Session {
+        server: String,
+        target: String,
+        reason: String,
+    },
+    #[error("{what}: {reason}")]
+    Key { what: String, reason: String },
+}
+
+/// The file of the HQ's key pair under the data dir.
+pub const HQ_KEY: &str = "hq_ed25519_key";
+
+/// The HQ's key pair, made on first use (0600).
+pub fn hq_key(root: &Path) -> Result<PrivateKey, SshError> {
+    let path = root.join(HQ_KEY);
+    let bad = |reason: String| SshError::Key {
+        what: path.display().to_string(),
+        reason,
+    };
+    if !path.exists() {
+        let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+            .map_err(|e| bad(format!("cannot generate: {e}")))?;
+        let text = key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .map_err(|e| bad(e.to_string()))?;
+        // Written beside, then linked: two first starts never overwrite
+        // each other's key.
+        let tmp = root.join(format!(".tmp-hq-key-{}", std::process::id()));
+        crate::store::write_atomic(&tmp, text.as_bytes(), 0o600).map_err(|e| bad(e.to_string()))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+    PrivateKey::read_openssh_file(&path).map_err(|e| bad(e.to_string()))
+}
+
+/// The HQ's public key as one `authorized_keys` line.
+pub fn hq_public_line(key: &PrivateKey) -> String {
+    let text = key
+        .public_key()
+        .to_openssh()
+        .unwrap_or_else(|_| String::from("?"));
+    format!("{text} quarry-hq\n")
+}
+
+/// `SHA256:…` of a key.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Parse `--host-key` text (`ssh-ed25519 AAAA… [comment]`).
+pub fn parse_host_key(text: &str) -> Result<PublicKey, SshError> {
+    PublicKey::from_openssh(text.trim()).map_err(|e| SshError::Key {
+        what: "--host-key".into(),
+        reason: format!("not an OpenSSH public key ({e})"),
+    })
+}
+
+/// The host key check: the pinned key, or the first one offered.
+struct Check {
+    expected: Option<PublicKey>,
+    offered: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Check {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
+        };
+        let ok = self
+            .expected
+            .as_ref()
+            .is_none_or(|e| e.key_data() == key.key_data());
+        *self.offered.lock().expect("offered") = Some(key);
+        Ok(ok)
+    }
+}
+
+/// Connect and log in; returns the session and the host key it showed.
+async fn dial(
+    server: &str,
+    target: &SshTarget,
+    hq: &Arc<PrivateKey>,
+    expected: Option<PublicKey>,
+) -> Result<(Handle<Check>, PublicKey), SshError> {
+    let where_ = target.display();
+    let unreachable = |reason: String| SshError::Unreachable {
+        server: server.to_string(),
+        target: where_.clone(),
+        reason,
+    };
+    let config = Arc::new(client::Config {
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(10)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    });
+    let offered = Arc::new(Mutex::new(None));
+    let check = Check {
+        expected: expected.clone(),
+        offered: offered.clone(),
+    };
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| unreachable("no answer within 10 s".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let connected = tokio::time::timeout(
+        Duration::from_secs(20),
+        client::connect_stream(config, tcp, check),
+    )
+    .await
+    .map_err(|_| unreachable("no SSH handshake within 20 s".into()))?;
+    let shown = offered.lock().expect("offered").clone();
+    let mut handle = match (connected, expected, shown) {
+        (Ok(h), _, _) => h,
+        (Err(_), Some(e), Some(o)) if e.key_data() != o.key_data() => {
+            return Err(SshError::HostKeyMismatch {
+                server: server.to_string(),
+                target: where_,
+                expected: fingerprint(&e),
+                offered: fingerprint(&o),
+            });
+        }
+        (Err(e), _, _) => return Err(unreachable(e.to_string())),
+    };
+    let shown = offered
+        .lock()
+        .expect("offered")
+        .clone()
+        .ok_or_else(|| unreachable("the server showed no host key".into()))?;
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let auth = handle
+        .authenticate_publickey(
+            target.user.clone(),
+            PrivateKeyWithHashAlg::new(hq.clone(), hash),
+        )
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !auth.success() {
+        return Err(SshError::Denied {
+            server: server.to_string(),
+            target: where_,
+        });
+    }
+    Ok((handle, shown))
+}
+
+/// What the first contact learned: the host key to pin.
+pub struct Contact {
+    pub host_key: PublicKey,
+}
+
+/// One logged-in connection and how many channels it carries now.
+struct Session {
+    handle: Handle<Check>,
+    open: AtomicUsize,
+    /// It refused a channel (sshd's `MaxSessions`): no new ones on it.
+    full: AtomicBool,
+}
+
+/// A channel's claim on its session; given back when dropped.
+pub struct Lease(Arc<Session>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Channels per connection: below OpenSSH's default `MaxSessions` (10),
+/// since the Docker client keeps idle connections open. A burst beyond it
+/// opens a second connection, closed again once idle.
+const CHANNELS_PER_SESSION: usize = 8;
+
+/// One server's session, opened on demand and again after it drops (with
+/// backoff), never past a host key other than the pinned one.
+pub struct Link {
+    server: String,
+    target: SshTarget,
+    expected: PublicKey,
+    hq: Arc<PrivateKey>,
+    state: tokio::sync::Mutex<Vec<Arc<Session>>>,
+    retry: Mutex<Retry>,
+    /// Docker connections refused while set (a provisioner failed): the
+    /// server stays unknown until it is provisioned again.
+    held: Mutex<Option<String>>,
+}
+
+struct Retry {
+    next: Instant,
+    delay: Duration,
+    last_error: Option<SshError>,
+}
+
+/// How long a channel may take to open.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The longest wait between two connect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Link {
+    /// First contact: connect, log in and learn the host key (checked
+    /// against `--host-key` when the target has one).
+    pub async fn first_contact(
+        server: &str,
+        target: &SshTarget,
+        hq: Arc<PrivateKey>,
+    ) -> Result<(Link, Contact), SshError> {
+        let expected = target.host_key.as_deref().map(parse_host_key).transpose()?;
+        let (handle, shown) = dial(server, target, &hq, expected).await?;
+        let mut pinned = target.clone();
+        pinned.host_key = Some(shown.to_openssh().map_err(|e| SshError::Key {
+            what: "host key".into(),
+            reason: e.to_string(),
+        })?);
+        let link = Link::new(server, &pinned, hq)?;
+        link.state.lock().await.push(Arc::new(Session {
+            handle,
+            open: AtomicUsize::new(0),
+            full: AtomicBool::new(false),
+        }));
+        Ok((link, Contact { host_key: shown }))
+    }
+
+    /// A link to a server whose host key is pinned; connects on first use.
+    pub fn new(server: &str, target: &SshTarget, hq: Arc<PrivateKey>) -> Result<Link, SshError> {
+        let expected =
+            parse_host_key(target.host_key.as_deref().ok_or_else(|| SshError::Key {
+                what: format!("server {server}"),
+                reason: "no host key is pinned".into(),
+            })?)?;
+        Ok(Link {
+            server: server.to_string(),
+            target: target.clone(),
+            expected,
+            hq,
+            state: tokio::sync::Mutex::new(Vec::new()),
+            retry: Mutex::new(Retry {
+                next: Instant::now(),
+                delay: Duration::from_secs(1),
+                last_error: None,
+            }),
+            held: Mutex::new(None),
+        })
+    }
+
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
+    /// The last connect failure, while the session is down.
+    pub fn last_error(&self) -> Option<SshError> {
+        self.retry.lock().expect("retry").last_error.clone()
+    }
+
+    /// Refuse Docker connections (`Some(why)`) or take them again (`None`).
+    pub fn hold(&self, why: Option<String>) {
+        *self.held.lock().expect("held") = why;
+    }
+
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().expect("held").clone()
+    }
+
+    /// A session with room for one more channel, connecting (again) when
+    /// there is none (not sooner than the backoff allows).
+    async fn lease(&self) -> Result<Lease, SshError> {
+        let mut state = self.state.lock().await;
+        state.retain(|s| !s.handle.is_closed());
+        // At most one idle connection stays.
+        let mut idle_kept = false;
+        state.retain(|s| {
+            if s.open.load(Ordering::SeqCst) > 0 {
+                return true;
+            }
+            let keep = !idle_kept && !s.full.load(Ordering::SeqCst);
+            idle_kept |= keep;
+            keep
+        });
+        if let Some(s) = state.iter().find(|s| {
+            !s.full.load(Ordering::SeqCst) && s.open.load(Ordering::SeqCst) < CHANNELS_PER_SESSION
+        }) {
+            s.open.fetch_add(1, Ordering::SeqCst);
+            return Ok(Lease(s.clone()));
+        }
+        {
+            let retry = self.retry.lock().expect("retry");
+            if Instant::now() < retry.next
+                && let Some(e) = &retry.last_error
+            {
+                return Err(e.clone());
+            }
+        }
+        match dial(
+            &self.server,
+            &self.target,
+            &self.hq,
+            Some(self.expected.clone()),
+        )
+        .await
+        {
+            Ok((handle, _)) => {
+                let session = Arc::new(Session {
+                    handle,
+                    open: AtomicUsize::new(1),
+                    full: AtomicBool::new(false),
+                });
+                state.push(session.clone());
+                let mut retry = self.retry.lock().expect("retry");
+                retry.delay = Duration::from_secs(1);
+                retry.last_error = None;
+                tracing::info!(server = %self.server, sessions = state.len(), "ssh session up");
+                Ok(Lease(session))
+            }
+            Err(e) => {
+                let mut retry = self.retry.lock().expect("retry");
+                retry.next = Instant::now() + retry.delay;
+                retry.delay = (retry.delay * 2).min(MAX_BACKOFF);
+                if retry.last_error.as_ref() != Some(&e) {
+                    tracing::warn!(server = %self.server, "{e}");
+                }
+                retry.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn session_error(&self, reason: impl ToString) -> SshError {
+        SshError::Session {
+            server: self.server.clone(),
+            target: self.target.display(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A channel running `command` on the server, with its lease (keep
+    /// it as long as the channel).
+    pub async fn channel(
+        &self,
+        command: &str,
+    ) -> Result<(russh::Channel<client::Msg>, Lease), SshError> {
+        let mut last = None;
+        // A refused or dead session is found out here: one more try, on
+        // another session.
+        for _ in 0..2 {
+            let lease = self.lease().await?;
+            let opened =
+                tokio::time::timeout(OPEN_TIMEOUT, lease.0.handle.channel_open_session()).await;
+            match opened {
+                Ok(Ok(channel)) => {
+                    channel
+                        .exec(false, command)
+                        .await
+                        .map_err(|e| self.session_error(e))?;
+                    return Ok((channel, lease));
+                }
+                Ok(Err(e)) => {
+                    lease.0.full.store(true, Ordering::SeqCst);
+                    last = Some(self.session_error(e));
+                }
+                Err(_) => {
+                    lease.0.full.store(true, Ordering::SeqCst);
+                    last = Some(self.session_error("no channel within 15 s"));
+                }
+            }
+        }
+        Err(last.expect("tried"))
+    }
+
+    /// Run `command` with `stdin`, sending its output (stdout and stderr,
+    /// as they come) to `output`; returns its exit status.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        output: &mpsc::UnboundedSender<Bytes>,
+    ) -> Result<u32, SshError> {
+        let (mut channel, _lease) = self.channel(command).await?;
+        let (writer, stdin) = (channel.make_writer(), stdin.to_vec());
+        // Fed beside the reading: a script may talk before it has all been
+        // read. The writer's shutdown is the channel's EOF.
+        let feed = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut writer = writer;
+            let _ = writer.write_all(&stdin).await;
+            let _ = writer.shutdown().await;
+        });
+        let mut status = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                    let _ = output.send(data);
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    let _ = output.send(Bytes::from(format!("killed by signal {signal_name:?}\n")));
+                    status = Some(128);
+                }
+                _ => {}
+            }
+        }
+        feed.abort();
+        status
+            .ok_or_else(|| self.session_error(format!("{command:?} ended without an exit status")))
+    }
+
+    /// End the session (the server left the fleet).
+    pub async fn close(&self) {
+        for s in self.state.lock().await.drain(..) {
+            let _ = s
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "server removed", "en")
+                .await;
+        }
+    }
+}
