@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::endpoint::{LOCAL, NewServer, TlsFiles, check_transport};
 use crate::launch::docker_message;
+
+mod images;
+pub use images::ensure_image;
 use crate::remote::Link;
 use crate::store::{Store, read_json, write_json};
 
@@ -514,47 +517,6 @@ fn settings_path(store: &Store, name: &str) -> std::path::PathBuf {
         .join("servers")
         .join(name)
         .join("settings.json")
-}
-
-/// Make sure `image` is on `target`: if not, stream it from `source` (docker
-/// save → docker load through the two APIs). Returns whether it was copied.
-pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Result<bool, String> {
-    if target.inspect_image(image).await.is_ok() {
-        return Ok(false);
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-    let exporter = {
-        let source = source.clone();
-        let image = image.to_string();
-        tokio::spawn(async move {
-            let mut stream = source.export_image(&image);
-            while let Some(chunk) = stream.next().await {
-                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        })
-    };
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
-        .quiet(true)
-        .build();
-    let mut load = target.import_image_stream(options, body, None);
-    while let Some(r) = load.next().await {
-        if let Err(e) = r {
-            exporter.abort();
-            return Err(format!("cannot copy image {image}: {}", docker_message(&e)));
-        }
-    }
-    let _ = exporter.await;
-    if target.inspect_image(image).await.is_err() {
-        return Err(format!("image {image} did not arrive on the server"));
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
