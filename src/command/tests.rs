@@ -159,7 +159,30 @@ fn certs_commands() {
         cmd("certs:enable shop"),
         Cmd::CertsEnable { app: "shop".into() }
     );
-    assert_eq!(cmd("certs:add shop"), Cmd::CertsAdd { app: "shop".into() });
+    assert_eq!(
+        cmd("certs:add shop"),
+        Cmd::CertsAdd {
+            app: "shop".into(),
+            files: None
+        }
+    );
+    assert_eq!(
+        cmd("certs:add shop --cert /etc/ssl/shop.pem --key /etc/ssl/shop.key"),
+        Cmd::CertsAdd {
+            app: "shop".into(),
+            files: Some(CertFiles {
+                cert: "/etc/ssl/shop.pem".into(),
+                key: "/etc/ssl/shop.key".into(),
+            })
+        }
+    );
+    assert!(
+        err("certs:add shop --cert /etc/ssl/shop.pem")
+            .starts_with("certs:add: --cert and --key go together")
+    );
+    assert!(err("certs:add shop --cert shop.pem --key /k").starts_with(
+        "certs:add: --cert takes an absolute path on the Quarry host, found \"shop.pem\""
+    ));
     assert_eq!(
         cmd("certs:renew shop --force"),
         Cmd::CertsRenew {
