@@ -326,7 +326,7 @@ fn certs_add_refuses_a_key_that_does_not_match_and_foreign_domains() {
     server.push_ok(repo.path(), &other);
     let host = format!("{app}.localhost");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, _) = openssl_pair(dir.path(), "good", &[&host]);
+    let (cert, key) = openssl_pair(dir.path(), "good", &[&host]);
     let (_, other_key) = openssl_pair(dir.path(), "stray", &[&host]);
     let (foreign, foreign_key) = openssl_pair(
         dir.path(),

@@ -192,7 +192,7 @@ fn certs_commands() {
     );
     assert_eq!(
         err("certs:add shop --cert a.pem"),
-        "certs:add: unknown option --cert; usage: certs:add APP < fullchain-and-key.pem"
+        "certs:add: --cert and --key go together; usage: certs:add APP < fullchain-and-key.pem  |  certs:add APP --cert FILE --key FILE"
     );
     assert_eq!(
         err("certs:disable"),
