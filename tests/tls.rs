@@ -364,8 +364,28 @@ fn certs_add_refuses_a_key_that_does_not_match_and_foreign_domains() {
     assert_eq!(server.get(&host, "/").0, 200);
     assert_eq!(server.get(&format!("{other}.localhost"), "/").0, 200);
 
-    // The good pair is served as given.
-    let ok = server.ssh_with_input(&server.admin, &cmd, format!("{cert}{key}").as_bytes());
+    // Files on the Quarry host are an admin's to name, not a deployer's.
+    let files = format!(
+        "certs:add {app} --cert {} --key {}",
+        dir.path().join("good.pem").display(),
+        dir.path().join("good.key").display()
+    );
+    let deployer = common::new_key(server.dir.path(), "certdeployer", "ed25519");
+    server.add_key(&deployer, &format!("--role deployer --apps {app}"));
+    let refused = server.ssh(&deployer, &files);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("permission denied: key certdeployer is a deployer"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        server
+            .admin(&format!("certs {app}"))
+            .contains("state:      none")
+    );
+    // The good pair, named by an admin as files on the host, is served as given.
+    let ok = server.ssh(&server.admin, &files);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let got = https_get(&server, &dir.path().join("good.pem"), &host);
     assert!(got.status.success(), "{}", stderr(&got));

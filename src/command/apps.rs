@@ -1,11 +1,11 @@
 //! Parsing of the app commands with more than an app name: `apps:destroy`
 //! (its confirmation), `ps:scale`, `ps:restart`, `config:get`, `config:set`,
-//! `volumes:remove`. Pure.
+//! `volumes:remove`, `certs:add`. Pure.
 
 use std::collections::BTreeMap;
 
 use super::args::{Args, app, app_and_optional, env_key, node};
-use super::{Cmd, ParseError};
+use super::{CertFiles, Cmd, ParseError};
 use crate::validate;
 
 pub(super) fn destroy(command: &'static str, words: &[String]) -> Result<Cmd, ParseError> {
@@ -93,4 +93,29 @@ pub(super) fn volumes_remove(command: &'static str, words: &[String]) -> Result<
         app: app(p[0])?,
         service: p[1].to_string(),
     })
+}
+
+pub(super) fn certs_add(command: &'static str, words: &[String]) -> Result<Cmd, ParseError> {
+    let a = Args::split(command, words, &[], &["--cert", "--key"])?;
+    let app = app(a.exactly(1)?[0])?;
+    let file = |flag: &str, v: &str| {
+        if v.starts_with('/') && v.len() <= 4096 && !v.split('/').any(|p| p == "..") {
+            Ok(std::path::PathBuf::from(v))
+        } else {
+            Err(a.usage_error(&format!(
+                "{flag} takes an absolute path on the Quarry host, found {v:?}"
+            )))
+        }
+    };
+    let files = match (a.options.get("--cert"), a.options.get("--key")) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(CertFiles {
+            cert: file("--cert", cert)?,
+            key: file("--key", key)?,
+        }),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(a.usage_error("--cert and --key go together"));
+        }
+    };
+    Ok(Cmd::CertsAdd { app, files })
 }

@@ -231,6 +231,8 @@ pub enum Cmd {
     /// The chain and key come on standard input.
     CertsAdd {
         app: String,
+        /// PEM files on the Quarry host (admins only); else standard input.
+        files: Option<CertFiles>,
     },
     CertsRemove {
         app: String,
@@ -260,6 +262,13 @@ pub enum Cmd {
     Hosts {
         json: bool,
     },
+}
+
+/// `certs:add --cert FILE --key FILE`: absolute paths on the Quarry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// A refused line: the message and the exit code class.
@@ -432,9 +441,7 @@ fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {
         Name::CertsDisable => Cmd::CertsDisable {
             app: app_only(c, w)?,
         },
-        Name::CertsAdd => Cmd::CertsAdd {
-            app: app_only(c, w)?,
-        },
+        Name::CertsAdd => apps::certs_add(c, w)?,
         Name::CertsRemove => Cmd::CertsRemove {
             app: app_only(c, w)?,
         },

@@ -196,9 +196,9 @@ commands! {
     CertsAdd {
         name: "certs:add",
         topic: "certs",
-        usage: "certs:add APP < fullchain-and-key.pem",
+        usage: "certs:add APP < fullchain-and-key.pem  |  certs:add APP --cert FILE --key FILE",
         summary: "serve the app with your own certificate",
-        details: "Standard input holds the PEM chain (leaf first) and its unencrypted PKCS#8 key, e.g. `cat fullchain.pem key.pem | ssh … certs:add APP`. Refused when the key does not match, the certificate expired, or it names a domain that is not the app's. Quarry does not renew it.",
+        details: "Standard input holds the PEM chain (leaf first) and its unencrypted PKCS#8 key, e.g. `cat fullchain.pem key.pem | ssh … certs:add APP`. An admin may instead name the two PEM files on the Quarry host with --cert and --key (absolute paths; read as they are now, not followed later). Refused when the key does not match, the certificate expired, or it names a domain that is not the app's. Quarry does not renew it.",
     },
     CertsRemove {
         name: "certs:remove",

@@ -159,7 +159,30 @@ fn certs_commands() {
         cmd("certs:enable shop"),
         Cmd::CertsEnable { app: "shop".into() }
     );
-    assert_eq!(cmd("certs:add shop"), Cmd::CertsAdd { app: "shop".into() });
+    assert_eq!(
+        cmd("certs:add shop"),
+        Cmd::CertsAdd {
+            app: "shop".into(),
+            files: None
+        }
+    );
+    assert_eq!(
+        cmd("certs:add shop --cert /etc/ssl/shop.pem --key /etc/ssl/shop.key"),
+        Cmd::CertsAdd {
+            app: "shop".into(),
+            files: Some(CertFiles {
+                cert: "/etc/ssl/shop.pem".into(),
+                key: "/etc/ssl/shop.key".into(),
+            })
+        }
+    );
+    assert!(
+        err("certs:add shop --cert /etc/ssl/shop.pem")
+            .starts_with("certs:add: --cert and --key go together")
+    );
+    assert!(err("certs:add shop --cert shop.pem --key /k").starts_with(
+        "certs:add: --cert takes an absolute path on the Quarry host, found \"shop.pem\""
+    ));
     assert_eq!(
         cmd("certs:renew shop --force"),
         Cmd::CertsRenew {
@@ -169,7 +192,7 @@ fn certs_commands() {
     );
     assert_eq!(
         err("certs:add shop --cert a.pem"),
-        "certs:add: unknown option --cert; usage: certs:add APP < fullchain-and-key.pem"
+        "certs:add: --cert and --key go together; usage: certs:add APP < fullchain-and-key.pem  |  certs:add APP --cert FILE --key FILE"
     );
     assert_eq!(
         err("certs:disable"),

@@ -149,15 +149,28 @@ pub(super) async fn add(
     d: &Daemon,
     key: &KeyRecord,
     app: &str,
+    files: Option<crate::command::CertFiles>,
     mut input: Input,
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
-    let bytes = read_input(&mut input, 2 * tls::cert::MAX_PEM)
-        .await
-        .map_err(fail)?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| fail("certs:add: standard input is not PEM text"))?;
+    let text = match files {
+        Some(files) => {
+            // Reading files of the host is for admins: a deployer could
+            // otherwise name any file root can read.
+            super::require_admin(key, "certs:add --cert/--key (files on the Quarry host)")?;
+            let mut text = read_pem_file("--cert", &files.cert)?;
+            text.push_str(&read_pem_file("--key", &files.key)?);
+            text
+        }
+        None => {
+            let bytes = read_input(&mut input, 2 * tls::cert::MAX_PEM)
+                .await
+                .map_err(fail)?;
+            String::from_utf8(bytes)
+                .map_err(|_| fail("certs:add: standard input is not PEM text"))?
+        }
+    };
     let (chain, key_pem) = split_pem(&text)?;
     let c = tls::add_custom(d, app, &chain, &key_pem)
         .await
@@ -169,6 +182,40 @@ pub(super) async fn add(
     ))
     .await;
     Ok(())
+}
+
+/// A PEM file named by an admin: a regular file (a link is not followed),
+/// at most [`tls::cert::MAX_PEM`] bytes, UTF-8.
+fn read_pem_file(flag: &str, path: &std::path::Path) -> Result<String, Fail> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        )
+        .open(path)
+        .map_err(|e| fail(format!("certs:add: {flag} {shown}: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("certs:add: {flag} {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(format!(
+            "certs:add: {flag} {shown}: not a regular file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(tls::cert::MAX_PEM as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("certs:add: {flag} {shown}: {e}")))?;
+    if bytes.len() > tls::cert::MAX_PEM {
+        return Err(fail(format!(
+            "certs:add: {flag} {shown}: longer than {} bytes",
+            tls::cert::MAX_PEM
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| fail(format!("certs:add: {flag} {shown}: not PEM text")))
 }
 
 /// Standard input's certificates and its one private key, apart.

@@ -62,7 +62,7 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
         Cmd::CronRun { app, job } => (Some(app.clone()), "cron:run", job.clone()),
         Cmd::CertsEnable { app } => (Some(app.clone()), "certs:enable", String::new()),
         Cmd::CertsDisable { app } => (Some(app.clone()), "certs:disable", String::new()),
-        Cmd::CertsAdd { app } => (Some(app.clone()), "certs:add", String::new()),
+        Cmd::CertsAdd { app, .. } => (Some(app.clone()), "certs:add", String::new()),
         Cmd::CertsRemove { app } => (Some(app.clone()), "certs:remove", String::new()),
         Cmd::CertsRenew { app, force } => (
             Some(app.clone()),

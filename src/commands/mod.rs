@@ -186,7 +186,7 @@ async fn dispatch(
         Cmd::Certs { app, json } => certs::show_certs(d, key, &app, json, out).await,
         Cmd::CertsEnable { app } => certs::enable(d, key, &app, out).await,
         Cmd::CertsDisable { app } => certs::disable(d, key, &app, out).await,
-        Cmd::CertsAdd { app } => certs::add(d, key, &app, input, out).await,
+        Cmd::CertsAdd { app, files } => certs::add(d, key, &app, files, input, out).await,
         Cmd::CertsRemove { app } => certs::remove(d, key, &app, out).await,
         Cmd::CertsRenew { app, force } => certs::renew(d, key, &app, force, out).await,
         Cmd::KeysHq => remote::keys_hq(d, key, out).await,
