@@ -12,16 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bollard::Docker;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 pub use crate::endpoint::{LOCAL, NewServer, TlsFiles, check_transport};
 use crate::launch::docker_message;
 
 mod images;
-pub use images::ensure_image;
 use crate::remote::Link;
 use crate::store::{Store, read_json, write_json};
+pub use images::ensure_image;
 
 /// A server's state, from the seed design's machine states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
