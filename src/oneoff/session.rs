@@ -146,6 +146,17 @@ pub async fn exec(
             message: "the engine started the process detached".into(),
         });
     };
+    // An exec's terminal starts at 0x0 (API 1.41 has no console size for
+    // execs): its first size is set before any input is forwarded, so the
+    // first command typed already sees it.
+    if let Some(t) = &ch.terminal {
+        let (w, h) = *t.size.borrow();
+        let options = ResizeExecOptionsBuilder::default()
+            .h(i32::from(h))
+            .w(i32::from(w))
+            .build();
+        let _ = docker.resize_exec(&exec, options).await;
+    }
     let resize = ch.terminal.clone().map(|t| {
         let docker = docker.clone();
         let exec = exec.clone();
