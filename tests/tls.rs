@@ -7,9 +7,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::https::{https_get, served_serial};
 use common::pebble::{Pebble, run};
 use common::{Repo, Server, stderr, stdout, unique_app, wait_for};
 
@@ -22,39 +23,6 @@ fn server_with_app(prefix: &str) -> (Server, Pebble, String, Repo) {
     let repo = Repo::fixture("hello");
     server.push_ok(repo.path(), &app);
     (server, pebble, app, repo)
-}
-
-/// `curl` over HTTPS to nginx for `host`, trusting only `root`.
-fn https_get(server: &Server, root: &Path, host: &str) -> std::process::Output {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(root)
-        .arg("--resolve")
-        .arg(format!("{host}:{}:127.0.0.1", server.https_port))
-        .arg(format!("https://{host}:{}/", server.https_port))
-        .output()
-        .unwrap()
-}
-
-/// The serial of the certificate nginx presents for `host`.
-fn served_serial(server: &Server, host: &str) -> String {
-    let mut s_client = Command::new("openssl")
-        .args(["s_client", "-connect"])
-        .arg(format!("127.0.0.1:{}", server.https_port))
-        .args(["-servername", host])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pem = s_client.stdout.take().unwrap();
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(pem)
-        .output()
-        .unwrap();
-    let _ = s_client.wait();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

@@ -8,10 +8,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::https::{https_get_with, served_serial};
 use common::pebble::Pebble;
 use common::{Repo, Server, stderr, stdout, unique_app, wait_for};
 
@@ -25,37 +25,6 @@ fn alpn_server() -> (Server, Pebble) {
     server.stop();
     server.restart();
     (server, pebble)
-}
-
-fn https_get(server: &Server, root: &Path, host: &str) -> std::process::Output {
-    Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "10", "--cacert"])
-        .arg(root)
-        .arg("--resolve")
-        .arg(format!("{host}:{}:127.0.0.1", server.https_port))
-        .arg(format!("https://{host}:{}/", server.https_port))
-        .output()
-        .unwrap()
-}
-
-fn served_serial(server: &Server, host: &str) -> String {
-    let mut s_client = Command::new("openssl")
-        .args(["s_client", "-connect"])
-        .arg(format!("127.0.0.1:{}", server.https_port))
-        .args(["-servername", host])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pem = s_client.stdout.take().unwrap();
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(pem)
-        .output()
-        .unwrap();
-    let _ = s_client.wait();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn enable(server: &Server, app: &str) {
@@ -110,7 +79,7 @@ fn tls_alpn_01_issues_through_the_stream_front_and_https_to_every_app_goes_throu
     );
 
     let root = pebble.root();
-    let got = https_get(&server, &root, &shop_host);
+    let got = https_get_with(&server, &root, &shop_host, &["--http1.1"]);
     assert!(got.status.success(), "curl https: {}", stderr(&got));
     assert_eq!(stdout(&got), shop_body);
 
@@ -154,7 +123,7 @@ fn tls_alpn_01_issues_through_the_stream_front_and_https_to_every_app_goes_throu
     );
 
     // A name with no certificate still gets no handshake.
-    let stray = https_get(&server, &root, "nobody.localhost");
+    let stray = https_get_with(&server, &root, "nobody.localhost", &["--http1.1"]);
     assert!(!stray.status.success());
 
     // A forced renewal, by TLS-ALPN-01 again, under HTTPS load through the
@@ -221,7 +190,7 @@ fn tls_alpn_01_issues_through_the_stream_front_and_https_to_every_app_goes_throu
     assert_ne!(before, served_serial(&server, &shop_host));
     // Both apps answer with certificates that verify against pebble's root.
     for (body, host) in [(&shop_body, &shop_host), (&blog_body, &blog_host)] {
-        let got = https_get(&server, &root, host);
+        let got = https_get_with(&server, &root, host, &["--http1.1"]);
         assert!(got.status.success(), "{host}: {}", stderr(&got));
         assert_eq!(&stdout(&got), body);
     }
@@ -239,7 +208,7 @@ fn tls_alpn_01_issues_through_the_stream_front_and_https_to_every_app_goes_throu
         ""
     );
     wait_for("HTTPS without the front", Duration::from_secs(30), || {
-        https_get(&server, &root, &shop_host)
+        https_get_with(&server, &root, &shop_host, &["--http1.1"])
             .status
             .success()
             .then_some(())
@@ -259,7 +228,7 @@ fn tls_alpn_01_issues_through_the_stream_front_and_https_to_every_app_goes_throu
         "HTTPS through the front again",
         Duration::from_secs(30),
         || {
-            https_get(&server, &root, &blog_host)
+            https_get_with(&server, &root, &blog_host, &["--http1.1"])
                 .status
                 .success()
                 .then_some(())

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod https;
 pub mod pebble;
 pub mod sshd;
 
