@@ -99,6 +99,21 @@ pub fn upstream_name(app: &str, node: &str) -> String {
     format!("quarry.{app}.{node}")
 }
 
+/// What every proxying location says after its `proxy_pass`, in both
+/// modes: headers the app sees, retries, the connect timeout.
+const PROXY_LINES: [&str; 10] = [
+    "proxy_http_version 1.1;",
+    "proxy_set_header Host $host;",
+    "proxy_set_header Upgrade $http_upgrade;",
+    "proxy_set_header Connection $quarry_connection;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Forwarded-Host $host;",
+    "proxy_set_header X-Request-Id $request_id;",
+    "proxy_next_upstream error timeout http_502 http_503;",
+    "proxy_connect_timeout 5s;",
+];
+
 /// sites/<app>.conf: one upstream and one server block per routed web node.
 /// A node with no containers gets a 503 answer rather than a dead upstream.
 pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String {
@@ -128,18 +143,7 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
             );
         } else {
             let _ = writeln!(out, "        proxy_pass http://{upstream};");
-            for line in [
-                "proxy_http_version 1.1;",
-                "proxy_set_header Host $host;",
-                "proxy_set_header Upgrade $http_upgrade;",
-                "proxy_set_header Connection $quarry_connection;",
-                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-                "proxy_set_header X-Forwarded-Proto $scheme;",
-                "proxy_set_header X-Forwarded-Host $host;",
-                "proxy_set_header X-Request-Id $request_id;",
-                "proxy_next_upstream error timeout http_502 http_503;",
-                "proxy_connect_timeout 5s;",
-            ] {
+            for line in PROXY_LINES {
                 let _ = writeln!(out, "        {line}");
             }
         }

@@ -124,21 +124,13 @@ pub fn render_default_location(dir: &Path, lua: bool) -> String {
 }
 
 /// The body of every proxying location in lua mode.
-fn proxy_lines() -> [&'static str; 12] {
+fn proxy_lines() -> impl Iterator<Item = &'static str> {
     [
         "access_by_lua_block { require(\"quarry\").access() }",
         "proxy_pass http://quarry_dynamic;",
-        "proxy_http_version 1.1;",
-        "proxy_set_header Host $host;",
-        "proxy_set_header Upgrade $http_upgrade;",
-        "proxy_set_header Connection $quarry_connection;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "proxy_set_header X-Forwarded-Proto $scheme;",
-        "proxy_set_header X-Forwarded-Host $host;",
-        "proxy_set_header X-Request-Id $request_id;",
-        "proxy_next_upstream error timeout http_502 http_503;",
-        "proxy_connect_timeout 5s;",
     ]
+    .into_iter()
+    .chain(super::PROXY_LINES)
 }
 
 /// sites/<app>.conf in lua mode, only for an app served over HTTPS (its
