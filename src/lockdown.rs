@@ -197,6 +197,31 @@ fn executor(name: &str, docker: &Docker, hq: &Docker) -> Executor {
     }
 }
 
+/// Whether [`load`] ran nft or left the server alone.
+enum Loaded {
+    Loaded,
+    /// The HQ under `QUARRY_TEST_LOCKDOWN_HQ=skip`: the test bed never
+    /// changes the firewall of the machine the tests run on.
+    Skipped,
+}
+
+/// Load the nft file `text` on `server` (through its executor), unless it is
+/// the HQ and [`SKIP_HQ_ENV`] says skip.
+async fn load(
+    server: &Server,
+    docker: &Docker,
+    hq: &Docker,
+    text: &str,
+) -> Result<Loaded, LockdownError> {
+    if server.name == LOCAL && std::env::var(SKIP_HQ_ENV).is_ok_and(|v| v == "skip") {
+        return Ok(Loaded::Skipped);
+    }
+    executor(&server.name, docker, hq)
+        .load(&server.name, text)
+        .await
+        .map(|()| Loaded::Loaded)
+}
+
 /// Bring every server's table in line with config.yml and the fleet: load
 /// the rendered rules everywhere (lockdown on), or remove the tables that
 /// are there (lockdown off, or unlocked). One refresh at a time; servers
@@ -240,18 +265,9 @@ pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
         let addresses = addresses.clone();
         async move {
             let hash = render::hash(&text);
-            let skip =
-                server.name == LOCAL && std::env::var(SKIP_HQ_ENV).is_ok_and(|v| v == "skip");
-            let result = if skip {
-                Ok(())
-            } else {
-                executor(&server.name, &docker, hq)
-                    .load(&server.name, &text)
-                    .await
-            };
-            let (state, error) = match result {
-                Ok(()) if skip => (TableState::Skipped, None),
-                Ok(()) => (TableState::Applied, None),
+            let (state, error) = match load(&server, &docker, hq, &text).await {
+                Ok(Loaded::Skipped) => (TableState::Skipped, None),
+                Ok(Loaded::Loaded) => (TableState::Applied, None),
                 Err(e) => (TableState::Failed, Some(e.to_string())),
             };
             Record {
@@ -287,17 +303,8 @@ pub async fn remove_from(
     let removals = targets.into_iter().map(|(server, docker)| {
         let text = text.clone();
         async move {
-            let skip =
-                server.name == LOCAL && std::env::var(SKIP_HQ_ENV).is_ok_and(|v| v == "skip");
-            let result = if skip {
-                Ok(())
-            } else {
-                executor(&server.name, &docker, hq)
-                    .load(&server.name, &text)
-                    .await
-            };
-            let (state, error) = match result {
-                Ok(()) => (TableState::Removed, None),
+            let (state, error) = match load(&server, &docker, hq, &text).await {
+                Ok(Loaded::Loaded | Loaded::Skipped) => (TableState::Removed, None),
                 Err(e) => (TableState::Failed, Some(e.to_string())),
             };
             Record {
