@@ -12,24 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Repo, Server, stderr, stdout, wait_for};
+use common::{Repo, Server, ensure_stack, stderr, stdout, wait_for};
 
 const STACK: &str = "quarry-stack/bookworm:latest";
-
-/// `quarry stack build` of the default stack: debootstrap when it is missing
-/// (2-4 min, once per machine), "already exists" when it is there.
-fn ensure_stack() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["stack", "build"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "quarry stack build: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
 
 /// Push and time it; asserts acceptance.
 fn timed_push(server: &Server, repo: &Repo, app: &str) -> (String, Duration) {

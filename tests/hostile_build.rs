@@ -13,19 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Key, Repo, Server, new_key, stderr, stdout, wait_for};
+use common::{Key, Repo, Server, ensure_stack, new_key, stderr, stdout, wait_for};
 
 /// The uid builds and buildpack apps run as.
 const BUILD_UID: &str = "65000";
-
-/// `quarry stack build` of the default stack (present after the first run).
-fn ensure_stack() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["stack", "build"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "quarry stack build: {}", stderr(&out));
-}
 
 /// A committed repo holding `files` (path, content, executable).
 fn repo_of(files: &[(&str, &str, bool)]) -> Repo {

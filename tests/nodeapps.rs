@@ -18,23 +18,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Repo, Server, stderr, stdout, wait_for};
-
-fn ensure_stack() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["stack", "build"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "quarry stack build: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
+use common::{Repo, Server, ensure_stack, stderr, wait_for};
 
 /// The body at `<app>.localhost`, once it contains `want`; the last answer
 /// is shown when it never does.

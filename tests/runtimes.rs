@@ -12,22 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Repo, Server, stderr, stdout, wait_for};
-
-/// `quarry stack build --suite SUITE`: debootstrap once per machine (minutes),
-/// "already exists" after that; concurrent callers wait for one another.
-fn ensure_suite(suite: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["stack", "build", "--suite", suite])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "quarry stack build --suite {suite}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
+use common::{Repo, Server, ensure_suite, stderr, wait_for};
 
 /// `(status, body)` of `path` once `/` of the app answers 200 with `want`.
 fn serves(server: &Server, app: &str, want: &str) -> String {

@@ -38,6 +38,33 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// `quarry stack build` of the default stack: debootstrap once per machine
+/// (2-4 min), "already exists" after that; concurrent callers wait for one
+/// another.
+pub fn ensure_stack() {
+    stack_build(&[]);
+}
+
+/// [`ensure_stack`] for the stack of Debian suite `suite`.
+pub fn ensure_suite(suite: &str) {
+    stack_build(&["--suite", suite]);
+}
+
+fn stack_build(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["stack", "build"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "quarry stack build {}: {}{}",
+        args.join(" "),
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
 /// `docker build` of the test base image (FROM scratch + static busybox),
 /// once per machine; concurrent callers serialise on a lock file.
 pub fn ensure_base_image() {
