@@ -164,22 +164,8 @@ pub(super) fn cron_run(command: &'static str, words: &[String]) -> Result<Cmd, P
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Request, parse_line};
+    use super::super::tests::{cmd, err};
     use super::*;
-
-    fn cmd(line: &str) -> Cmd {
-        match parse_line(line) {
-            Ok(Request::Command(c)) => c,
-            other => panic!("{line}: {other:?}"),
-        }
-    }
-
-    fn err(line: &str) -> String {
-        match parse_line(line) {
-            Err(e) => e.message,
-            other => panic!("{line}: {other:?}"),
-        }
-    }
 
     #[test]
     fn run_takes_options_before_the_dashes_and_the_command_after() {

@@ -110,18 +110,8 @@ pub(super) fn servers_provision(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Cmd, Request, parse_line};
-
-    fn cmd(line: &str) -> Cmd {
-        match parse_line(line) {
-            Ok(Request::Command(c)) => c,
-            other => panic!("{line}: {other:?}"),
-        }
-    }
-
-    fn err(line: &str) -> String {
-        parse_line(line).unwrap_err().message
-    }
+    use super::super::Cmd;
+    use super::super::tests::{cmd, err};
 
     #[test]
     fn ssh_targets_default_to_root_and_port_22() {

@@ -2,15 +2,20 @@
 
 use super::*;
 
-fn cmd(line: &str) -> Cmd {
-    match parse_line(line).unwrap() {
-        Request::Command(c) => c,
-        other => panic!("{other:?}"),
+/// `line` parsed as a command; the line and what it gave when not one.
+pub(super) fn cmd(line: &str) -> Cmd {
+    match parse_line(line) {
+        Ok(Request::Command(c)) => c,
+        other => panic!("{line}: {other:?}"),
     }
 }
 
-fn err(line: &str) -> String {
-    parse_line(line).unwrap_err().message
+/// Why `line` is refused; the line and its parse when it is not.
+pub(super) fn err(line: &str) -> String {
+    match parse_line(line) {
+        Err(e) => e.message,
+        other => panic!("{line}: {other:?}"),
+    }
 }
 
 #[test]
