@@ -276,47 +276,30 @@ ensure_sshd
 
 log "building quarry (release)"
 cargo build --release --quiet
+# Bench binaries are built here, run later as cargo runs them (`<bench
+# binary> --bench`): a plain `cargo bench` at measuring time could wait
+# minutes for the target dir lock while someone else builds in this checkout.
+bench_bin() { # NAME: build benches/NAME.rs, print its executable
+    local name=$1 bin
+    bin=$(cargo bench --bench "$name" --no-run --quiet --message-format=json 2> "$OUT/$name-build.log" |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$name") || true
+    [ -n "$bin" ] && [ -x "$bin" ] || {
+        cat "$OUT/$name-build.log" >&2
+        die "cargo bench --bench $name --no-run did not produce the bench binary"
+    }
+    printf '%s\n' "$bin"
+}
 log "building the grid benchmark"
-# Built here, run later as cargo runs it (`<bench binary> --bench`): a plain
-# `cargo bench` at measuring time could wait minutes for the target dir lock
-# while someone else builds in this checkout.
-GRID_BIN=$(cargo bench --bench grid --no-run --quiet --message-format=json 2> "$OUT/grid-build.log" |
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grid" and m.get("executable"):
-        print(m["executable"])') || true
-[ -n "$GRID_BIN" ] && [ -x "$GRID_BIN" ] || {
-    cat "$OUT/grid-build.log" >&2
-    die "cargo bench --bench grid --no-run did not produce the bench binary"
-}
-
+GRID_BIN=$(bench_bin grid)
 log "building the router benchmark"
-ROUTER_BIN=$(cargo bench --bench router --no-run --quiet --message-format=json 2> "$OUT/router-build.log" |
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "router" and m.get("executable"):
-        print(m["executable"])') || true
-[ -n "$ROUTER_BIN" ] && [ -x "$ROUTER_BIN" ] || {
-    cat "$OUT/router-build.log" >&2
-    die "cargo bench --bench router --no-run did not produce the bench binary"
-}
-
+ROUTER_BIN=$(bench_bin router)
 log "building the Docker-over-SSH benchmark"
-SSH_DOCKER_BIN=$(cargo bench --bench ssh_docker --no-run --quiet --message-format=json 2> "$OUT/ssh-docker-build.log" |
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ssh_docker" and m.get("executable"):
-        print(m["executable"])') || true
-[ -n "$SSH_DOCKER_BIN" ] && [ -x "$SSH_DOCKER_BIN" ] || {
-    cat "$OUT/ssh-docker-build.log" >&2
-    die "cargo bench --bench ssh_docker --no-run did not produce the bench binary"
-}
+SSH_DOCKER_BIN=$(bench_bin ssh_docker)
 
 BENCH_START=${EPOCHREALTIME/./}
 rm -rf "$W" "$LOGS"
