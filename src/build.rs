@@ -19,6 +19,27 @@ use futures_util::StreamExt;
 
 use crate::progress::Progress;
 
+/// Builds in flight, held against the prune of dangling build layers. A
+/// build's final image has no tag between its commit and its tagging, so a
+/// prune that lists it then deletes it once it is tagged (by id, which drops
+/// its one tag): the release's image is gone before its container is made.
+/// Builds hold [`Gate::building`]; the prune runs only when [`Gate::idle`]
+/// finds none, and new builds wait the moment it takes.
+#[derive(Default)]
+pub struct Gate(tokio::sync::RwLock<()>);
+
+impl Gate {
+    /// Held for the length of one build.
+    pub async fn building(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.0.read().await
+    }
+
+    /// Held while dangling layers are pruned; `None` while any build runs.
+    pub fn idle(&self) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        self.0.try_write().ok()
+    }
+}
+
 /// The image tag of release `number` of `app`.
 pub fn image_tag(app: &str, number: u32) -> String {
     format!("quarry/{app}:v{number}")
@@ -220,6 +241,19 @@ fn explain_build_error(app: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_prune_gate_is_shut_while_any_build_runs() {
+        let gate = Gate::default();
+        assert!(gate.idle().is_some(), "no build: the prune may run");
+        let first = gate.building().await;
+        let second = gate.building().await;
+        assert!(gate.idle().is_none(), "two builds running");
+        drop(first);
+        assert!(gate.idle().is_none(), "one build still running");
+        drop(second);
+        assert!(gate.idle().is_some(), "all builds done");
+    }
 
     #[test]
     fn missing_base_image_is_explained() {

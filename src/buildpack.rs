@@ -217,6 +217,7 @@ pub async fn build_stage(
                 tree.open()
                     .map_err(|e| format!("cannot read the pushed tree: {e}"))?,
             );
+            let _building = d.builds.building().await;
             build::build_dockerfile(&d.docker, app, context, &release.image, labels, p, deadline)
                 .await?;
             Ok(stack)
@@ -366,6 +367,7 @@ async fn buildpack_build(
     let context_mb = context.metadata().map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     let (packed, building) = (packing.elapsed(), Instant::now());
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    let _building = d.builds.building().await;
     build::build_dockerfile(
         &d.docker,
         app,
@@ -456,6 +458,7 @@ pub async fn remote_build(
     }
     let size = context.metadata().map(|m| m.len()).unwrap_or(0);
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    let _building = d.builds.building().await;
     build::build_dockerfile(
         target,
         app,

@@ -49,6 +49,8 @@ pub struct Daemon {
     /// Held while a domain is checked against every other app's and then
     /// routed or recorded: one owner per domain.
     pub routing: AsyncMutex<()>,
+    /// Builds on this server's engine against the prune of build layers.
+    pub builds: crate::build::Gate,
 }
 
 impl Daemon {

@@ -130,6 +130,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         cloud: crate::cloud::Cloud::default(),
         networks: crate::network::Networks::new(&networks_root),
         routing: Default::default(),
+        builds: Default::default(),
         fleet,
         sessions: Default::default(),
     });

@@ -63,6 +63,10 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
             }
         }
     }
+    // A build in flight has an untagged final image; the next push prunes.
+    let Some(_idle) = d.builds.idle() else {
+        return removed;
+    };
     let filters = HashMap::from([
         ("dangling".to_string(), vec!["true".to_string()]),
         (

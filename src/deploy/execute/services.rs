@@ -202,6 +202,7 @@ impl Execution<'_> {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("service build directory {dir}: {e}"))?;
         let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+        let _building = d.builds.building().await;
         build::build_dockerfile(
             &d.docker,
             self.app,
