@@ -1,7 +1,8 @@
 //! The fleet's hosts file: every server's name → address, kept between
 //! `# quarry hosts begin` and `# quarry hosts end` in `/etc/hosts` of each SSH
 //! server (rewritten atomically over its session when servers join or
-//! leave), and on the HQ only in the file `QUARRY_HOSTS_FILE` names.
+//! leave, when the daemon starts and when a server answers again after it
+//! was unknown), and on the HQ only in the file `QUARRY_HOSTS_FILE` names.
 //!
 //! [`render`] and [`splice`] are pure (golden-tested). On a server the file
 //! is `$QUARRY_HOSTS_FILE` if its sshd sets that for the session, else
@@ -9,7 +10,7 @@
 //! May touch: the HQ file named by `QUARRY_HOSTS_FILE`, the servers' hosts
 //! files through their links.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -17,6 +18,22 @@ use tokio::sync::mpsc;
 
 pub const BEGIN: &str = "# quarry hosts begin";
 pub const END: &str = "# quarry hosts end";
+
+/// Why a hosts file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    #[error("writing the hosts file exited {status}: {said}")]
+    Exit { status: u32, said: String },
+    #[error(transparent)]
+    Ssh(#[from] crate::remote::SshError),
+    #[error("{}: larger than 4 MiB", .path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// One line of the block.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -93,7 +110,7 @@ mv -f "$t" "$f"
 "##;
 
 /// Write the block on one server over its session.
-pub async fn write_remote(link: &crate::remote::Link, block: &str) -> Result<(), String> {
+pub async fn write_remote(link: &crate::remote::Link, block: &str) -> Result<(), HostsError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let status = link.exec(REMOTE_WRITE, block.as_bytes(), &tx).await;
     drop(tx);
@@ -103,24 +120,38 @@ pub async fn write_remote(link: &crate::remote::Link, block: &str) -> Result<(),
     }
     match status {
         Ok(0) => Ok(()),
-        Ok(n) => Err(format!(
-            "writing the hosts file exited {n}: {}",
-            String::from_utf8_lossy(&said).trim()
-        )),
-        Err(e) => Err(e.to_string()),
+        Ok(status) => Err(HostsError::Exit {
+            status,
+            said: String::from_utf8_lossy(&said).trim().to_string(),
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Write the block into the HQ's file at `path` (temp file and rename).
-pub fn write_local(path: &Path, block: &str) -> Result<(), String> {
-    let existing = match std::fs::read(path) {
-        Ok(b) if b.len() <= 4 * 1024 * 1024 => String::from_utf8_lossy(&b).into_owned(),
-        Ok(_) => return Err(format!("{}: larger than 4 MiB", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+pub fn write_local(path: &Path, block: &str) -> Result<(), HostsError> {
+    const MAX: u64 = 4 * 1024 * 1024;
+    let io = |source| HostsError::Io {
+        path: path.to_path_buf(),
+        source,
     };
-    crate::store::write_atomic(path, splice(&existing, block).as_bytes(), 0o644)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    // Read no further than the limit: the operator's file, but bounded.
+    let existing = match std::fs::File::open(path) {
+        Ok(f) => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX + 1), &mut bytes)
+                .map_err(io)?;
+            if bytes.len() as u64 > MAX {
+                return Err(HostsError::TooLarge {
+                    path: path.to_path_buf(),
+                });
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    crate::store::write_atomic(path, splice(&existing, block).as_bytes(), 0o644).map_err(io)
 }
 
 /// The HQ's hosts file, when the operator allows one.
@@ -150,6 +181,16 @@ pub async fn sync(fleet: &crate::fleet::Fleet) -> Vec<String> {
         warnings.push(format!("hosts file on the HQ: {e}"));
     }
     warnings
+}
+
+/// [`sync`] for the daemon's own reasons (its start, a server back from
+/// unknown): warnings go to its log.
+pub async fn sync_logged(fleet: &crate::fleet::Fleet, why: &str) {
+    let warnings = sync(fleet).await;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(warnings = warnings.len(), "hosts block rewritten ({why})");
 }
 
 #[cfg(test)]

@@ -242,6 +242,9 @@ const MISSES_TO_UNKNOWN: u32 = 2;
 /// meanwhile — and takes containers again.
 async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
     let mut misses: HashMap<String, u32> = HashMap::new();
+    // The hosts block may have been edited or lost while Quarry was down.
+    let fleet = d.clone();
+    tokio::spawn(async move { crate::hosts::sync_logged(&fleet.fleet, "at start").await });
     loop {
         tokio::time::sleep(PING_EVERY).await;
         for (server, docker) in d.fleet.all() {
@@ -299,6 +302,11 @@ async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
                     ) {
                         warn!("{e}");
                     }
+                    // It may have missed joins and leaves, or been rebuilt.
+                    let fleet = d.clone();
+                    tokio::spawn(async move {
+                        crate::hosts::sync_logged(&fleet.fleet, "a server answers again").await
+                    });
                     for app in stale
                         .iter()
                         .map(|c| c.app.as_str())
