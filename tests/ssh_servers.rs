@@ -4,7 +4,9 @@
 //! push places containers there and the app answers through nginx; host
 //! keys are pinned and a changed one is refused; provisioners run, record
 //! their sha1, and a failing one keeps the server unknown with its log; the
-//! hosts block is written on the servers.
+//! hosts block is written on the servers, and again when the daemon starts.
+//! A provider's machine reached over SSH (tests/providers/sshpool.py) runs
+//! config.yml's provisioners before it takes containers.
 
 mod common;
 
@@ -319,5 +321,129 @@ fn a_failing_provisioner_keeps_the_server_unknown_with_its_log_until_it_is_fixed
     assert!(out.status.success(), "{}", stderr(&out));
     let block = std::fs::read_to_string(sshd.hosts_file()).unwrap();
     assert_eq!(block, "# quarry hosts begin\n# quarry hosts end\n");
+    drop(sshd);
+}
+
+/// The exec provider "rents" a namespace host whose `add` answer names its
+/// sshd: Quarry reaches it as `servers:add --ssh` does (the answer's host
+/// key checked) and runs config.yml's provisioners there before it takes
+/// containers; a failing one gives the machine back and fails the push with
+/// the script's last line, its log kept. The hosts block, edited away on the
+/// server, is written again when the daemon starts.
+#[test]
+fn a_provider_server_over_ssh_is_provisioned_before_it_takes_containers() {
+    let mut server = Server::start();
+    let net = NsNet::new();
+    let host = NsHost::start(&net, 15);
+    let sshd = Sshd::start(&host, &hq_key(&server));
+    let pool = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/providers/sshpool.py");
+    let config = |provision: &str| {
+        format!(
+            "grid:\n  autosize: true\n  min: 1\n  max: 2\n  idle: 600\nprovider:\n  kind: exec\n  command: {}\n  args: [\"{}\", \"15\"]\n  provision: [{provision}]\n",
+            script.display(),
+            pool.path().display()
+        )
+    };
+    provisioner(
+        &server,
+        "broken",
+        "echo checking the disk\necho disk too small for quarry\nexit 4\n",
+    );
+    provisioner(
+        &server,
+        "base",
+        "echo preparing the server\ntouch \"$(dirname \"$QUARRY_HOSTS_FILE\")/based\"\necho base ready\n",
+    );
+    let app = common::unique_app("rented");
+    let repo = Repo::fixture("hostname-echo");
+    repo.write(
+        "quarry.yml",
+        "nodes:\n  web:\n    scale: 1\n    memory: 128\n    placement: {labels: {provider: sshpool}}\n",
+    );
+    repo.commit("on a rented server");
+
+    // A provisioner fails: the machine goes back, the push fails in the
+    // script's last words, and its log is kept.
+    std::fs::write(server.data.join("config.yml"), config("broken")).unwrap();
+    let out = server.push(repo.path(), &app);
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("Provisioning auto-1 with broken") && log.contains("checking the disk"),
+        "the script's output is in the push's progress: {log}"
+    );
+    assert!(
+        log.contains(
+            "provisioner broken failed on server auto-1 (exit status 4): disk too small for quarry; machine ns-15 was given back"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pool.path().join("removed")).unwrap(),
+        "ns-15\n"
+    );
+    assert!(!server.admin("servers").contains("auto-1"));
+    let kept =
+        std::fs::read_to_string(server.data.join("servers/auto-1/provision/broken.log")).unwrap();
+    assert!(
+        kept.contains("disk too small for quarry") && kept.contains("exit status 4"),
+        "{kept}"
+    );
+    let on_host = stdout(&host.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(!on_host.contains(&app), "{on_host}");
+
+    // It succeeds: provisioned first, then the container runs there.
+    std::fs::write(server.data.join("config.yml"), config("base")).unwrap();
+    let log = server.push_ok(repo.path(), &app);
+    let ready = log.find("base ready").unwrap_or_else(|| panic!("{log}"));
+    // The failed push took v1.
+    let copied = log
+        .find(&format!("copied quarry/{app}:v2 to server auto-1"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        ready < copied,
+        "provisioned before it took containers: {log}"
+    );
+    assert!(host.dir.join("based").exists());
+    let v = info(&server, "auto-1");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["transport"], "ssh", "{v}");
+    assert_eq!(v["origin"]["id"], "ns-15", "{v}");
+    assert_eq!(v["ssh"]["provisioned"]["base"]["ok"], true, "{v}");
+    let settings: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(server.data.join("servers/auto-1/settings.json")).unwrap(),
+    )
+    .unwrap();
+    let pinned = settings["ssh"]["host_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        pinned.split_whitespace().take(2).collect::<Vec<_>>(),
+        sshd.host_key()
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+    );
+    let on_host = stdout(&host.docker(&["ps", "--format", "{{.Names}}"]));
+    assert!(on_host.contains(&format!("{app}.web.1")), "{on_host}");
+    assert_eq!(
+        server.body(&app).trim(),
+        format!("{app}.web.1").replace('.', "-")
+    );
+    let block = "# quarry hosts begin\n10.214.0.15\tauto-1\n# quarry hosts end\n";
+    let hosts = std::fs::read_to_string(sshd.hosts_file()).unwrap();
+    assert!(hosts.contains(block), "{hosts}");
+
+    // The block is edited away while the daemon is down: it is back after
+    // the start, the operator's lines kept.
+    server.stop();
+    std::fs::write(sshd.hosts_file(), "127.0.0.1\tlocalhost\n").unwrap();
+    server.restart();
+    let expected = format!("127.0.0.1\tlocalhost\n{block}");
+    wait_for(
+        "the hosts block to be written at start",
+        Duration::from_secs(60),
+        || (std::fs::read_to_string(sshd.hosts_file()).ok()? == expected).then_some(()),
+    );
     drop(sshd);
 }

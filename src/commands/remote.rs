@@ -9,7 +9,6 @@ use serde::Serialize;
 use super::{EXIT_NOT_FOUND, Fail, Res, fail, require_admin, show};
 use crate::channel::{Input, Output, read_input};
 use crate::daemon::Daemon;
-use crate::fleet::ServerState;
 use crate::provision;
 use crate::store::KeyRecord;
 
@@ -113,86 +112,32 @@ pub(super) async fn provisioners_remove(
     Ok(())
 }
 
-/// Run `names` on `server` in order, output streamed to the caller. The
-/// server takes no containers meanwhile (unknown, its Docker bridge held);
-/// it is running again only when every one succeeded.
+/// Run `names` on `server` in order, output streamed to the caller
+/// ([`crate::fleet::provision`]).
 pub(super) async fn provision_server(
     d: &Daemon,
     server: &str,
     names: &[String],
     out: &Output,
 ) -> Res {
-    let link = d.fleet.link(server).ok_or_else(|| {
-        fail(format!(
-            "server {server} is not reached over SSH: provisioners need servers:add --ssh"
-        ))
-    })?;
-    let scripts = names
-        .iter()
-        .map(|n| provision::read(d.store.root(), n).map(|s| (n.clone(), s)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    if scripts.is_empty() {
-        out.out(format!("{server}: every provisioner is up to date\n"))
-            .await;
-        return Ok(());
-    }
-    link.hold(Some("being provisioned".into()));
-    if let Err(e) = d.fleet.set_state(&d.store, server, ServerState::Unknown) {
-        tracing::warn!("{e}");
-    }
-    for (name, script) in scripts {
-        out.err(format!("-----> Provisioning {server} with {name}\n"))
-            .await;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let run = provision::run(&link, d.store.root(), server, &name, &script, tx);
-        let relay = async {
-            while let Some(chunk) = rx.recv().await {
-                out.err(chunk).await;
-            }
-        };
-        let (ran, ()) = tokio::join!(run, relay);
-        let log = provision::log_path(d.store.root(), server, &name);
-        let (ran, broken) = match ran {
-            Ok(r) => (r, None),
-            Err(e) => (
-                provision::Ran {
-                    sha1: provision::sha1_hex(&script),
-                    ok: false,
-                    exit: None,
-                    at: crate::store::now_rfc3339(),
-                },
-                Some(e.to_string()),
-            ),
-        };
-        let ok = ran.ok;
-        let exit = ran.exit;
-        d.fleet
-            .update(&d.store, server, |s| {
-                s.provisioned.insert(name.clone(), ran);
-            })
-            .map_err(fail)?;
-        if !ok {
-            link.hold(Some(format!("provisioner {name} failed")));
-            if let Some(why) = broken {
-                return Err(fail(format!(
-                    "{why}; the server stays unknown and takes no containers; the output so far is in {}",
-                    log.display()
-                )));
-            }
-            return Err(fail(format!(
-                "provisioner {name} failed on server {server} (exit status {}); the server stays unknown and takes no containers; its output is in {}; fix the script or the server and run servers:provision {server}",
-                exit.map_or("-".to_string(), |c| c.to_string()),
-                log.display()
-            )));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = crate::fleet::provision(&d.store, &d.fleet, server, names, tx);
+    let relay = async {
+        while let Some(chunk) = rx.recv().await {
+            out.err(chunk).await;
+        }
+    };
+    let (applied, ()) = tokio::join!(run, relay);
+    match applied.map_err(|e| fail(e.to_string()))? {
+        crate::fleet::Applied::Nothing => {
+            out.out(format!("{server}: every provisioner is up to date\n"))
+                .await
+        }
+        crate::fleet::Applied::Done => {
+            out.out(format!("{server} is provisioned and takes containers\n"))
+                .await
         }
     }
-    link.hold(None);
-    d.fleet
-        .set_state(&d.store, server, ServerState::Running)
-        .map_err(fail)?;
-    out.out(format!("{server} is provisioned and takes containers\n"))
-        .await;
     Ok(())
 }
 

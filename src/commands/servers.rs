@@ -192,7 +192,7 @@ pub(super) async fn servers_add(
         );
     }
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
-        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
     let provision = std::mem::take(&mut new.provision);
     let server = crate::fleet::register(&d.store, &d.fleet, new, None)
         .await
@@ -307,7 +307,7 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
     let leaving = d.fleet.get(name);
     d.fleet
         .remove(&d.store, name)
-        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
     if let Some((server, docker)) = leaving {
         crate::lockdown::forget(&d.store, &d.docker, server, docker).await;
     }

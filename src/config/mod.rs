@@ -73,6 +73,10 @@ pub enum ProviderConfig {
         /// Seconds one request may take (default 300).
         #[serde(default)]
         timeout: Option<u64>,
+        /// Provisioners its servers reached over SSH run before they take
+        /// containers, in order.
+        #[serde(default)]
+        provision: Vec<String>,
     },
 }
 

@@ -60,39 +60,22 @@ pub async fn grow(
     };
     let started = Instant::now();
     let machine = provider.add(&request).await?;
-    let mut all_labels = machine.labels.clone();
-    all_labels.extend(labels.clone());
-    let address = machine.address.parse().map_err(|_| {
-        format!(
-            "provider {kind} answered address {:?}, which is not an IP address",
-            machine.address
-        )
-    });
-    let address = match address {
-        Ok(a) => a,
+    let bridge = crate::remote::bridge::socket_path(d.store.root(), &request.name);
+    let new = match crate::cloud::answer::new_server(
+        kind,
+        &machine,
+        &request,
+        chosen,
+        &bridge,
+        config.provision(),
+    ) {
+        Ok(new) => new,
         Err(e) => {
             let _ = provider.remove(&machine.id, &request.name).await;
-            return Err(e);
+            return Err(format!("{e}; machine {} was given back", machine.id));
         }
     };
-    if machine.docker.starts_with("tcp://") && machine.tls.is_none() && !machine.insecure {
-        let _ = provider.remove(&machine.id, &request.name).await;
-        return Err(format!(
-            "provider {kind} answered {} without tls files: give \"tls\" in the answer, or \"insecure\": true for an engine on a trusted private network; machine {} was given back",
-            machine.docker, machine.id
-        ));
-    }
-    let new = crate::command::NewServer {
-        name: request.name.clone(),
-        docker: machine.docker.clone(),
-        address,
-        memory: machine.memory.unwrap_or(chosen.memory),
-        labels: all_labels,
-        tls: machine.tls.clone(),
-        insecure: machine.insecure,
-        ssh: None,
-        provision: Vec::new(),
-    };
+    let provision = new.provision.clone();
     let origin = Origin {
         provider: kind.to_string(),
         id: machine.id.clone(),
@@ -102,9 +85,38 @@ pub async fn grow(
         Ok(()) => fleet::register(&d.store, &d.fleet, new, Some(origin)).await,
         Err(e) => Err(e),
     };
+    let registered = match registered {
+        Ok(server) if !provision.is_empty() => {
+            // Provisioned before it takes containers; a failure gives it back.
+            match fleet::provision_reporting(&d.store, &d.fleet, &server.name, &provision, p).await
+            {
+                Ok(_) => d.fleet.get(&server.name).map(|(s, _)| s).ok_or_else(|| {
+                    format!("server {} left the fleet while provisioned", server.name)
+                }),
+                Err(e) => {
+                    if let Err(e) = d.fleet.give_back(&d.store, &server.name) {
+                        tracing::warn!("{e}");
+                    }
+                    let _ = provider.remove(&machine.id, &request.name).await;
+                    d.store.audit_fleet(
+                        "servers:add failed",
+                        &format!(
+                            "{} by provider {kind} (id {}): {e}",
+                            server.name, machine.id
+                        ),
+                    );
+                    return Err(e.given_back(&machine.id));
+                }
+            }
+        }
+        other => other.map_err(|e| e.to_string()),
+    };
     match registered {
         Ok(server) => {
             crate::lockdown::refresh(&d.store, &d.fleet, &d.docker).await;
+            for w in crate::hosts::sync(&d.fleet).await {
+                p.warn(w);
+            }
             p.detail(format!(
                 "added server {} ({}, {} MiB, {}) in {:.1}s",
                 server.name,

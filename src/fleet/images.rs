@@ -5,11 +5,16 @@
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use super::FleetError;
 use crate::launch::docker_message;
 
 /// Make sure `image` is on `target`: if not, stream it from `source` (docker
 /// save → docker load through the two APIs). Returns whether it was copied.
-pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Result<bool, String> {
+pub async fn ensure_image(
+    source: &Docker,
+    target: &Docker,
+    image: &str,
+) -> Result<bool, FleetError> {
     if target.inspect_image(image).await.is_ok() {
         return Ok(false);
     }
@@ -38,12 +43,17 @@ pub async fn ensure_image(source: &Docker, target: &Docker, image: &str) -> Resu
     while let Some(r) = load.next().await {
         if let Err(e) = r {
             exporter.abort();
-            return Err(format!("cannot copy image {image}: {}", docker_message(&e)));
+            return Err(FleetError::ImageCopy {
+                image: image.to_string(),
+                reason: docker_message(&e),
+            });
         }
     }
     let _ = exporter.await;
     if target.inspect_image(image).await.is_err() {
-        return Err(format!("image {image} did not arrive on the server"));
+        return Err(FleetError::ImageMissing {
+            image: image.to_string(),
+        });
     }
     Ok(true)
 }

@@ -105,7 +105,7 @@ async fn load_on_engine(
     ensure_image(hq).await?;
     crate::fleet::ensure_image(hq, docker, NFT_IMAGE)
         .await
-        .map_err(&engine)?;
+        .map_err(|e| engine(e.to_string()))?;
     let name = format!("quarry-nft-{:06x}", rand::random_range(0..0xff_ffffu32));
     let body = ContainerCreateBody {
         image: Some(NFT_IMAGE.to_string()),
