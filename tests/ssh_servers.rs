@@ -364,6 +364,17 @@ fn a_provider_server_over_ssh_is_provisioned_before_it_takes_containers() {
     );
     repo.commit("on a rented server");
 
+    // A provisioner that is not stored: refused before a machine is rented.
+    std::fs::write(server.data.join("config.yml"), config("nosuch")).unwrap();
+    let out = server.push(repo.path(), &app);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("config.yml: provider.provision: no provisioner named nosuch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::read_dir(pool.path()).unwrap().next().is_none());
+
     // A provisioner fails: the machine goes back, the push fails in the
     // script's last words, and its log is kept.
     std::fs::write(server.data.join("config.yml"), config("broken")).unwrap();
@@ -397,11 +408,16 @@ fn a_provider_server_over_ssh_is_provisioned_before_it_takes_containers() {
     // It succeeds: provisioned first, then the container runs there.
     std::fs::write(server.data.join("config.yml"), config("base")).unwrap();
     let log = server.push_ok(repo.path(), &app);
-    let ready = log.find("base ready").unwrap_or_else(|| panic!("{log}"));
-    // The failed push took v1.
-    let copied = log
-        .find(&format!("copied quarry/{app}:v2 to server auto-1"))
-        .unwrap_or_else(|| panic!("{log}"));
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .position(|l| what(l))
+            .unwrap_or_else(|| panic!("{log}"))
+    };
+    let ready = at(&|l| l.contains("base ready"));
+    let copied =
+        at(&|l| l.contains(&format!("copied quarry/{app}:")) && l.contains("to server auto-1"));
     assert!(
         ready < copied,
         "provisioned before it took containers: {log}"

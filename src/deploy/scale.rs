@@ -48,6 +48,11 @@ pub async fn grow(
     p.step(format!(
         "The grid is full: asking provider {kind} for a server of {size} MiB{with}"
     ));
+    // Scripts that are not there fail now, before a machine is rented.
+    for name in config.provision() {
+        crate::provision::read(d.store.root(), name)
+            .map_err(|e| format!("config.yml: provider.provision: {e}"))?;
+    }
     provider.ping().await?;
     let sizes = provider.sizes().await?;
     let chosen = choose_size(&sizes, *size).map_err(|e| format!("provider {kind}: {e}"))?;
@@ -76,6 +81,12 @@ pub async fn grow(
         }
     };
     let provision = new.provision.clone();
+    if new.ssh.is_none() && !config.provision().is_empty() {
+        p.warn(format!(
+            "provider {kind} answered a Docker endpoint for {}: provider.provision runs only on servers reached over SSH",
+            request.name
+        ));
+    }
     let origin = Origin {
         provider: kind.to_string(),
         id: machine.id.clone(),
