@@ -43,6 +43,56 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// `[USER@]HOST[:PORT]` (user `root`, port 22 by default; `[v6]:port`).
+    pub fn parse(text: &str) -> Result<SshTarget, &'static str> {
+        let (user, rest) = text.split_once('@').unwrap_or(("root", text));
+        let user_ok = !user.is_empty()
+            && user.len() <= 32
+            && !user.starts_with('-')
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !user_ok {
+            return Err("the user is letters, digits, '-', '_' and '.'");
+        }
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(inner) => {
+                let (h, after) = inner
+                    .split_once(']')
+                    .ok_or("an IPv6 address is written [addr]:port")?;
+                (h, after.strip_prefix(':'))
+            }
+            None => match rest.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h, Some(p)),
+                _ => (rest, None),
+            },
+        };
+        let port = match port {
+            None => 22,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or("the port is a number from 1 to 65535")?,
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && (host.parse::<std::net::IpAddr>().is_ok()
+                || (!host.starts_with('-')
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))));
+        if !host_ok {
+            return Err("the host is a name or an IP address");
+        }
+        Ok(SshTarget {
+            user: user.to_string(),
+            host: host.to_string(),
+            port,
+            host_key: None,
+        })
+    }
+
     /// `user@host:port`.
     pub fn display(&self) -> String {
         format!("{}@{}:{}", self.user, self.host, self.port)
@@ -75,5 +125,23 @@ pub fn check_transport(endpoint: &str, tls: bool, insecure: bool) -> Result<(), 
             "--insecure is for a tcp:// engine without TLS, not {endpoint}"
         )),
         (true, false, true) | (true, true, false) | (false, _, false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_targets_default_to_root_on_22() {
+        let t = SshTarget::parse("10.0.0.9").unwrap();
+        assert_eq!((t.user.as_str(), t.port), ("root", 22));
+        let t = SshTarget::parse("ops@[fd00::9]:2200").unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("ops", "fd00::9", 2200)
+        );
+        assert!(SshTarget::parse("-oProxyCommand=x@h").is_err());
+        assert!(SshTarget::parse("root@-h").is_err());
     }
 }

@@ -68,7 +68,7 @@ pub fn new_server(
                 ));
             }
             let mut target =
-                ssh_target(text).map_err(|why| refuse(format!("ssh {text:?}"), why))?;
+                SshTarget::parse(text).map_err(|why| refuse(format!("ssh {text:?}"), why))?;
             if let Some(key) = &machine.host_key {
                 let parsed = crate::remote::parse_host_key(key)
                     .map_err(|e| refuse("host_key".into(), &e.to_string()))?;
@@ -99,56 +99,6 @@ pub fn new_server(
         tls: machine.tls.clone(),
         insecure: machine.insecure,
         ssh,
-    })
-}
-
-/// `[USER@]HOST[:PORT]` (user `root`, port 22 by default; `[v6]:port`).
-pub fn ssh_target(text: &str) -> Result<SshTarget, &'static str> {
-    let (user, rest) = text.split_once('@').unwrap_or(("root", text));
-    let user_ok = !user.is_empty()
-        && user.len() <= 32
-        && !user.starts_with('-')
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !user_ok {
-        return Err("the user is letters, digits, '-', '_' and '.'");
-    }
-    let (host, port) = match rest.strip_prefix('[') {
-        Some(inner) => {
-            let (h, after) = inner
-                .split_once(']')
-                .ok_or("an IPv6 address is written [addr]:port")?;
-            (h, after.strip_prefix(':'))
-        }
-        None => match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            _ => (rest, None),
-        },
-    };
-    let port = match port {
-        None => 22,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or("the port is a number from 1 to 65535")?,
-    };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && (host.parse::<std::net::IpAddr>().is_ok()
-            || (!host.starts_with('-')
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))));
-    if !host_ok {
-        return Err("the host is a name or an IP address");
-    }
-    Ok(SshTarget {
-        user: user.to_string(),
-        host: host.to_string(),
-        port,
-        host_key: None,
     })
 }
 
@@ -246,18 +196,5 @@ mod tests {
                 .unwrap_err()
                 .starts_with("provider exec answered host_key: ")
         );
-    }
-
-    #[test]
-    fn ssh_targets_default_to_root_on_22() {
-        let t = ssh_target("10.0.0.9").unwrap();
-        assert_eq!((t.user.as_str(), t.port), ("root", 22));
-        let t = ssh_target("ops@[fd00::9]:2200").unwrap();
-        assert_eq!(
-            (t.user.as_str(), t.host.as_str(), t.port),
-            ("ops", "fd00::9", 2200)
-        );
-        assert!(ssh_target("-oProxyCommand=x@h").is_err());
-        assert!(ssh_target("root@-h").is_err());
     }
 }

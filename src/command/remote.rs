@@ -13,50 +13,8 @@ pub(super) fn ssh_target(
     text: &str,
     host_key: Option<&str>,
 ) -> Result<SshTarget, ParseError> {
-    let bad = |why: &str| a.usage_error(&format!("--ssh {text:?}: {why}"));
-    let (user, rest) = match text.split_once('@') {
-        Some((u, r)) => (u, r),
-        None => ("root", text),
-    };
-    let user_ok = !user.is_empty()
-        && user.len() <= 32
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && !user.starts_with('-');
-    if !user_ok {
-        return Err(bad("the user is letters, digits, '-', '_' and '.'"));
-    }
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        // [v6]:port
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or_else(|| bad("an IPv6 address is written [addr]:port"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            _ => (rest, None),
-        }
-    };
-    let port = match port {
-        None => 22,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| bad("the port is a number from 1 to 65535"))?,
-    };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && (host.parse::<std::net::IpAddr>().is_ok()
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-                && !host.starts_with('-'));
-    if !host_ok {
-        return Err(bad("the host is a name or an IP address"));
-    }
+    let parsed =
+        SshTarget::parse(text).map_err(|why| a.usage_error(&format!("--ssh {text:?}: {why}")))?;
     let host_key = match host_key {
         None => None,
         Some(k) => {
@@ -68,12 +26,7 @@ pub(super) fn ssh_target(
             )
         }
     };
-    Ok(SshTarget {
-        user: user.to_string(),
-        host: host.to_string(),
-        port,
-        host_key,
-    })
+    Ok(SshTarget { host_key, ..parsed })
 }
 
 fn provisioner(a: &Args<'_>, name: &str) -> Result<String, ParseError> {
