@@ -217,7 +217,7 @@ fn push_twice(server: &Server, repo: &Repo, app: &str, file: &str) -> (String, S
     let started = Instant::now();
     let second = server.push_ok(repo.path(), app);
     eprintln!(
-        "{app}: first push {:.1}s, cached push {:.1}s",
+        "{app}: first push {:.1}s, cached push {:.1}s\n--- first push:\n{first}\n--- cached push:\n{second}",
         t1.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -268,6 +268,26 @@ fn a_pipenv_app_gets_the_python_and_the_versions_its_pipfile_lock_pins() {
         "{second}"
     );
     assert!(!second.contains("Installing dependencies"), "{second}");
+    serves(&server, &app, "pipenv app on python 3.13");
+
+    // A Pipfile changed without `pipenv lock`: refused, as `pipenv install
+    // --deploy` refuses it, and the running release stays.
+    let pipfile = std::fs::read_to_string(repo.path().join("Pipfile")).unwrap();
+    repo.write(
+        "Pipfile",
+        &pipfile.replace("gunicorn = \"*\"\n", "gunicorn = \"*\"\nbottle = \"*\"\n"),
+    );
+    repo.commit("bottle, not locked");
+    let out = server.push(repo.path(), &app);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "Pipfile.lock: out of date (it does not match the Pipfile); run `pipenv lock` and push both"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("Collecting"), "{said}");
     serves(&server, &app, "pipenv app on python 3.13");
     server.admin(&format!("apps:destroy {app} --force"));
 }
