@@ -204,7 +204,7 @@ pub(super) fn detects(builtin: &str, src: &Path) -> bool {
     let file = |name: &str| crate::confined::is_file(src, name);
     let dir = |name: &str| crate::confined::is_dir(src, name);
     match builtin {
-        "python" => file("requirements.txt") || file("pyproject.toml"),
+        "python" => file("requirements.txt") || file("pyproject.toml") || file("Pipfile"),
         "node" => file("package.json"),
         "static" => dir("public") || file("index.html"),
         "procfile" => file("Procfile"),

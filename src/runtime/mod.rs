@@ -4,7 +4,8 @@
 //! The runtimes come from Debian: each suite's stack image ships one Python
 //! and one Node (forky adds a second Python from its own packages). The app's
 //! request is read the way Heroku reads it — Python: `.python-version`, then
-//! `runtime.txt`, then pyproject.toml `requires-python`; Node: package.json
+//! `runtime.txt`, then Pipfile.lock's `_meta.requires`, then pyproject.toml
+//! `requires-python`; Node: package.json
 //! `engines.node`, then `.nvmrc` / `.node-version` — and the oldest suite
 //! whose runtime satisfies it is chosen. A request no suite satisfies is
 //! refused in one line naming the file, the version and what there is.
@@ -285,6 +286,11 @@ pub fn python_request(dir: &Path) -> Result<Option<Request>, RuntimeError> {
         r.text = line.to_string();
         return Ok(Some(r));
     }
+    if let Some(text) = read(dir, "Pipfile.lock", MAX_MANIFEST)?
+        && let Some((file, version)) = pipfile_lock_python(&text)
+    {
+        return python_line(file, &version).map(Some);
+    }
     if let Some(text) = read(dir, "pyproject.toml", MAX_MANIFEST)?
         && let Some(spec) = requires_python(&text)
     {
@@ -295,6 +301,23 @@ pub fn python_request(dir: &Path) -> Result<Option<Request>, RuntimeError> {
         }));
     }
     Ok(None)
+}
+
+/// The Python a Pipfile.lock was locked for, as pipenv writes it from the
+/// Pipfile's `[requires]`: `_meta.requires.python_full_version`, else
+/// `python_version`. An unreadable lock is pipenv's to report.
+fn pipfile_lock_python(text: &str) -> Option<(&'static str, String)> {
+    let lock = serde_json::from_str::<serde_json::Value>(text).ok()?;
+    let requires = lock.get("_meta")?.get("requires")?;
+    [
+        ("Pipfile.lock python_full_version", "python_full_version"),
+        ("Pipfile.lock python_version", "python_version"),
+    ]
+    .into_iter()
+    .find_map(|(file, key)| {
+        let v = requires.get(key)?.as_str()?.trim();
+        (!v.is_empty()).then(|| (file, v.to_string()))
+    })
 }
 
 /// `[project] requires-python = "…"` from pyproject.toml's text: a line

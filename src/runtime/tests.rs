@@ -81,6 +81,42 @@ fn python_versions_pick_the_oldest_suite_that_has_them() {
 }
 
 #[test]
+fn a_pipfile_lock_asks_for_the_python_it_was_locked_for() {
+    let lock =
+        |requires: &str| format!(r#"{{"_meta": {{"requires": {requires}}}, "default": {{}}}}"#);
+    let c = python(&[("Pipfile.lock", &lock(r#"{"python_version": "3.13"}"#))]).unwrap();
+    assert_eq!(
+        c.describe("S"),
+        "Python 3.13 (from Pipfile.lock python_version 3.13) on S"
+    );
+    let both = r#"{"python_version": "3.13", "python_full_version": "3.14.1"}"#;
+    let c = python(&[("Pipfile.lock", &lock(both))]).unwrap();
+    assert_eq!(c.suite.name, "forky");
+    // After runtime.txt, before pyproject.toml; a lock without [requires] asks nothing.
+    let c = python(&[
+        ("runtime.txt", "python-3.11.9"),
+        ("Pipfile.lock", &lock(r#"{"python_version": "3.13"}"#)),
+    ])
+    .unwrap();
+    assert_eq!(c.suite.name, "bookworm");
+    let c = python(&[
+        ("Pipfile.lock", &lock("{}")),
+        (
+            "pyproject.toml",
+            "[project]\nrequires-python = \">=3.12\"\n",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.suite.name, "trixie");
+    let e = python(&[("Pipfile.lock", &lock(r#"{"python_version": "2.7"}"#))]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Pipfile.lock python_version: Python 2.7 is not available; available: "),
+        "{e}"
+    );
+}
+
+#[test]
 fn python_refusals_name_the_file_and_what_there_is() {
     let e = python(&[(".python-version", "2.7\n")]).unwrap_err();
     assert_eq!(
