@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use super::yaml::{self, At, Value};
 use super::{
     Build, Command, Deploy, HealthCheck, Manifest, ManifestError, Node, NodeKind, Placement,
     Releases, Service, ServiceSource,
 };
 use crate::validate;
+use crate::yaml::{self, At, Value};
 
 const SCALE: RangeInclusive<u32> = 0..=100;
 const MEMORY_MIB: RangeInclusive<u32> = 4..=1_048_576;
