@@ -46,12 +46,25 @@ impl Output {
 /// The client's stdin for one channel: chunks until EOF (`None`).
 pub type Input = mpsc::Receiver<Bytes>;
 
+/// Why a command's standard input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("standard input is longer than {limit} bytes")]
+    TooLong { limit: usize },
+}
+
+impl From<InputError> for String {
+    fn from(e: InputError) -> String {
+        e.to_string()
+    }
+}
+
 /// Read all of stdin, up to `limit` bytes.
-pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, String> {
+pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, InputError> {
     let mut buf = Vec::new();
     while let Some(chunk) = input.recv().await {
         if buf.len() + chunk.len() > limit {
-            return Err(format!("standard input is longer than {limit} bytes"));
+            return Err(InputError::TooLong { limit });
         }
         buf.extend_from_slice(&chunk);
     }

@@ -120,10 +120,23 @@ pub fn check(
     Ok(())
 }
 
+/// Why the claims could not be read: the store's error, which names its path.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimsError {
+    #[error("{0}")]
+    Store(#[from] std::io::Error),
+}
+
+impl From<ClaimsError> for String {
+    fn from(e: ClaimsError) -> String {
+        e.to_string()
+    }
+}
+
 /// Every app's effective domains, except `except`'s.
-pub fn claims(store: &Store, root: &str, except: &str) -> Result<Vec<Claim>, String> {
+pub fn claims(store: &Store, root: &str, except: &str) -> Result<Vec<Claim>, ClaimsError> {
     let mut out = Vec::new();
-    for app in store.apps().map_err(|e| e.to_string())? {
+    for app in store.apps()? {
         if app == except {
             continue;
         }
@@ -136,15 +149,13 @@ pub fn claims(store: &Store, root: &str, except: &str) -> Result<Vec<Claim>, Str
 }
 
 /// The effective domains of one app.
-fn of_app(store: &Store, root: &str, app: &str) -> Result<BTreeSet<String>, String> {
+fn of_app(store: &Store, root: &str, app: &str) -> Result<BTreeSet<String>, ClaimsError> {
     let mut set = BTreeSet::from([format!("{app}.{root}")]);
-    set.extend(store.domains(app).map_err(|e| e.to_string())?);
+    set.extend(store.domains(app)?);
     let routed: BTreeMap<String, BTreeSet<String>> =
-        crate::store::read_json(&store.app_dir(app).join("routed.json"))
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+        crate::store::read_json(&store.app_dir(app).join("routed.json"))?.unwrap_or_default();
     set.extend(routed.into_values().flatten());
-    if let Some(live) = store.live_release(app).map_err(|e| e.to_string())?
+    if let Some(live) = store.live_release(app)?
         && let Ok(stack) = crate::stack::from_release(&live)
     {
         for node in stack.manifest.nodes.values() {

@@ -109,21 +109,35 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
+/// Why an engine's endpoint was refused, naming the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "{endpoint} has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
+    )]
+    NoTls { endpoint: String },
+    #[error("--insecure is for a tcp:// engine without TLS, and {endpoint} has TLS files")]
+    InsecureWithTls { endpoint: String },
+    #[error("--insecure is for a tcp:// engine without TLS, not {endpoint}")]
+    InsecureNotTcp { endpoint: String },
+}
+
+impl From<TransportError> for String {
+    fn from(e: TransportError) -> String {
+        e.to_string()
+    }
+}
+
 /// Why a new server's endpoint may not be used as given: a plain `tcp://`
 /// engine hands root on that machine to anyone who can reach the port, so
 /// it takes TLS files, or an explicit `insecure` for a trusted network.
-pub fn check_transport(endpoint: &str, tls: bool, insecure: bool) -> Result<(), String> {
+pub fn check_transport(endpoint: &str, tls: bool, insecure: bool) -> Result<(), TransportError> {
     let tcp = endpoint.starts_with("tcp://");
+    let endpoint = endpoint.to_owned();
     match (tcp, tls, insecure) {
-        (true, false, false) => Err(format!(
-            "{endpoint} has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
-        )),
-        (true, true, true) => Err(format!(
-            "--insecure is for a tcp:// engine without TLS, and {endpoint} has TLS files"
-        )),
-        (false, _, true) => Err(format!(
-            "--insecure is for a tcp:// engine without TLS, not {endpoint}"
-        )),
+        (true, false, false) => Err(TransportError::NoTls { endpoint }),
+        (true, true, true) => Err(TransportError::InsecureWithTls { endpoint }),
+        (false, _, true) => Err(TransportError::InsecureNotTcp { endpoint }),
         (true, false, true) | (true, true, false) | (false, _, false) => Ok(()),
     }
 }

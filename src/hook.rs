@@ -207,7 +207,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
     }
     let update = match check_updates(&request.updates) {
         Ok(u) => u,
-        Err(e) => return reply_exit(&mut write, &e, 1).await,
+        Err(e) => return reply_exit(&mut write, &e.to_string(), 1).await,
     };
 
     let (progress, mut rx) = Progress::channel();
@@ -307,29 +307,38 @@ async fn reply_exit(
     Ok(())
 }
 
+/// Why a push's ref updates do not deploy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum UpdateError {
+    #[error("nothing was pushed")]
+    Nothing,
+    #[error("only main or master deploy; push with `git push quarry HEAD:main` (got {0})")]
+    OtherBranch(String),
+    #[error("deleting {0} is not allowed; destroy the app with apps:destroy")]
+    Deletion(String),
+    #[error("invalid commit id {0:?}")]
+    BadCommit(String),
+    #[error("push one branch at a time: main or master")]
+    Several,
+}
+
 /// Exactly one update, of `main` or `master`, that is not a deletion.
-fn check_updates(updates: &[RefUpdate]) -> Result<&RefUpdate, String> {
+fn check_updates(updates: &[RefUpdate]) -> Result<&RefUpdate, UpdateError> {
     match updates {
-        [] => Err("nothing was pushed".into()),
+        [] => Err(UpdateError::Nothing),
         [u] => {
             if u.refname != "refs/heads/main" && u.refname != "refs/heads/master" {
-                return Err(format!(
-                    "only main or master deploy; push with `git push quarry HEAD:main` (got {})",
-                    u.refname
-                ));
+                return Err(UpdateError::OtherBranch(u.refname.clone()));
             }
             if u.new == ZERO {
-                return Err(format!(
-                    "deleting {} is not allowed; destroy the app with apps:destroy",
-                    u.refname
-                ));
+                return Err(UpdateError::Deletion(u.refname.clone()));
             }
             if u.new.len() != 40 || !u.new.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("invalid commit id {:?}", u.new));
+                return Err(UpdateError::BadCommit(u.new.clone()));
             }
             Ok(u)
         }
-        _ => Err("push one branch at a time: main or master".into()),
+        _ => Err(UpdateError::Several),
     }
 }
 
@@ -353,16 +362,25 @@ mod tests {
         assert!(
             check_updates(&[u("refs/heads/dev", &sha)])
                 .unwrap_err()
+                .to_string()
                 .contains("only main or master")
         );
         assert!(
             check_updates(&[u("refs/heads/main", ZERO)])
                 .unwrap_err()
+                .to_string()
                 .contains("deleting")
         );
         assert!(
             check_updates(&[u("refs/heads/main", &sha), u("refs/heads/master", &sha)]).is_err()
         );
-        assert!(check_updates(&[]).is_err());
+        assert_eq!(
+            check_updates(&[]).unwrap_err().to_string(),
+            "nothing was pushed"
+        );
+        assert_eq!(
+            check_updates(&[u("refs/heads/main", "xyz")]).unwrap_err(),
+            UpdateError::BadCommit("xyz".into())
+        );
     }
 }

@@ -42,7 +42,8 @@
 //! The ground floor (no Docker, no daemon): [`store`] (the filesystem db),
 //! [`config`] (config.yml), [`endpoint`] (how an engine is reached),
 //! [`grid`] (placement, pure), [`schedule`] (cron text → due times),
-//! [`validate`] (names that cross the edge), [`confined`] (no-follow access
+//! [`validate`] (names that cross the edge), [`yaml`] (the one YAML reader:
+//! a tree with lines, errors with key paths), [`confined`] (no-follow access
 //! to what tenants wrote), [`progress`] (lines to the pusher).
 
 pub mod alpn;
@@ -87,3 +88,4 @@ pub mod stackimage;
 pub mod store;
 pub mod tls;
 pub mod validate;
+pub mod yaml;

@@ -228,10 +228,12 @@ async fn load(
 /// are loaded in parallel. Returns the records written.
 pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
     let _guard = APPLYING.lock().await;
-    let (on, allow) = match crate::config::Config::load(store).and_then(|c| {
-        let allow = render::parse_allow(&c.network.allow)?;
-        Ok((c.network.lockdown, allow))
-    }) {
+    let (on, allow) = match crate::config::Config::load(store)
+        .map_err(String::from)
+        .and_then(|c| {
+            let allow = render::parse_allow(&c.network.allow)?;
+            Ok((c.network.lockdown, allow))
+        }) {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!("lockdown: {e}");
@@ -402,16 +404,22 @@ mod tests {
         assert_eq!(c.network.pool, "10.201.0.0/16");
         let c = crate::config::Config::parse("network: { pool: 10.9.0.0/16 }\n").unwrap();
         assert!(!c.network.lockdown, "off unless asked");
-        let e = crate::config::Config::parse("network:\n  lockdown: yes please\n").unwrap_err();
+        let e = crate::config::Config::parse("network:\n  lockdown: yes please\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("config.yml:2:"), "{e}");
-        let e = crate::config::Config::parse("network:\n  lockdwn: true\n").unwrap_err();
+        let e = crate::config::Config::parse("network:\n  lockdwn: true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lockdwn"), "{e}");
         let c = crate::config::Config::parse(
             "network: { lockdown: true, allow: [203.0.113.9, 10.0.0.0/8] }\n",
         )
         .unwrap();
         assert_eq!(c.network.allow, ["203.0.113.9", "10.0.0.0/8"]);
-        let e = crate::config::Config::parse("network: { allow: [10.0.0.1/8] }\n").unwrap_err();
+        let e = crate::config::Config::parse("network: { allow: [10.0.0.1/8] }\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "config.yml: network.allow: \"10.0.0.1/8\" has host bits set past /8"

@@ -1,6 +1,6 @@
 //! quarry.yml and Procfile: what an app asks to run.
 //!
-//! Two layers, as in ripgrep's argument parsing: `yaml` turns the text into
+//! Two layers, as in ripgrep's argument parsing: [`crate::yaml`] turns the text into
 //! a tree that remembers lines, then `schema` reads that tree into a
 //! validated [`Manifest`], refusing unknown keys, wrong types and bad values
 //! with `file:line: key.path: reason`. A Procfile or a lone Dockerfile give
@@ -9,7 +9,6 @@
 
 mod cron;
 mod schema;
-mod yaml;
 
 pub use cron::{CronJob, default_node};
 
@@ -218,48 +217,7 @@ impl Default for Releases {
 }
 
 /// Why a quarry.yml or Procfile was refused: `file:line: key.path: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestError {
-    /// The name shown to the user, such as `quarry.yml`.
-    pub file: String,
-    /// 1-based; `None` when the problem is the file as a whole or a missing key.
-    pub line: Option<usize>,
-    /// Such as `nodes.web.scale`; empty for syntax errors.
-    pub path: String,
-    pub reason: String,
-}
-
-impl ManifestError {
-    /// An error whose file is filled in by the public entry points.
-    fn new(line: Option<usize>, path: &str, reason: impl Into<String>) -> ManifestError {
-        ManifestError {
-            file: String::new(),
-            line,
-            path: path.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    fn in_file(mut self, file: &str) -> ManifestError {
-        file.clone_into(&mut self.file);
-        self
-    }
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
-impl std::error::Error for ManifestError {}
+pub use crate::yaml::Error as ManifestError;
 
 /// The manifest of an app with only a Dockerfile: one web node running the image's CMD.
 pub fn default_manifest() -> Manifest {

@@ -170,6 +170,32 @@ impl Tree {
     }
 }
 
+/// Why the pushed tree could not be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("invalid commit id {0:?}")]
+    BadCommit(String),
+    #[error("cannot run git archive: {0}")]
+    Run(io::Error),
+    #[error("cannot read git archive: {0}")]
+    Read(io::Error),
+    #[error("cannot spool the pushed tree: {0}")]
+    Spool(io::Error),
+    #[error(
+        "the pushed tree is larger than {} MB unpacked; make it smaller (the operator sets the limit with {MAX_TREE_ENV})",
+        cap / 1_000_000
+    )]
+    TooLarge { cap: u64 },
+    #[error("git archive {commit} failed: {stderr}")]
+    Failed { commit: String, stderr: String },
+}
+
+impl From<ArchiveError> for String {
+    fn from(e: ArchiveError) -> String {
+        e.to_string()
+    }
+}
+
 /// `git archive --format=tar <treeish>` (a commit, or `<commit>:<dir>`),
 /// read through the quarantine variables in `git_env` and streamed into a
 /// file in `spool` with at most `cap` bytes; a bigger tree stops git there.
@@ -179,10 +205,10 @@ pub async fn archive(
     git_env: &BTreeMap<String, String>,
     spool: &Path,
     cap: u64,
-) -> Result<Tree, String> {
+) -> Result<Tree, ArchiveError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("invalid commit id {commit:?}"));
+        return Err(ArchiveError::BadCommit(commit.to_owned()));
     }
     let mut cmd = Command::new("git");
     cmd.arg("--git-dir")
@@ -197,15 +223,9 @@ pub async fn archive(
             cmd.env(k, v);
         }
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run git archive: {e}"))?;
-    let file = tempfile::NamedTempFile::new_in(spool)
-        .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
-    let mut out = tokio::fs::File::from_std(
-        file.reopen()
-            .map_err(|e| format!("cannot spool the pushed tree: {e}"))?,
-    );
+    let mut child = cmd.spawn().map_err(ArchiveError::Run)?;
+    let file = tempfile::NamedTempFile::new_in(spool).map_err(ArchiveError::Spool)?;
+    let mut out = tokio::fs::File::from_std(file.reopen().map_err(ArchiveError::Spool)?);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let errors = tokio::spawn(async move {
@@ -218,38 +238,27 @@ pub async fn archive(
     let mut buf = vec![0u8; 64 * 1024];
     let mut len: u64 = 0;
     loop {
-        let n = stdout
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("cannot read git archive: {e}"))?;
+        let n = stdout.read(&mut buf).await.map_err(ArchiveError::Read)?;
         if n == 0 {
             break;
         }
         len += n as u64;
         if len > cap {
             let _ = child.kill().await;
-            return Err(format!(
-                "the pushed tree is larger than {} MB unpacked; make it smaller (the operator sets the limit with {MAX_TREE_ENV})",
-                cap / 1_000_000
-            ));
+            return Err(ArchiveError::TooLarge { cap });
         }
         out.write_all(&buf[..n])
             .await
-            .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
+            .map_err(ArchiveError::Spool)?;
     }
-    out.flush()
-        .await
-        .map_err(|e| format!("cannot spool the pushed tree: {e}"))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("cannot run git archive: {e}"))?;
+    out.flush().await.map_err(ArchiveError::Spool)?;
+    let status = child.wait().await.map_err(ArchiveError::Run)?;
     let errors = errors.await.unwrap_or_default();
     if !status.success() {
-        return Err(format!(
-            "git archive {commit} failed: {}",
-            String::from_utf8_lossy(&errors).trim()
-        ));
+        return Err(ArchiveError::Failed {
+            commit: commit.to_owned(),
+            stderr: String::from_utf8_lossy(&errors).trim().to_owned(),
+        });
     }
     Ok(Tree { file, len })
 }

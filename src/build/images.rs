@@ -6,26 +6,52 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why an image reference is refused: one line naming the file and the image.
-pub fn check_image(app: &str, file: &str, reference: &str) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("{file}: image {reference} is named by its id; name images by repository and tag")]
+    ById { file: String, reference: String },
+    #[error(
+        "{file}: image {reference} belongs to another app ({owner}); an app may use only its own quarry/{app} images"
+    )]
+    OtherApp {
+        file: String,
+        reference: String,
+        owner: String,
+        app: String,
+    },
+}
+
+impl From<ImageError> for String {
+    fn from(e: ImageError) -> String {
+        e.to_string()
+    }
+}
+
+/// Refuses an image another app owns, or one named by its id.
+pub fn check_image(app: &str, file: &str, reference: &str) -> Result<(), ImageError> {
     let name = normalize(reference);
     if looks_like_id(&name) {
-        return Err(format!(
-            "{file}: image {reference} is named by its id; name images by repository and tag"
-        ));
+        return Err(ImageError::ById {
+            file: file.to_owned(),
+            reference: reference.to_owned(),
+        });
     }
     let repo = repository(&name);
     if let Some(owner) = repo.strip_prefix("quarry/")
         && owner != app
     {
-        return Err(format!(
-            "{file}: image {reference} belongs to another app ({owner}); an app may use only its own quarry/{app} images"
-        ));
+        return Err(ImageError::OtherApp {
+            file: file.to_owned(),
+            reference: reference.to_owned(),
+            owner: owner.to_owned(),
+            app: app.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// Check every image the Dockerfile `text` can pull from.
-pub fn check_dockerfile(app: &str, file: &str, text: &str) -> Result<(), String> {
+pub fn check_dockerfile(app: &str, file: &str, text: &str) -> Result<(), ImageError> {
     for reference in references(text) {
         check_image(app, file, &reference)?;
     }
@@ -268,7 +294,9 @@ mod tests {
     #[test]
     fn another_apps_images_are_refused_and_its_own_are_fine() {
         assert_eq!(
-            check_dockerfile("shop", "Dockerfile", "FROM quarry/victim:v1\n").unwrap_err(),
+            check_dockerfile("shop", "Dockerfile", "FROM quarry/victim:v1\n")
+                .unwrap_err()
+                .to_string(),
             "Dockerfile: image quarry/victim:v1 belongs to another app (victim); an app may use only its own quarry/shop images"
         );
         assert_eq!(
@@ -277,12 +305,14 @@ mod tests {
                 "quarry.yml services.db.image",
                 "docker.io/Quarry/Victim:v1"
             )
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
             "quarry.yml services.db.image: image docker.io/Quarry/Victim:v1 belongs to another app (victim); an app may use only its own quarry/shop images"
         );
         assert!(
             check_image("shop", "Dockerfile", "3f2a9c0d1e2b")
                 .unwrap_err()
+                .to_string()
                 .contains("named by its id")
         );
         check_dockerfile(

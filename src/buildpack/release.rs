@@ -4,30 +4,32 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::store::ManifestSource;
 
-/// What `bin/release` printed.
-#[derive(Debug, Deserialize)]
-struct ReleaseOutput {
-    #[serde(default)]
-    default_process_types: Option<BTreeMap<String, String>>,
-}
-
-/// The default process types from `bin/release`'s YAML.
+/// The default process types from `bin/release`'s YAML (its other keys,
+/// such as `addons` and `config_vars`, are not read).
 pub fn process_types(buildpack: &str, yaml: &str) -> Result<BTreeMap<String, String>, String> {
     if yaml.trim().is_empty() || yaml.trim() == "---" {
         return Ok(BTreeMap::new());
     }
-    let out: ReleaseOutput = serde_saphyr::from_str(yaml).map_err(|e| {
-        let e = e.to_string();
+    let invalid = |e: crate::yaml::Error| {
         format!(
             "the {buildpack} buildpack's bin/release printed invalid YAML: {}",
-            e.lines().next().unwrap_or("")
+            e.in_file("bin/release output")
         )
-    })?;
-    let types = out.default_process_types.unwrap_or_default();
+    };
+    let mut types = BTreeMap::new();
+    if let Some(root) = crate::yaml::parse(yaml).map_err(invalid)? {
+        let root = crate::yaml::At::root(&root);
+        for (key, at) in root.entries().map_err(invalid)? {
+            if key == "default_process_types" {
+                for (name, command) in at.entries().map_err(invalid)? {
+                    let command = command.text().map_err(invalid)?;
+                    types.insert(name.to_owned(), command.to_owned());
+                }
+            }
+        }
+    }
     for (name, command) in &types {
         crate::validate::process_name("process type", name)
             .map_err(|e| format!("the {buildpack} buildpack's bin/release: {e}"))?;

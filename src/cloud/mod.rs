@@ -211,24 +211,32 @@ mod tests {
         assert!(
             Config::parse("provider:\n  kind: exec\n  command: p\n")
                 .unwrap_err()
+                .to_string()
                 .contains("provider.command: use an absolute path")
         );
         assert!(
             Config::parse("grid:\n  max: 1\n  min: 2\n")
                 .unwrap_err()
+                .to_string()
                 .contains("grid.max (1) is below grid.min (2)")
         );
         assert_eq!(
-            Config::parse("grid:\n  autosise: true\n").unwrap_err(),
-            "config.yml:2: unknown field `autosise`, expected one of autosize, min, max, idle"
+            Config::parse("grid:\n  autosise: true\n")
+                .unwrap_err()
+                .to_string(),
+            "config.yml:2: grid.autosise: unknown field, expected one of autosize, min, max, idle"
         );
         assert_eq!(
-            Config::parse("provider:\n  kind: aws\n").unwrap_err(),
-            "config.yml:2: unknown variant `aws`, expected one of static, exec"
+            Config::parse("provider:\n  kind: aws\n")
+                .unwrap_err()
+                .to_string(),
+            "config.yml:2: provider.kind: expected static or exec, found \"aws\""
         );
         assert_eq!(
-            Config::parse("grid:\n  min: many\n").unwrap_err(),
-            "config.yml:2: invalid u64"
+            Config::parse("grid:\n  min: many\n")
+                .unwrap_err()
+                .to_string(),
+            "config.yml:2: grid.min: expected an integer, found \"many\""
         );
     }
 }

@@ -153,7 +153,7 @@ pub(super) fn servers_add(command: &'static str, words: &[String]) -> Result<Cmd
         ));
     }
     crate::endpoint::check_transport(docker, tls.is_some(), insecure)
-        .map_err(|e| a.usage_error(&e))?;
+        .map_err(|e| a.usage_error(&e.to_string()))?;
     Ok(Cmd::ServersAdd(NewServer {
         name,
         docker: if ssh.is_some() {

@@ -66,7 +66,7 @@ pub(super) async fn keys_add(
     require_admin(key, "adding keys")?;
     let text = read_input(&mut input, crate::validate::MAX_KEY_LEN)
         .await
-        .map_err(|e| Fail(e, EXIT_USAGE))?;
+        .map_err(|e| Fail(e.into(), EXIT_USAGE))?;
     let text = String::from_utf8(text)
         .map_err(|_| Fail("the public key is not UTF-8".into(), EXIT_USAGE))?;
     let (public_key, fingerprint) =

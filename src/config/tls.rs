@@ -2,13 +2,14 @@
 //! from, the account's contact, a private CA to trust, the challenge type
 //! (HTTP-01 or TLS-ALPN-01), redirects and HSTS.
 //!
-//! Parsed strictly with the rest of config.yml (`config::Config`): unknown
-//! keys and bad values are refused with `config.yml:LINE: tls.…: reason`.
-//! Pure; reads no files.
+//! Read from config.yml's YAML tree with the rest of the file
+//! (`config::Config`): unknown keys and bad values are refused with
+//! `config.yml:LINE: tls.…: reason`. Pure; reads no files.
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer, de};
+use super::read::set;
+use crate::yaml::{At, Error};
 
 /// Let's Encrypt's production directory, the default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -16,8 +17,7 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// `tls:` in config.yml.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     pub acme: AcmeConfig,
     /// HTTP answers 308 to HTTPS on names with a certificate.
@@ -40,8 +40,7 @@ impl Default for TlsConfig {
 }
 
 /// `tls.acme:` in config.yml.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcmeConfig {
     /// The ACME directory URL (Let's Encrypt's when unset).
     pub directory: Option<DirectoryUrl>,
@@ -76,14 +75,14 @@ impl ChallengeKind {
     }
 }
 
-impl<'de> Deserialize<'de> for ChallengeKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
+impl ChallengeKind {
+    fn read(at: &At) -> Result<ChallengeKind, Error> {
+        let s = at.text()?;
+        match s {
             "http-01" => Ok(ChallengeKind::Http01),
             "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
-            _ => Err(de::Error::custom(format!(
-                "tls.acme.challenge: use http-01 or tls-alpn-01, found {:?}",
+            _ => Err(at.fail(format!(
+                "use http-01 or tls-alpn-01, found {:?}",
                 s.chars().take(80).collect::<String>()
             ))),
         }
@@ -105,19 +104,19 @@ impl AcmeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryUrl(pub String);
 
-impl<'de> Deserialize<'de> for DirectoryUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+impl DirectoryUrl {
+    fn read(at: &At) -> Result<DirectoryUrl, Error> {
+        let s = at.text()?;
         let ok = s.len() <= 2048
             && s.strip_prefix("https://").is_some_and(|rest| {
                 !rest.is_empty() && !rest.starts_with('/') && !rest.chars().any(char::is_control)
             })
             && !s.contains(char::is_whitespace);
         if ok {
-            Ok(DirectoryUrl(s))
+            Ok(DirectoryUrl(s.to_owned()))
         } else {
-            Err(de::Error::custom(format!(
-                "tls.acme.directory: use an https:// URL, found {:?}",
+            Err(at.fail(format!(
+                "use an https:// URL, found {:?}",
                 s.chars().take(80).collect::<String>()
             )))
         }
@@ -128,9 +127,9 @@ impl<'de> Deserialize<'de> for DirectoryUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(pub String);
 
-impl<'de> Deserialize<'de> for Email {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+impl Email {
+    fn read(at: &At) -> Result<Email, Error> {
+        let s = at.text()?;
         let ok = s.len() <= 254
             && s.split_once('@').is_some_and(|(l, h)| {
                 !l.is_empty() && h.contains('.') && !h.starts_with('.') && !h.ends_with('.')
@@ -139,10 +138,10 @@ impl<'de> Deserialize<'de> for Email {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == ',');
         if ok {
-            Ok(Email(s))
+            Ok(Email(s.to_owned()))
         } else {
-            Err(de::Error::custom(format!(
-                "tls.acme.email: not an email address: {:?}",
+            Err(at.fail(format!(
+                "not an email address: {:?}",
                 s.chars().take(80).collect::<String>()
             )))
         }
@@ -153,18 +152,38 @@ impl<'de> Deserialize<'de> for Email {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaBundle(pub PathBuf);
 
-impl<'de> Deserialize<'de> for CaBundle {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p = PathBuf::deserialize(d)?;
+impl CaBundle {
+    fn read(at: &At) -> Result<CaBundle, Error> {
+        let p = PathBuf::from(at.string()?);
         if p.is_absolute() {
             Ok(CaBundle(p))
         } else {
-            Err(de::Error::custom(format!(
-                "tls.acme.ca_bundle: use an absolute path, found {}",
-                p.display()
-            )))
+            Err(at.fail(format!("use an absolute path, found {}", p.display())))
         }
     }
+}
+
+/// `tls:`, each key left out keeping its default.
+pub(super) fn read(at: &At) -> Result<TlsConfig, Error> {
+    let f = at.fields(&["acme", "redirect", "hsts", "auto"])?;
+    let default = TlsConfig::default();
+    Ok(TlsConfig {
+        acme: set(&f, "acme", acme)?.unwrap_or_default(),
+        redirect: set(&f, "redirect", At::bool)?.unwrap_or(default.redirect),
+        hsts: set(&f, "hsts", At::bool)?.unwrap_or(default.hsts),
+        auto: set(&f, "auto", At::bool)?.unwrap_or(default.auto),
+    })
+}
+
+fn acme(at: &At) -> Result<AcmeConfig, Error> {
+    let f = at.fields(&["directory", "staging", "email", "ca_bundle", "challenge"])?;
+    Ok(AcmeConfig {
+        directory: set(&f, "directory", DirectoryUrl::read)?,
+        staging: set(&f, "staging", At::bool)?.unwrap_or_default(),
+        email: set(&f, "email", Email::read)?,
+        ca_bundle: set(&f, "ca_bundle", CaBundle::read)?,
+        challenge: set(&f, "challenge", ChallengeKind::read)?.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -199,24 +218,34 @@ mod tests {
     #[test]
     fn tls_errors_name_the_line_and_the_key() {
         assert_eq!(
-            Config::parse("tls:\n  acme:\n    directory: http://example.com/dir\n").unwrap_err(),
+            Config::parse("tls:\n  acme:\n    directory: http://example.com/dir\n")
+                .unwrap_err()
+                .to_string(),
             "config.yml:3: tls.acme.directory: use an https:// URL, found \"http://example.com/dir\""
         );
         assert_eq!(
-            Config::parse("tls:\n  acme:\n    email: nobody\n").unwrap_err(),
+            Config::parse("tls:\n  acme:\n    email: nobody\n")
+                .unwrap_err()
+                .to_string(),
             "config.yml:3: tls.acme.email: not an email address: \"nobody\""
         );
         assert_eq!(
-            Config::parse("tls:\n  acme:\n    ca_bundle: ca.pem\n").unwrap_err(),
+            Config::parse("tls:\n  acme:\n    ca_bundle: ca.pem\n")
+                .unwrap_err()
+                .to_string(),
             "config.yml:3: tls.acme.ca_bundle: use an absolute path, found ca.pem"
         );
         assert_eq!(
-            Config::parse("tls:\n  acme:\n    challenge: dns-01\n").unwrap_err(),
+            Config::parse("tls:\n  acme:\n    challenge: dns-01\n")
+                .unwrap_err()
+                .to_string(),
             "config.yml:3: tls.acme.challenge: use http-01 or tls-alpn-01, found \"dns-01\""
         );
         assert_eq!(
-            Config::parse("tls:\n  redirects: true\n").unwrap_err(),
-            "config.yml:2: unknown field `redirects`, expected one of acme, redirect, hsts, auto"
+            Config::parse("tls:\n  redirects: true\n")
+                .unwrap_err()
+                .to_string(),
+            "config.yml:2: tls.redirects: unknown field, expected one of acme, redirect, hsts, auto"
         );
     }
 }

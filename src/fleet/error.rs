@@ -44,8 +44,8 @@ pub enum FleetError {
     #[error("{endpoint} is server {server} already")]
     Taken { endpoint: String, server: String },
     /// The endpoint's transport is refused ([`crate::endpoint::check_transport`]).
-    #[error("{0}")]
-    Transport(String),
+    #[error(transparent)]
+    Transport(#[from] crate::endpoint::TransportError),
     #[error("{what} {}: {source}", path.display())]
     ReadTls {
         what: &'static str,

@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn a_plain_tcp_engine_needs_tls_or_insecure() {
         assert_eq!(
-            check_transport("tcp://10.0.0.5:2375", false, false).unwrap_err(),
+            check_transport("tcp://10.0.0.5:2375", false, false)
+                .unwrap_err()
+                .to_string(),
             "tcp://10.0.0.5:2375 has no TLS: anyone who reaches it controls that Docker engine; give --tls-ca, --tls-cert and --tls-key (dockerd --tlsverify), or --insecure for an engine on a trusted private network"
         );
         assert_eq!(check_transport("tcp://10.0.0.5:2375", false, true), Ok(()));
@@ -146,11 +148,15 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check_transport("unix:///run/docker.sock", false, true).unwrap_err(),
+            check_transport("unix:///run/docker.sock", false, true)
+                .unwrap_err()
+                .to_string(),
             "--insecure is for a tcp:// engine without TLS, not unix:///run/docker.sock"
         );
         assert_eq!(
-            check_transport("tcp://10.0.0.5:2376", true, true).unwrap_err(),
+            check_transport("tcp://10.0.0.5:2376", true, true)
+                .unwrap_err()
+                .to_string(),
             "--insecure is for a tcp:// engine without TLS, and tcp://10.0.0.5:2376 has TLS files"
         );
     }

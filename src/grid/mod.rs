@@ -39,6 +39,8 @@
 //! - `index`: the free-space indexes
 //! - `hash`: a fixed-key hash for the id lookup tables
 //! - `error`: [`GridError`], [`NoFit`] and their messages
+//! - `placing`: choosing a block, assigning, unassigning, relocating
+//! - `query`: the read-only views (blocks, usage, locations, placements)
 //! - `persist`: the `grid.json` format
 //! - `table`: the human table of `quarry grid`
 //! - `tests`: examples per rule, and properties against a brute-force chooser
@@ -50,6 +52,8 @@ mod error;
 mod hash;
 mod index;
 mod persist;
+mod placing;
+mod query;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -339,196 +343,5 @@ impl Grid {
                 block: b.id.clone(),
             })
             .collect()
-    }
-
-    /// One block by id.
-    pub fn block(&self, id: &str) -> Option<&Block> {
-        self.blocks.get(id).map(|s| &s.block)
-    }
-
-    /// Every block, by id.
-    pub fn blocks(&self) -> impl Iterator<Item = &Block> {
-        self.blocks.values().map(|s| &s.block)
-    }
-
-    /// MiB held by slices on a block.
-    pub fn used(&self, block: &str) -> Option<u64> {
-        self.blocks.get(block).map(|s| s.used)
-    }
-
-    /// MiB still free on a block (whatever its state).
-    pub fn free(&self, block: &str) -> Option<u64> {
-        self.blocks.get(block).map(Slot::free)
-    }
-
-    /// The ids of the slices on a block, sorted.
-    pub fn slices_on(&self, block: &str) -> impl Iterator<Item = &str> {
-        self.blocks
-            .get(block)
-            .into_iter()
-            .flat_map(|s| s.slices.iter().map(|id| &**id))
-    }
-
-    /// The block a slice is on.
-    pub fn location(&self, slice: &str) -> Option<&str> {
-        self.slices.get(slice).map(|p| &*p.block)
-    }
-
-    /// A placed slice's spec.
-    pub fn slice(&self, id: &str) -> Option<&SliceSpec> {
-        self.slices.get(id).map(|p| &p.spec)
-    }
-
-    /// Every placed slice with its block, by slice id.
-    pub fn placements(&self) -> impl Iterator<Item = (&SliceSpec, &str)> {
-        let mut all: Vec<&Placed> = self.slices.values().collect();
-        all.sort_unstable_by(|a, b| a.spec.id.cmp(&b.spec.id));
-        all.into_iter().map(|p| (&p.spec, &*p.block))
-    }
-
-    /// How many slices are placed.
-    pub fn slice_count(&self) -> usize {
-        self.slices.len()
-    }
-
-    fn slot(&self, id: &str) -> Result<&Slot, GridError> {
-        self.blocks.get(id).ok_or_else(|| GridError::UnknownBlock {
-            block: id.to_owned(),
-        })
-    }
-
-    /// Place one slice; `true` when it was not placed before.
-    fn place_one(&mut self, spec: &SliceSpec) -> Result<(Id, bool), GridError> {
-        if spec.size == 0 {
-            return Err(GridError::ZeroSize {
-                what: "slice",
-                id: spec.id.clone(),
-            });
-        }
-        if let Some(placed) = self.slices.get(spec.id.as_str()) {
-            if placed.spec == *spec {
-                return Ok((placed.block.clone(), false));
-            }
-            return Err(GridError::SliceChanged {
-                slice: spec.id.clone(),
-                block: placed.block.to_string(),
-            });
-        }
-        let set = self.index.ensure(&spec.labels, &mut self.blocks);
-        match self.choose(set, spec) {
-            Some(block) => {
-                self.assign(spec.clone(), block.clone());
-                Ok((block, true))
-            }
-            None => Err(GridError::NoFit(Box::new(self.no_fit(spec, set)))),
-        }
-    }
-
-    /// The block for a slice: among running blocks that carry its labels and
-    /// have room, the fewest of its group, then the least free, then the id.
-    fn choose(&self, set: usize, spec: &SliceSpec) -> Option<Id> {
-        let holders = self.groups.get(&spec.group);
-        let spread = self
-            .index
-            .fitting(set, spec.size)
-            .find(|id| holders.is_none_or(|h| !h.contains_key(*id)));
-        if let Some(id) = spread {
-            return Some(id.clone());
-        }
-        holders?
-            .iter()
-            .filter_map(|(id, count)| {
-                let slot = &self.blocks[id];
-                let fits = slot.running()
-                    && slot.free() >= spec.size
-                    && index::carries(&slot.block.labels, &spec.labels);
-                fits.then_some((*count, slot.free(), id))
-            })
-            .min()
-            .map(|(_, _, id)| id.clone())
-    }
-
-    fn assign(&mut self, spec: SliceSpec, block: Id) {
-        let slot = self
-            .blocks
-            .get_mut(&block)
-            .expect("assign to a known block");
-        let before = slot.free();
-        slot.used += spec.size;
-        debug_assert!(slot.used <= slot.block.size, "overcommit on {block}");
-        let id: Id = Arc::from(spec.id.as_str());
-        slot.slices.insert(id.clone());
-        if slot.running() {
-            self.index.shift(&slot.member, &block, before, slot.free());
-        }
-        match self.groups.get_mut(&spec.group) {
-            Some(holders) => *holders.entry(block.clone()).or_insert(0) += 1,
-            None => {
-                let holders = BTreeMap::from([(block.clone(), 1)]);
-                self.groups.insert(spec.group.clone(), holders);
-            }
-        }
-        self.slices.insert(id, Placed { spec, block });
-    }
-
-    fn unassign(&mut self, id: &str) -> Option<Placed> {
-        let placed = self.slices.remove(id)?;
-        let slot = self
-            .blocks
-            .get_mut(&placed.block)
-            .expect("slice on a known block");
-        let before = slot.free();
-        slot.used -= placed.spec.size;
-        slot.slices.remove(id);
-        if slot.running() {
-            self.index
-                .shift(&slot.member, &placed.block, before, slot.free());
-        }
-        let holders = self
-            .groups
-            .get_mut(&placed.spec.group)
-            .expect("group recorded");
-        let count = holders.get_mut(&placed.block).expect("holder recorded");
-        *count -= 1;
-        if *count == 0 {
-            holders.remove(&placed.block);
-            if holders.is_empty() {
-                self.groups.remove(&placed.spec.group);
-            }
-        }
-        Some(placed)
-    }
-
-    /// The slices of a block, largest first (they are the hardest to fit),
-    /// then by id.
-    fn evacuation_order(&self, block: &str) -> Vec<Id> {
-        let mut ids: Vec<(u64, &Id)> = self.blocks[block]
-            .slices
-            .iter()
-            .map(|id| (self.slices[id].spec.size, id))
-            .collect();
-        ids.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        ids.into_iter().map(|(_, id)| id.clone()).collect()
-    }
-
-    /// Move a slice off its (no longer running) block; on failure it stays.
-    fn relocate(&mut self, id: &str) -> Result<Move, Box<NoFit>> {
-        let placed = self.unassign(id).expect("relocate a placed slice");
-        let set = self.index.ensure(&placed.spec.labels, &mut self.blocks);
-        match self.choose(set, &placed.spec) {
-            Some(to) => {
-                self.assign(placed.spec, to.clone());
-                Ok(Move {
-                    slice: id.to_owned(),
-                    from: placed.block.to_string(),
-                    to: to.to_string(),
-                })
-            }
-            None => {
-                let err = Box::new(self.no_fit(&placed.spec, set));
-                self.assign(placed.spec, placed.block);
-                Err(err)
-            }
-        }
     }
 }

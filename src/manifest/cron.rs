@@ -14,10 +14,10 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Serialize};
 
 use super::schema::command;
-use super::yaml::At;
 use super::{Command, ManifestError, Node};
 use crate::schedule::{Schedule, ScheduleError};
 use crate::validate;
+use crate::yaml::At;
 
 /// A job may run for at most a day.
 const TIMEOUT: RangeInclusive<u32> = 1..=86_400;

@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use super::yaml::{self, At, Value};
 use super::{
     Build, Command, Deploy, HealthCheck, Manifest, ManifestError, Node, NodeKind, Placement,
     Releases, Service, ServiceSource,
 };
 use crate::validate;
+use crate::yaml::{self, At, Value};
 
 const SCALE: RangeInclusive<u32> = 0..=100;
 const MEMORY_MIB: RangeInclusive<u32> = 4..=1_048_576;
@@ -167,9 +167,9 @@ fn placement(at: &At) -> Result<Placement, ManifestError> {
     let f = at.fields(&["labels"])?;
     if let Some(at) = f.get("labels") {
         for (key, at) in at.entries()? {
-            label_key(key).map_err(|reason| at.fail(reason))?;
+            label_key(&at, key)?;
             let value = at.text()?;
-            label_value(value).map_err(|reason| at.fail(reason))?;
+            label_value(&at, value)?;
             placement.labels.insert(key.to_owned(), value.to_owned());
         }
     }
@@ -224,7 +224,7 @@ fn service(name: &str, at: &At) -> Result<Service, ManifestError> {
     if let Some(at) = f.get("volumes") {
         for item in at.items()? {
             let volume = item.string()?;
-            volume_path(volume).map_err(|reason| item.fail(reason))?;
+            volume_path(&item, volume)?;
             if volumes.iter().any(|v| v == volume) {
                 return Err(item.fail(format!("{volume} is listed twice")));
             }
@@ -343,7 +343,7 @@ fn buildpack(at: &At) -> Result<String, ManifestError> {
 }
 
 /// A volume's mount point inside the container.
-fn volume_path(path: &str) -> Result<(), String> {
+fn volume_path(at: &At, path: &str) -> Result<(), ManifestError> {
     let ok = path.starts_with('/')
         && path != "/"
         && path.len() <= 4096
@@ -354,14 +354,14 @@ fn volume_path(path: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(at.fail(format!(
             "use an absolute path inside the container such as /data (not /, without '..', ':' or ','), found {path:?}"
-        ))
+        )))
     }
 }
 
 /// A placement label key, matched against server labels: `[a-z0-9][a-z0-9._/-]{0,62}`.
-fn label_key(key: &str) -> Result<(), String> {
+fn label_key(at: &At, key: &str) -> Result<(), ManifestError> {
     let b = key.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 63
@@ -371,14 +371,14 @@ fn label_key(key: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(at.fail(format!(
             "invalid label key {key:?}: use 1-63 lower-case letters, digits, '.', '_', '/' and '-', starting with a letter or digit"
-        ))
+        )))
     }
 }
 
 /// A placement label value: `[A-Za-z0-9._-]{0,63}`.
-fn label_value(value: &str) -> Result<(), String> {
+fn label_value(at: &At, value: &str) -> Result<(), ManifestError> {
     let ok = value.len() <= 63
         && value
             .bytes()
@@ -386,8 +386,8 @@ fn label_value(value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(at.fail(format!(
             "invalid label value {value:?}: use at most 63 letters, digits, '.', '_' and '-'"
-        ))
+        )))
     }
 }

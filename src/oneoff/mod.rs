@@ -114,7 +114,7 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
     }
     // Nothing of the node runs (scaled to 0, a worker that crashed): the
     // release alone says what it would run with, on the HQ.
-    let config = crate::cloud::Config::load(&d.store).map_err(state)?;
+    let config = crate::cloud::Config::load(&d.store).map_err(|e| state(e.to_string()))?;
     let network = d
         .networks
         .ensure(

@@ -2,9 +2,8 @@
 //! admits each under the unauthenticated caps ([`Gate`]) and starts its
 //! russh session on a [`Guarded`] stream with an auth deadline.
 //!
-//! It touches the listening socket; sessions are `ssh.rs`'s [`Connection`].
+//! It touches the listening socket; sessions are `handler`'s [`Connection`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,16 +74,13 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let switch = Arc::new(Switch::default());
-        let handler = Connection {
-            daemon: daemon.clone(),
+        let handler = Connection::new(
+            daemon.clone(),
             peer,
-            key: None,
-            channels: HashMap::new(),
-            switch: switch.clone(),
-            ticket: Some(ticket),
-            live: None,
-            max_sessions_per_key: gate.limits().max_sessions_per_key,
-        };
+            switch.clone(),
+            ticket,
+            gate.limits().max_sessions_per_key,
+        );
         let config = config.clone();
         let limit = gate.limits().auth_timeout;
         tokio::spawn(async move {

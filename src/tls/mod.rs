@@ -139,7 +139,7 @@ fn save(d: &Daemon, app: &str, s: &AppTls) -> Result<(), TlsError> {
 pub fn settings(d: &Daemon) -> Result<TlsConfig, TlsError> {
     Config::load(&d.store)
         .map(|c| c.tls)
-        .map_err(TlsError::Config)
+        .map_err(|e| TlsError::Config(e.to_string()))
 }
 
 fn site(d: &Daemon, app: &str, cur: &Current, cfg: &TlsConfig) -> SiteTls {

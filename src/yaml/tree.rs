@@ -1,17 +1,14 @@
-//! The YAML layer of the manifest: text → a small tree that remembers the
-//! line of every node and key, and a cursor ([`At`]) that reads the tree
-//! while carrying the key path, so every error can say `file:line: path: reason`.
-//!
-//! Serde's derived errors know neither the key path nor our wording, so the
-//! tree is built from the parser's events (serde-saphyr re-exports its parser)
-//! and the manifest is read from it by hand. Pure: no I/O.
+//! The YAML tree: the parser's events built into [`Yaml`] nodes that keep
+//! their line, with anchors expanded under a node and byte budget and the
+//! nesting depth bounded. Refuses duplicate keys, tags other than `!!str`
+//! and more than one document. Pure: touches nothing but the text it is given.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::RangeInclusive;
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, StrInput};
+use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, StrInput};
 
-use super::ManifestError;
+use super::scalar::{describe, resolve};
+use super::{Error, child_path};
 
 /// Deeper nesting than this is no manifest; the limit keeps recursion bounded.
 const MAX_DEPTH: usize = 32;
@@ -27,13 +24,13 @@ const NODE_BYTES: usize = 48;
 
 /// One YAML node and the line it starts on (1-based).
 #[derive(Debug, Clone)]
-pub(super) struct Yaml {
+pub struct Yaml {
     pub line: usize,
     pub value: Value,
 }
 
 #[derive(Debug, Clone)]
-pub(super) enum Value {
+pub enum Value {
     /// The text as written (after quoting and escapes) and what YAML 1.2 reads it as.
     Scalar {
         text: String,
@@ -45,7 +42,7 @@ pub(super) enum Value {
 
 /// What a scalar resolves to under the YAML 1.2 core schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub enum Kind {
     Null,
     Bool,
     Int,
@@ -55,7 +52,7 @@ pub(super) enum Kind {
 
 /// A mapping entry; keys are scalars, kept as their text.
 #[derive(Debug, Clone)]
-pub(super) struct Entry {
+pub struct Entry {
     pub key: String,
     /// The line of the key: where a user looks for `key: value`.
     pub line: usize,
@@ -63,7 +60,7 @@ pub(super) struct Entry {
 }
 
 /// Parses one YAML document; `None` for a stream with no document (empty or only comments).
-pub(super) fn parse(text: &str) -> Result<Option<Yaml>, ManifestError> {
+pub fn parse(text: &str) -> Result<Option<Yaml>, Error> {
     Builder {
         events: Parser::new_from_str(text),
         anchors: HashMap::new(),
@@ -86,35 +83,17 @@ struct Builder<'i> {
     input: usize,
 }
 
-fn invalid(line: Option<usize>, reason: &str) -> ManifestError {
-    ManifestError::new(line, "", format!("invalid YAML: {reason}"))
+fn invalid(line: Option<usize>, reason: &str) -> Error {
+    Error::new(line, "", format!("invalid YAML: {reason}"))
 }
 
-fn scan_error(e: &ScanError) -> ManifestError {
+fn scan_error(e: &ScanError) -> Error {
     invalid(Some(e.marker().line()), &e.info())
-}
-
-/// A path segment is shown bare when it is a plain word, quoted otherwise.
-pub(super) fn child_path(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let key = if plain {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    };
-    if path.is_empty() {
-        key
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 impl<'i> Builder<'i> {
     /// The next event that matters for the tree (comments and other metadata are skipped).
-    fn next(&mut self) -> Result<(Event<'i>, Span), ManifestError> {
+    fn next(&mut self) -> Result<(Event<'i>, Span), Error> {
         loop {
             match self.events.next() {
                 None => return Err(invalid(None, "unexpected end of input")),
@@ -133,7 +112,7 @@ impl<'i> Builder<'i> {
         }
     }
 
-    fn stream(&mut self) -> Result<Option<Yaml>, ManifestError> {
+    fn stream(&mut self) -> Result<Option<Yaml>, Error> {
         let (event, span) = self.next()?;
         if !matches!(event, Event::StreamStart) {
             return Err(invalid(
@@ -167,7 +146,7 @@ impl<'i> Builder<'i> {
         }
     }
 
-    fn count(&mut self, n: usize, bytes: usize, line: usize) -> Result<(), ManifestError> {
+    fn count(&mut self, n: usize, bytes: usize, line: usize) -> Result<(), Error> {
         self.nodes += n;
         if self.nodes > MAX_NODES {
             return Err(invalid(
@@ -195,7 +174,7 @@ impl<'i> Builder<'i> {
         span: Span,
         path: &str,
         depth: usize,
-    ) -> Result<Yaml, ManifestError> {
+    ) -> Result<Yaml, Error> {
         let line = span.start.line();
         if depth > MAX_DEPTH {
             return Err(invalid(
@@ -204,7 +183,7 @@ impl<'i> Builder<'i> {
             ));
         }
         let unsupported_tag = |tag: &str| {
-            ManifestError::new(
+            Error::new(
                 Some(line),
                 path,
                 format!("the tag {tag} is not supported (only !!str is)"),
@@ -270,7 +249,7 @@ impl<'i> Builder<'i> {
     }
 
     /// The entries of a mapping, up to its end; duplicate keys are refused here.
-    fn entries(&mut self, path: &str, depth: usize) -> Result<Vec<Entry>, ManifestError> {
+    fn entries(&mut self, path: &str, depth: usize) -> Result<Vec<Entry>, Error> {
         let mut entries = Vec::new();
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         loop {
@@ -280,7 +259,7 @@ impl<'i> Builder<'i> {
             }
             let key = self.node(event, span, path, depth + 1)?;
             let Value::Scalar { text: key_text, .. } = key.value else {
-                return Err(ManifestError::new(
+                return Err(Error::new(
                     Some(key.line),
                     path,
                     format!("expected a string key, found {}", describe(&key)),
@@ -288,7 +267,7 @@ impl<'i> Builder<'i> {
             };
             let key_path = child_path(path, &key_text);
             if let Some(first) = seen.insert(key_text.clone(), key.line) {
-                return Err(ManifestError::new(
+                return Err(Error::new(
                     Some(key.line),
                     &key_path,
                     format!("duplicate key (first on line {first})"),
@@ -323,278 +302,9 @@ fn weight(node: &Yaml) -> usize {
         }
 }
 
-/// YAML 1.2 core schema resolution of a plain scalar.
-fn resolve(text: &str) -> Kind {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
-        "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return Kind::Bool,
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
-        | ".nan" | ".NaN" | ".NAN" => return Kind::Float,
-        _ => {}
-    }
-    if parse_int(text).is_some() {
-        Kind::Int
-    } else if is_float(text) {
-        Kind::Float
-    } else {
-        Kind::Str
-    }
-}
-
-/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
-fn is_float(text: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let text = text.strip_prefix(['-', '+']).unwrap_or(text);
-    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
-        None => (text, None),
-    };
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some(("", fraction)) => digits(fraction),
-        Some((whole, fraction)) => digits(whole) && (fraction.is_empty() || digits(fraction)),
-        None => digits(mantissa),
-    };
-    mantissa_ok && exponent.is_none_or(digits)
-}
-
-/// A core-schema integer (`12`, `-3`, `0x1f`, `0o17`); `None` if it is not one.
-/// Values beyond `i128` still count as integers, reported as out of range.
-fn parse_int(text: &str) -> Option<Option<i128>> {
-    let (radix, digits) = if let Some(hex) = text.strip_prefix("0x") {
-        (16, hex)
-    } else if let Some(oct) = text.strip_prefix("0o") {
-        (8, oct)
-    } else {
-        (10, text.strip_prefix(['-', '+']).unwrap_or(text))
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let value = i128::from_str_radix(digits, radix).ok();
-    Some(if text.starts_with('-') {
-        value.map(|v| -v)
-    } else {
-        value
-    })
-}
-
-/// How a value is named in "expected …, found …".
-pub(super) fn describe(node: &Yaml) -> String {
-    match &node.value {
-        Value::Scalar {
-            kind: Kind::Null, ..
-        } => "null".to_owned(),
-        Value::Scalar {
-            kind: Kind::Str,
-            text,
-        } => format!("{text:?}"),
-        Value::Scalar { text, .. } => text.clone(),
-        Value::List(_) => "a list".to_owned(),
-        Value::Map(_) => "a mapping".to_owned(),
-    }
-}
-
-/// A node being read, with its key path and the line errors point at (the
-/// key's line for a mapping entry, the node's own line otherwise).
-#[derive(Debug, Clone)]
-pub(super) struct At<'a> {
-    pub node: &'a Yaml,
-    pub path: String,
-    pub line: usize,
-}
-
-impl<'a> At<'a> {
-    pub fn root(node: &'a Yaml) -> At<'a> {
-        At {
-            node,
-            path: String::new(),
-            line: node.line,
-        }
-    }
-
-    pub fn fail(&self, reason: impl Into<String>) -> ManifestError {
-        ManifestError::new(Some(self.line), &self.path, reason)
-    }
-
-    pub fn expected(&self, what: &str) -> ManifestError {
-        self.fail(format!("expected {what}, found {}", describe(self.node)))
-    }
-
-    fn is_null(&self) -> bool {
-        matches!(
-            self.node.value,
-            Value::Scalar {
-                kind: Kind::Null,
-                ..
-            }
-        )
-    }
-
-    /// The entries of a mapping with free keys (names, env keys); null reads as empty.
-    pub fn entries(&self) -> Result<Vec<(&'a str, At<'a>)>, ManifestError> {
-        match &self.node.value {
-            Value::Map(entries) => entries
-                .iter()
-                .map(|e| {
-                    let at = At {
-                        node: &e.value,
-                        path: child_path(&self.path, &e.key),
-                        line: e.line,
-                    };
-                    // YAML 1.1 merge keys: not part of YAML 1.2, and they would
-                    // hide where a value came from.
-                    if e.key == "<<" {
-                        return Err(at.fail("merge keys (<<) are not supported"));
-                    }
-                    Ok((e.key.as_str(), at))
-                })
-                .collect(),
-            _ if self.is_null() => Ok(Vec::new()),
-            _ => Err(self.expected("a mapping")),
-        }
-    }
-
-    /// A mapping with a fixed set of keys; any other key is an error.
-    pub fn fields(&self, known: &[&str]) -> Result<Fields<'a>, ManifestError> {
-        let entries = self.entries()?;
-        if let Some((_, at)) = entries.iter().find(|(key, _)| !known.contains(key)) {
-            return Err(at.fail(match known {
-                [only] => format!("unknown field, expected {only}"),
-                _ => format!("unknown field, expected one of {}", known.join(", ")),
-            }));
-        }
-        Ok(Fields {
-            at: self.clone(),
-            entries,
-        })
-    }
-
-    /// The items of a list; null reads as empty.
-    pub fn items(&self) -> Result<Vec<At<'a>>, ManifestError> {
-        match &self.node.value {
-            Value::List(items) => Ok(items
-                .iter()
-                .enumerate()
-                .map(|(i, node)| At {
-                    node,
-                    path: format!("{}[{i}]", self.path),
-                    line: node.line,
-                })
-                .collect()),
-            _ if self.is_null() => Ok(Vec::new()),
-            _ => Err(self.expected("a list")),
-        }
-    }
-
-    /// A string, and only a string.
-    pub fn string(&self) -> Result<&'a str, ManifestError> {
-        match &self.node.value {
-            Value::Scalar {
-                text,
-                kind: Kind::Str,
-            } => Ok(text),
-            _ => Err(self.expected("a string")),
-        }
-    }
-
-    /// A scalar read as text: strings, and numbers or booleans as written (`PORT: 80`).
-    pub fn text(&self) -> Result<&'a str, ManifestError> {
-        match &self.node.value {
-            Value::Scalar { text, kind } if *kind != Kind::Null => Ok(text),
-            _ => Err(self.expected("a string")),
-        }
-    }
-
-    pub fn bool(&self) -> Result<bool, ManifestError> {
-        match &self.node.value {
-            Value::Scalar {
-                text,
-                kind: Kind::Bool,
-            } => Ok(text.eq_ignore_ascii_case("true")),
-            _ => Err(self.expected("true or false")),
-        }
-    }
-
-    pub fn int(&self, range: RangeInclusive<u32>) -> Result<u32, ManifestError> {
-        let Value::Scalar {
-            text,
-            kind: Kind::Int,
-        } = &self.node.value
-        else {
-            return Err(self.expected("an integer"));
-        };
-        parse_int(text)
-            .flatten()
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|v| range.contains(v))
-            .ok_or_else(|| {
-                self.expected(&format!(
-                    "an integer from {} to {}",
-                    range.start(),
-                    range.end()
-                ))
-            })
-    }
-}
-
-/// The entries of a mapping whose keys were checked against a fixed list.
-pub(super) struct Fields<'a> {
-    /// The mapping itself, for errors about the whole of it.
-    pub at: At<'a>,
-    entries: Vec<(&'a str, At<'a>)>,
-}
-
-impl<'a> Fields<'a> {
-    pub fn get(&self, key: &str) -> Option<&At<'a>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, at)| at)
-    }
-
-    /// Reads `key` with `read`, if it is there.
-    pub fn read<T>(
-        &self,
-        key: &str,
-        read: impl FnOnce(&At<'a>) -> Result<T, ManifestError>,
-    ) -> Result<Option<T>, ManifestError> {
-        self.get(key).map(read).transpose()
-    }
-
-    pub fn int(&self, key: &str, range: RangeInclusive<u32>) -> Result<Option<u32>, ManifestError> {
-        self.read(key, |at| at.int(range))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scalars_resolve_like_yaml_1_2() {
-        for (text, kind) in [
-            ("", Kind::Null),
-            ("~", Kind::Null),
-            ("true", Kind::Bool),
-            ("yes", Kind::Str),
-            ("80", Kind::Int),
-            ("-3", Kind::Int),
-            ("0x1F", Kind::Int),
-            ("0o17", Kind::Int),
-            ("1.5", Kind::Float),
-            ("1e3", Kind::Float),
-            (".5", Kind::Float),
-            ("1.", Kind::Float),
-            (".inf", Kind::Float),
-            (".", Kind::Str),
-            ("1e", Kind::Str),
-            ("1.2.3", Kind::Str),
-            ("redis:7", Kind::Str),
-            ("0x", Kind::Str),
-        ] {
-            assert_eq!(resolve(text), kind, "{text:?}");
-        }
-    }
 
     #[test]
     fn lines_and_anchors() {
