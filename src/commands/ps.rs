@@ -207,7 +207,7 @@ pub(super) async fn plan(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out
         .ok_or_else(|| fail(format!("{app} has no live release yet: push it first")))?;
     let stack = stack::from_release(&live).map_err(|e| fail(e.to_string()))?;
     let desired = deploy::desired(d, app, &live, &stack).map_err(fail)?;
-    let (current, _) = deploy::current(d, app).await.map_err(fail)?;
+    let (current, _) = deploy::current(d, app, &stack).await.map_err(fail)?;
     let instructions = crate::plan::plan(&desired, &current);
     if json {
         print_json(out, &instructions).await;

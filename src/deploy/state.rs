@@ -124,9 +124,25 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
             DesiredService {
                 image,
                 spec_hash: plan::spec_hash(service),
+                port: service.port,
+                waiting: None,
             },
         );
     }
+    let homes = homes::read(&d.store, app);
+    for (name, server) in waiting_services(d, app, stack) {
+        if let Some(want) = services.get_mut(&name) {
+            let published = homes.get(&name).and_then(|h| h.published);
+            want.waiting = Some(plan::ServiceAt { server, published });
+        }
+    }
+    let servers = d
+        .fleet
+        .list()
+        .into_iter()
+        .filter(|s| s.state == crate::fleet::ServerState::Running)
+        .map(|s| s.name)
+        .collect();
     // Only a release rolling out for the first time runs its command: not
     // one restored by a rollback or rescaled.
     let release_command = match &stack.manifest.release {
@@ -140,6 +156,7 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
         nodes,
         release_command,
         restart: None,
+        servers,
     })
 }
 
@@ -186,8 +203,13 @@ pub fn main_web_node(stack: &Stack) -> Option<String> {
         .map(|(k, _)| k.clone())
 }
 
-/// What runs now, asked of the engine; plus the domains last routed.
-pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), String> {
+/// What runs now, asked of the engine (services with the port they publish
+/// for the ports `stack` gives them); plus the domains last routed.
+pub async fn current(
+    d: &Daemon,
+    app: &str,
+    stack: &Stack,
+) -> Result<(Current, Vec<Found>), String> {
     let found = d.containers(Some(app)).await?;
     let routed: BTreeMap<String, BTreeSet<String>> =
         store::read_json(&d.store.app_dir(app).join("routed.json"))
@@ -200,11 +222,25 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
             if !d.server_running(&c.server) {
                 continue;
             }
+            let port = stack.manifest.services.get(service).and_then(|s| s.port);
+            let published = match port {
+                Some(port) if c.state == crate::launch::ContainerState::Running => {
+                    launch::published(&d.docker_on(&c.server), &c.id, port)
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Some(_) | None => None,
+            };
             current.services.insert(
                 service.clone(),
                 CurrentService {
                     spec_hash: c.spec.clone().unwrap_or_default(),
                     container: c.name.clone(),
+                    at: plan::ServiceAt {
+                        server: c.server.clone(),
+                        published,
+                    },
                 },
             );
             continue;
@@ -221,9 +257,19 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
                 release: c.release,
                 containers: Vec::new(),
                 domains: routed.get(&c.node).cloned().unwrap_or_default(),
+                linked: BTreeMap::new(),
             });
         node.release = node.release.min(c.release);
         node.containers.push(c.name.clone());
+        if let Some(digest) = &c.links
+            && c.state == crate::launch::ContainerState::Running
+        {
+            let linked = plan::Linked {
+                server: c.server.clone(),
+                digest: digest.clone(),
+            };
+            node.linked.insert(c.name.clone(), linked);
+        }
         current.release = Some(current.release.map_or(c.release, |r: u32| r.max(c.release)));
     }
     // Nodes routed but with no containers (scaled to zero) keep their domains.
@@ -232,6 +278,7 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
             release: 0,
             containers: Vec::new(),
             domains,
+            linked: BTreeMap::new(),
         });
     }
     Ok((current, found))
