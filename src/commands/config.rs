@@ -42,10 +42,9 @@ pub(super) async fn config_get(
             out.out(format!("{v}\n")).await;
             Ok(())
         }
-        None => Err(Fail(
-            format!("{app} has no config var {var}"),
-            EXIT_NOT_FOUND,
-        )),
+        None => Err(CommandError::NotFound(format!(
+            "{app} has no config var {var}"
+        ))),
     }
 }
 

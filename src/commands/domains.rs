@@ -78,10 +78,9 @@ pub(super) async fn domains_change(
     if add {
         for domain in &list {
             if domain == &d.default_domain(app) || after.contains(domain) {
-                return Err(Fail(
-                    format!("{domain} is routed to {app} already"),
-                    EXIT_CONFLICT,
-                ));
+                return Err(CommandError::Conflict(format!(
+                    "{domain} is routed to {app} already"
+                )));
             }
         }
         let wanted: BTreeSet<String> = list.iter().cloned().collect();
@@ -93,15 +92,14 @@ pub(super) async fn domains_change(
             &claims,
             key.role == Role::Admin,
         )
-        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        .map_err(|e| CommandError::Conflict(e.to_string()))?;
         after.extend(list.iter().cloned());
     } else {
         for domain in &list {
             if !after.contains(domain) {
-                return Err(Fail(
-                    format!("{domain} was not added to {app} with domains:add"),
-                    EXIT_NOT_FOUND,
-                ));
+                return Err(CommandError::NotFound(format!(
+                    "{domain} was not added to {app} with domains:add"
+                )));
             }
             after.retain(|x| x != domain);
         }

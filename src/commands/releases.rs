@@ -86,7 +86,7 @@ pub(super) async fn releases_info(
         .store
         .release(app, number)
         .map_err(io)?
-        .ok_or_else(|| Fail(format!("{app} has no release v{number}"), EXIT_NOT_FOUND))?;
+        .ok_or_else(|| CommandError::NotFound(format!("{app} has no release v{number}")))?;
     let v = release_view(&r);
     if json {
         print_json(out, &v).await;

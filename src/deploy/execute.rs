@@ -287,7 +287,7 @@ impl<'a> Execution<'a> {
     ) -> Result<(), String> {
         let stale: Vec<Found> = found
             .iter()
-            .filter(|c| c.is_steady() && &c.node == node && containers.contains(&c.name))
+            .filter(|c| c.is_steady() && c.node == node && containers.contains(&c.name))
             .cloned()
             .collect();
         self.p.step(format!(
