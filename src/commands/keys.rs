@@ -69,8 +69,7 @@ pub(super) async fn keys_add(
         .map_err(CommandError::Usage)?;
     let text = String::from_utf8(text)
         .map_err(|_| CommandError::Usage("the public key is not UTF-8".into()))?;
-    let (public_key, fingerprint) =
-        store::parse_public_key(&text).map_err(CommandError::Usage)?;
+    let (public_key, fingerprint) = store::parse_public_key(&text).map_err(CommandError::Usage)?;
     let record = KeyRecord {
         name: name.clone(),
         role,
@@ -80,9 +79,7 @@ pub(super) async fn keys_add(
         fingerprint: fingerprint.clone(),
         added: store::now_rfc3339(),
     };
-    d.store
-        .add_key(&record)
-        .map_err(CommandError::Conflict)?;
+    d.store.add_key(&record).map_err(CommandError::Conflict)?;
     out.out(format!("added key {name} ({role}) {fingerprint}\n"))
         .await;
     Ok(())

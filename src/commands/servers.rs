@@ -191,8 +191,7 @@ pub(super) async fn servers_add(
             crate::remote::bridge::socket_path(d.store.root(), &new.name).display()
         );
     }
-    crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
-        .map_err(CommandError::Conflict)?;
+    crate::fleet::check_new(&d.fleet, &new.name, &new.docker).map_err(CommandError::Conflict)?;
     let provision = std::mem::take(&mut new.provision);
     let server = crate::fleet::register(&d.store, &d.fleet, new, None)
         .await
