@@ -113,7 +113,7 @@ pub(super) async fn domains_change(
         app,
         out,
         None,
-        |_| d.store.set_domains(app, &after).map_err(|e| e.to_string()),
+        |_| d.store.set_domains(app, &after).map_err(io),
         || {
             let _ = d.store.set_domains(app, &before);
         },

@@ -333,20 +333,21 @@ async fn change_and_apply<C, U>(
     undo: U,
 ) -> Res
 where
-    C: FnOnce(&crate::stack::Stack) -> Result<(), String>,
+    C: FnOnce(&crate::stack::Stack) -> Res,
     U: FnOnce(),
 {
-    let result = with_progress(out, |p| async move {
+    with_progress(out, |p| async move {
         let _lock = d
             .locks
             .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
-            .await?;
+            .await
+            .map_err(io)?;
         let live = d
             .store
             .live_release(app)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("{app} has no live release yet: push it first"))?;
-        let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
+            .map_err(io)?
+            .ok_or_else(|| fail(format!("{app} has no live release yet: push it first")))?;
+        let stack = stack::from_release(&live).map_err(io)?;
         change(&stack)?;
         match deploy::apply_restarting(d, app, &live, &stack, restart, &p).await {
             Ok(()) => {
@@ -355,10 +356,9 @@ where
             }
             Err(e) => {
                 undo();
-                Err(e)
+                Err(fail(e))
             }
         }
     })
-    .await;
-    result.map_err(fail)
+    .await
 }

@@ -4,6 +4,36 @@
 
 use super::*;
 
+/// Why desired or current state could not be read. The messages are the
+/// underlying ones (users see them as they were); the variant says where.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// An app's records in the data dir.
+    #[error("{source}")]
+    Store { app: String, source: std::io::Error },
+    /// The list of apps.
+    #[error("{0}")]
+    Apps(std::io::Error),
+    /// A file of the data dir (routed domains, the grid snapshot).
+    #[error("{source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] launch::LaunchError),
+    /// The fleet's or the cloud's configuration, in their words.
+    #[error("{0}")]
+    Fleet(String),
+}
+
+/// Callers that still speak in messages take the line as it reads.
+impl From<StateError> for String {
+    fn from(e: StateError) -> String {
+        e.to_string()
+    }
+}
+
 /// Memory a node container takes on the grid when quarry.yml sets none (MiB).
 pub const DEFAULT_SLICE_MIB: u64 = 256;
 
@@ -12,10 +42,17 @@ pub const DEFAULT_SLICE_MIB: u64 = 256;
 pub struct SliceSizes(HashMap<String, BTreeMap<String, u64>>);
 
 impl SliceSizes {
-    pub fn load(d: &Daemon) -> Result<SliceSizes, String> {
+    pub fn load(d: &Daemon) -> Result<SliceSizes, StateError> {
         let mut sizes = HashMap::new();
-        for app in d.store.apps().map_err(|e| e.to_string())? {
-            if let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())?
+        for app in d.store.apps().map_err(StateError::Apps)? {
+            let live = d
+                .store
+                .live_release(&app)
+                .map_err(|source| StateError::Store {
+                    app: app.clone(),
+                    source,
+                })?;
+            if let Some(live) = live
                 && let Ok(stack) = stack::from_release(&live)
             {
                 let nodes = stack
@@ -47,8 +84,8 @@ impl SliceSizes {
 pub async fn occupied_grid(
     d: &Daemon,
     options: crate::grid::Options,
-) -> Result<(crate::grid::Grid, Vec<String>), String> {
-    let mut grid = d.fleet.grid()?;
+) -> Result<(crate::grid::Grid, Vec<String>), StateError> {
+    let mut grid = d.fleet.grid().map_err(StateError::Fleet)?;
     grid.set_options(options);
     let sizes = SliceSizes::load(d)?;
     let mut warnings = Vec::new();
@@ -73,18 +110,27 @@ pub async fn occupied_grid(
 }
 
 /// Write the allocation as it is now to `grid/grid.json`.
-pub async fn persist_grid(d: &Daemon) -> Result<(crate::grid::Grid, Vec<String>), String> {
-    let config = crate::cloud::Config::load(&d.store)?;
+pub async fn persist_grid(d: &Daemon) -> Result<(crate::grid::Grid, Vec<String>), StateError> {
+    let config = crate::cloud::Config::load(&d.store).map_err(StateError::Fleet)?;
     let (grid, warnings) = occupied_grid(d, config.grid.options()).await?;
-    store::write_json(&d.store.root().join("grid").join("grid.json"), &grid, 0o644)
-        .map_err(|e| e.to_string())?;
+    let path = d.store.root().join("grid").join("grid.json");
+    store::write_json(&path, &grid, 0o644).map_err(|source| StateError::File { path, source })?;
     Ok((grid, warnings))
 }
 
 /// Nodes with their effective scale (`ps:scale` over quarry.yml) and domains.
-pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Result<Desired, String> {
-    let formation = d.store.formation(app).map_err(|e| e.to_string())?;
-    let extra = d.store.domains(app).map_err(|e| e.to_string())?;
+pub fn desired(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    stack: &Stack,
+) -> Result<Desired, StateError> {
+    let records = |source| StateError::Store {
+        app: app.to_string(),
+        source,
+    };
+    let formation = d.store.formation(app).map_err(records)?;
+    let extra = d.store.domains(app).map_err(records)?;
     let stopped = d.store.status(app) == AppStatus::Disabled;
     let main = main_web_node(stack);
     let mut nodes = BTreeMap::new();
@@ -209,12 +255,12 @@ pub async fn current(
     d: &Daemon,
     app: &str,
     stack: &Stack,
-) -> Result<(Current, Vec<Found>), String> {
+) -> Result<(Current, Vec<Found>), StateError> {
     let found = d.containers(Some(app)).await?;
-    let routed: BTreeMap<String, BTreeSet<String>> =
-        store::read_json(&d.store.app_dir(app).join("routed.json"))
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+    let path = d.store.app_dir(app).join("routed.json");
+    let routed: BTreeMap<String, BTreeSet<String>> = store::read_json(&path)
+        .map_err(|source| StateError::File { path, source })?
+        .unwrap_or_default();
     let mut current = Current::default();
     for c in &found {
         if let Some(service) = &c.service {
