@@ -92,11 +92,11 @@ pub enum CronError {
     Busy { app: String, job: String },
     #[error("app {app} has no job {job} in its live release")]
     NoJob { app: String, job: String },
-    #[error("job {job} of {app}: {message}")]
+    #[error("job {job} of {app}: {source}")]
     Lock {
         app: String,
         job: String,
-        message: String,
+        source: crate::daemon::LockError,
     },
     #[error(transparent)]
     OneOff(#[from] OneOffError),
@@ -126,10 +126,10 @@ pub async fn run_job(
         .locks
         .acquire(&d.store, app, &Progress::silent(), LOCK_WAIT)
         .await
-        .map_err(|message| CronError::Lock {
+        .map_err(|source| CronError::Lock {
             app: app.to_owned(),
             job: job.to_owned(),
-            message,
+            source,
         })?;
     let Some((_, def)) = jobs(d, app).into_iter().find(|(name, _)| name == job) else {
         return Err(CronError::NoJob {

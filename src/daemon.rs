@@ -69,7 +69,10 @@ impl Daemon {
     /// Containers of this instance on every server that answers (of one app
     /// when given), each tagged with its server. Servers in state unknown, or
     /// that do not answer, are skipped: their containers count as gone.
-    pub async fn containers(&self, app: Option<&str>) -> Result<Vec<crate::launch::Found>, String> {
+    pub async fn containers(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<crate::launch::Found>, crate::launch::LaunchError> {
         let mut all = Vec::new();
         for (server, docker) in self.fleet.answering() {
             // A server that does not answer counts like an unknown one: its
@@ -187,6 +190,27 @@ pub struct AppLocks {
     inner: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
 }
 
+/// Why an app's deploy lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another deploy of {app} is still running after {secs}s; try again when it is done")]
+    Busy { app: String, secs: u64 },
+    #[error("{} is held by another process for {secs}s", .path.display())]
+    HeldElsewhere { path: std::path::PathBuf, secs: u64 },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Callers that still speak in messages take the line as it reads.
+impl From<LockError> for String {
+    fn from(e: LockError) -> String {
+        e.to_string()
+    }
+}
+
 /// Held for the length of a deploy.
 pub struct AppLock {
     _guard: tokio::sync::OwnedMutexGuard<()>,
@@ -205,14 +229,14 @@ impl AppLocks {
     }
 
     /// `stacks/<app>/deploy.lock`, opened (not yet locked).
-    fn lock_file(store: &Store, app: &str) -> Result<File, String> {
+    fn lock_file(store: &Store, app: &str) -> Result<File, LockError> {
         let path = store.app_dir(app).join("deploy.lock");
         File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|source| LockError::Io { path, source })
     }
 
     /// Take the lock of `app` only if nobody holds it (background work).
@@ -234,7 +258,7 @@ impl AppLocks {
         app: &str,
         progress: &Progress,
         limit: Duration,
-    ) -> Result<AppLock, String> {
+    ) -> Result<AppLock, LockError> {
         let mutex = self.mutex(app);
         let guard = match mutex.clone().try_lock_owned() {
             Ok(g) => g,
@@ -242,11 +266,9 @@ impl AppLocks {
                 progress.step(format!("Waiting for another deploy of {app} to finish"));
                 tokio::time::timeout(limit, mutex.lock_owned())
                     .await
-                    .map_err(|_| {
-                        format!(
-                            "another deploy of {app} is still running after {}s; try again when it is done",
-                            limit.as_secs()
-                        )
+                    .map_err(|_| LockError::Busy {
+                        app: app.to_string(),
+                        secs: limit.as_secs(),
                     })?
             }
         };
@@ -260,14 +282,13 @@ impl AppLocks {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(format!(
-                        "{} is held by another process for {}s",
-                        path.display(),
-                        limit.as_secs()
-                    ));
+                    return Err(LockError::HeldElsewhere {
+                        path,
+                        secs: limit.as_secs(),
+                    });
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(format!("{}: {e}", path.display()));
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(LockError::Io { path, source });
                 }
             }
         }

@@ -19,7 +19,7 @@
 //! server that misses two pings is unknown: its nodes and stateless
 //! services are re-placed, but a service with volumes waits for it,
 //! degraded (in `events` and `ps`), until it answers or the operator moves
-//! it ([`crate::deploy::homes`]).
+//! it ([`crate::deploy::homes`]; the pinging is `servers`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,13 +31,26 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::daemon::Daemon;
-use crate::deploy::homes as deploy_homes;
 use crate::launch;
 use crate::progress::Progress;
 use crate::stack;
 use crate::store::{AppStatus, Release};
 
 mod repair;
+mod servers;
+
+use servers::{report_degraded, watch_servers};
+
+/// Why a pass of the reconciler could not look at the apps.
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error("cannot read the apps: {0}")]
+    Apps(std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] launch::LaunchError),
+    #[error("app {app}: {source}")]
+    Records { app: String, source: std::io::Error },
+}
 
 pub async fn at_start(d: &Daemon) {
     if let Err(e) = run(d).await {
@@ -45,8 +58,8 @@ pub async fn at_start(d: &Daemon) {
     }
 }
 
-async fn run(d: &Daemon) -> Result<(), String> {
-    let apps = d.store.apps().map_err(|e| e.to_string())?;
+async fn run(d: &Daemon) -> Result<(), ReconcileError> {
+    let apps = d.store.apps().map_err(ReconcileError::Apps)?;
     let found = d.containers(None).await?;
     let mut live = BTreeMap::new();
     // Apps whose records cannot be read: nothing of theirs is touched.
@@ -145,8 +158,12 @@ fn repair_records(
     d: &Daemon,
     app: &str,
     found: &[launch::Found],
-) -> Result<Option<Release>, String> {
-    let releases = d.store.releases(app).map_err(|e| e.to_string())?;
+) -> Result<Option<Release>, ReconcileError> {
+    let records = |source| ReconcileError::Records {
+        app: app.to_string(),
+        source,
+    };
+    let releases = d.store.releases(app).map_err(records)?;
     let running: BTreeSet<u32> = found
         .iter()
         .filter(|c| {
@@ -187,18 +204,16 @@ fn repair_records(
                 ),
             ),
         }
-        d.store.write_release(app, &r).map_err(|e| e.to_string())?;
+        d.store.write_release(app, &r).map_err(records)?;
     }
     let Some(number) = live else {
         return Ok(None);
     };
     // A crash after the release went live but before the app did.
     if matches!(d.store.status(app), AppStatus::New | AppStatus::Failed) {
-        d.store
-            .set_status(app, AppStatus::Live)
-            .map_err(|e| e.to_string())?;
+        d.store.set_status(app, AppStatus::Live).map_err(records)?;
     }
-    d.store.release(app, number).map_err(|e| e.to_string())
+    d.store.release(app, number).map_err(records)
 }
 
 /// How often every app is checked even without engine events.
@@ -232,120 +247,6 @@ pub async fn run_forever(d: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
     certs.abort();
 }
 
-/// How often every server is pinged, and how many misses make it unknown.
-const PING_EVERY: Duration = Duration::from_secs(2);
-const MISSES_TO_UNKNOWN: u32 = 2;
-
-/// Keep each server's state current: one that misses pings becomes unknown
-/// (its containers then count as gone and are re-placed by the sweep); one
-/// that answers again has its stale containers removed — they were replaced
-/// meanwhile — and takes containers again.
-async fn watch_servers(d: Arc<Daemon>, wake: Arc<Notify>) {
-    let mut misses: HashMap<String, u32> = HashMap::new();
-    // The hosts block may have been edited or lost while Quarry was down.
-    let fleet = d.clone();
-    tokio::spawn(async move { crate::hosts::sync_logged(&fleet.fleet, "at start").await });
-    loop {
-        tokio::time::sleep(PING_EVERY).await;
-        for (server, docker) in d.fleet.all() {
-            if server.name == crate::fleet::LOCAL {
-                continue;
-            }
-            let alive = tokio::time::timeout(Duration::from_secs(2), docker.ping())
-                .await
-                .is_ok_and(|r| r.is_ok());
-            let state = server.state;
-            if alive {
-                misses.remove(&server.name);
-                if state == crate::fleet::ServerState::Unknown {
-                    // Services that waited for it run there still; the rest
-                    // were replaced elsewhere meanwhile.
-                    let waited: BTreeSet<(String, String)> = d
-                        .store
-                        .apps()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .flat_map(|app| {
-                            waiting_for(&d, &app, &server.name)
-                                .into_iter()
-                                .map(move |s| (app.clone(), s))
-                        })
-                        .collect();
-                    let stale: Vec<launch::Found> = crate::launch::list(&docker, &d.instance, None)
-                        .await
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|c| {
-                            !c.service
-                                .as_ref()
-                                .is_some_and(|s| waited.contains(&(c.app.clone(), s.clone())))
-                        })
-                        .collect();
-                    for c in &stale {
-                        let _ = crate::launch::remove(&docker, &c.id, 0).await;
-                    }
-                    for (app, service) in &waited {
-                        d.store.audit_system(
-                            app,
-                            "degraded",
-                            &format!(
-                                "service {service}: server {} answers again; the service is back with its volumes",
-                                server.name
-                            ),
-                        );
-                    }
-                    info!(server = %server.name, stale = stale.len(), "server answers again");
-                    if let Err(e) = d.fleet.set_state(
-                        &d.store,
-                        &server.name,
-                        crate::fleet::ServerState::Running,
-                    ) {
-                        warn!("{e}");
-                    }
-                    // It may have missed joins and leaves, or been rebuilt.
-                    let fleet = d.clone();
-                    tokio::spawn(async move {
-                        crate::hosts::sync_logged(&fleet.fleet, "a server answers again").await
-                    });
-                    for app in stale
-                        .iter()
-                        .map(|c| c.app.as_str())
-                        .collect::<std::collections::BTreeSet<_>>()
-                    {
-                        if d.store.app_exists(app) {
-                            d.store.audit_system(
-                                app,
-                                "server",
-                                &format!(
-                                    "{} answers again; its {} stale container(s) were removed",
-                                    server.name,
-                                    stale.len()
-                                ),
-                            );
-                        }
-                    }
-                    wake.notify_one();
-                }
-            } else {
-                let n = misses.entry(server.name.clone()).or_insert(0);
-                *n += 1;
-                if *n >= MISSES_TO_UNKNOWN && state != crate::fleet::ServerState::Unknown {
-                    warn!(server = %server.name, "server does not answer; re-placing its stateless containers");
-                    if let Err(e) = d.fleet.set_state(
-                        &d.store,
-                        &server.name,
-                        crate::fleet::ServerState::Unknown,
-                    ) {
-                        warn!("{e}");
-                    }
-                    report_degraded(&d, &server.name);
-                    wake.notify_one();
-                }
-            }
-        }
-    }
-}
-
 /// Wake the loop when a container of this instance dies.
 async fn watch_events(d: Arc<Daemon>, wake: Arc<Notify>) {
     loop {
@@ -369,9 +270,12 @@ async fn watch_events(d: Arc<Daemon>, wake: Arc<Notify>) {
     }
 }
 
-async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Result<(), String> {
+async fn sweep(
+    d: &Daemon,
+    backoff: &mut HashMap<String, (u32, Instant)>,
+) -> Result<(), ReconcileError> {
     let found = d.containers(None).await?;
-    for app in d.store.apps().map_err(|e| e.to_string())? {
+    for app in d.store.apps().map_err(ReconcileError::Apps)? {
         if d.store.status(&app) != crate::store::AppStatus::Live {
             continue;
         }
@@ -392,7 +296,14 @@ async fn sweep(d: &Daemon, backoff: &mut HashMap<String, (u32, Instant)>) -> Res
                     }
             })
             .collect();
-        let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())? else {
+        let Some(live) = d
+            .store
+            .live_release(&app)
+            .map_err(|source| ReconcileError::Records {
+                app: app.clone(),
+                source,
+            })?
+        else {
             continue;
         };
         // Only act when something is off; a deploy in progress owns the app.
@@ -471,41 +382,4 @@ fn wanted_containers(d: &Daemon, app: &str, live: &crate::store::Release) -> usi
     let nodes: usize = desired.nodes.values().map(|n| n.scale as usize).sum();
     let waiting = crate::deploy::waiting_services(d, app, &stack).len();
     nodes + desired.services.len().saturating_sub(waiting)
-}
-
-/// `app`'s services with volumes that wait for `server` (per its live
-/// release's quarry.yml).
-fn waiting_for(d: &Daemon, app: &str, server: &str) -> Vec<String> {
-    let Some(stack) = d
-        .store
-        .live_release(app)
-        .ok()
-        .flatten()
-        .and_then(|r| stack::from_release(&r).ok())
-    else {
-        return Vec::new();
-    };
-    crate::deploy::waiting_services(d, app, &stack)
-        .into_iter()
-        .filter(|(_, at)| at == server)
-        .map(|(service, _)| service)
-        .collect()
-}
-
-/// A server stopped answering: say so in the events of every app with a
-/// service that now waits for it.
-fn report_degraded(d: &Daemon, server: &str) {
-    for app in d.store.apps().unwrap_or_default() {
-        for service in waiting_for(d, &app, server) {
-            warn!(
-                app,
-                service, server, "service degraded: waiting for its server"
-            );
-            d.store.audit_system(
-                &app,
-                "degraded",
-                &deploy_homes::degraded_line(&service, server),
-            );
-        }
-    }
 }

@@ -52,13 +52,13 @@ pub(super) async fn apps(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) 
 
 pub(super) async fn apps_create(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
     if key.role != Role::Admin && !key.create {
-        return Err(Fail(
-            format!("permission denied: key {} may not create apps", key.name),
-            EXIT_DENIED,
-        ));
+        return Err(CommandError::Denied(format!(
+            "permission denied: key {} may not create apps",
+            key.name
+        )));
     }
     if d.store.app_exists(app) {
-        return Err(Fail(format!("app {app} exists already"), EXIT_CONFLICT));
+        return Err(CommandError::Conflict(format!("app {app} exists already")));
     }
     crate::receive::create_app(&d.store, app).map_err(io)?;
     if key.role != Role::Admin {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{EXIT_CONFLICT, EXIT_NOT_FOUND, Fail, Res, fail, require_app, show};
+use super::{CommandError, Fail, Res, fail, require_app, show};
 use crate::channel::{Input, Output, read_input};
 use crate::daemon::Daemon;
 use crate::store::KeyRecord;
@@ -121,10 +121,9 @@ async fn issue_now(d: &Daemon, app: &str, out: &Output) -> Res {
 pub(super) async fn enable(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
     require_app(d, key, app)?;
     if matches!(tls::state(d, app).map_err(tls_fail)?, Some(s) if s.mode == Mode::Custom) {
-        return Err(Fail(
-            format!("{app} serves a certificate given with certs:add; run certs:remove first"),
-            EXIT_CONFLICT,
-        ));
+        return Err(CommandError::Conflict(format!(
+            "{app} serves a certificate given with certs:add; run certs:remove first"
+        )));
     }
     if d.router.routed_domains(app).is_empty() {
         return Err(tls_fail(TlsError::NotRouted(app.to_string())));
@@ -137,7 +136,7 @@ pub(super) async fn enable(d: &Daemon, key: &KeyRecord, app: &str, out: &Output)
 pub(super) async fn disable(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
     require_app(d, key, app)?;
     if tls::state(d, app).map_err(tls_fail)?.is_none() {
-        return Err(Fail(format!("TLS is not on for {app}"), EXIT_NOT_FOUND));
+        return Err(CommandError::NotFound(format!("TLS is not on for {app}")));
     }
     tls::disable(d, app).await.map_err(tls_fail)?;
     out.out(format!("-----> {app} is served over plain HTTP only\n"))
@@ -266,16 +265,14 @@ pub(super) async fn remove(d: &Daemon, key: &KeyRecord, app: &str, out: &Output)
     match tls::state(d, app).map_err(tls_fail)? {
         Some(s) if s.mode == Mode::Custom => {}
         Some(_) => {
-            return Err(Fail(
-                format!("{app}'s certificate comes from ACME; use certs:disable"),
-                EXIT_CONFLICT,
-            ));
+            return Err(CommandError::Conflict(format!(
+                "{app}'s certificate comes from ACME; use certs:disable"
+            )));
         }
         None => {
-            return Err(Fail(
-                format!("{app} has no certificate given with certs:add"),
-                EXIT_NOT_FOUND,
-            ));
+            return Err(CommandError::NotFound(format!(
+                "{app} has no certificate given with certs:add"
+            )));
         }
     }
     tls::disable(d, app).await.map_err(tls_fail)?;
@@ -295,16 +292,14 @@ pub(super) async fn renew(
 ) -> Res {
     require_app(d, key, app)?;
     let Some(s) = tls::state(d, app).map_err(tls_fail)? else {
-        return Err(Fail(
-            format!("TLS is not on for {app}; run certs:enable"),
-            EXIT_NOT_FOUND,
-        ));
+        return Err(CommandError::NotFound(format!(
+            "TLS is not on for {app}; run certs:enable"
+        )));
     };
     if s.mode == Mode::Custom {
-        return Err(Fail(
-            format!("{app} serves a certificate given with certs:add; Quarry cannot renew it"),
-            EXIT_CONFLICT,
-        ));
+        return Err(CommandError::Conflict(format!(
+            "{app} serves a certificate given with certs:add; Quarry cannot renew it"
+        )));
     }
     let mut probe = s.clone();
     probe.retry_at = None;

@@ -42,10 +42,9 @@ pub(super) async fn config_get(
             out.out(format!("{v}\n")).await;
             Ok(())
         }
-        None => Err(Fail(
-            format!("{app} has no config var {var}"),
-            EXIT_NOT_FOUND,
-        )),
+        None => Err(CommandError::NotFound(format!(
+            "{app} has no config var {var}"
+        ))),
     }
 }
 
@@ -62,13 +61,14 @@ pub(super) async fn config_change(
         let _lock = d
             .locks
             .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
-            .await?;
-        let before = d.store.app_env(app).map_err(|e| e.to_string())?;
+            .await
+            .map_err(io)?;
+        let before = d.store.app_env(app).map_err(io)?;
         for (k, v) in &set {
-            d.store.set_app_env(app, k, v).map_err(|e| e.to_string())?;
+            d.store.set_app_env(app, k, v).map_err(io)?;
         }
         for k in &unset {
-            d.store.unset_app_env(app, k).map_err(|e| e.to_string())?;
+            d.store.unset_app_env(app, k).map_err(io)?;
         }
         let names: Vec<&str> = set
             .keys()
@@ -81,11 +81,11 @@ pub(super) async fn config_change(
             "config set"
         };
         let description = format!("{what} {}", names.join(" "));
-        let Some(live) = d.store.live_release(app).map_err(|e| e.to_string())? else {
+        let Some(live) = d.store.live_release(app).map_err(io)? else {
             p.step("Config saved; it applies from the first push");
             return Ok(0);
         };
-        let env = d.store.app_env(app).map_err(|e| e.to_string())?;
+        let env = d.store.app_env(app).map_err(io)?;
         match rerelease(d, key, app, &live, env, description, &p).await {
             Ok(n) => Ok(n),
             Err(e) => {
@@ -101,5 +101,5 @@ pub(super) async fn config_change(
         }
     })
     .await;
-    result.map(|_| ()).map_err(fail)
+    result.map(|_| ())
 }

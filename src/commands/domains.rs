@@ -78,10 +78,9 @@ pub(super) async fn domains_change(
     if add {
         for domain in &list {
             if domain == &d.default_domain(app) || after.contains(domain) {
-                return Err(Fail(
-                    format!("{domain} is routed to {app} already"),
-                    EXIT_CONFLICT,
-                ));
+                return Err(CommandError::Conflict(format!(
+                    "{domain} is routed to {app} already"
+                )));
             }
         }
         let wanted: BTreeSet<String> = list.iter().cloned().collect();
@@ -93,15 +92,14 @@ pub(super) async fn domains_change(
             &claims,
             key.role == Role::Admin,
         )
-        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        .map_err(|e| CommandError::Conflict(e.to_string()))?;
         after.extend(list.iter().cloned());
     } else {
         for domain in &list {
             if !after.contains(domain) {
-                return Err(Fail(
-                    format!("{domain} was not added to {app} with domains:add"),
-                    EXIT_NOT_FOUND,
-                ));
+                return Err(CommandError::NotFound(format!(
+                    "{domain} was not added to {app} with domains:add"
+                )));
             }
             after.retain(|x| x != domain);
         }
@@ -115,7 +113,7 @@ pub(super) async fn domains_change(
         app,
         out,
         None,
-        |_| d.store.set_domains(app, &after).map_err(|e| e.to_string()),
+        |_| d.store.set_domains(app, &after).map_err(io),
         || {
             let _ = d.store.set_domains(app, &before);
         },

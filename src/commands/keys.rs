@@ -66,11 +66,10 @@ pub(super) async fn keys_add(
     require_admin(key, "adding keys")?;
     let text = read_input(&mut input, crate::validate::MAX_KEY_LEN)
         .await
-        .map_err(|e| Fail(e.into(), EXIT_USAGE))?;
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
     let text = String::from_utf8(text)
-        .map_err(|_| Fail("the public key is not UTF-8".into(), EXIT_USAGE))?;
-    let (public_key, fingerprint) =
-        store::parse_public_key(&text).map_err(|e| Fail(e, EXIT_USAGE))?;
+        .map_err(|_| CommandError::Usage("the public key is not UTF-8".into()))?;
+    let (public_key, fingerprint) = store::parse_public_key(&text).map_err(CommandError::Usage)?;
     let record = KeyRecord {
         name: name.clone(),
         role,
@@ -80,9 +79,7 @@ pub(super) async fn keys_add(
         fingerprint: fingerprint.clone(),
         added: store::now_rfc3339(),
     };
-    d.store
-        .add_key(&record)
-        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+    d.store.add_key(&record).map_err(CommandError::Conflict)?;
     out.out(format!("added key {name} ({role}) {fingerprint}\n"))
         .await;
     Ok(())
@@ -93,13 +90,12 @@ pub(super) async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &O
     let keys = d.store.keys().map_err(io)?;
     let admins = keys.iter().filter(|k| k.role == Role::Admin).count();
     if keys.iter().any(|k| k.name == name && k.role == Role::Admin) && admins == 1 {
-        return Err(Fail(
-            format!("{name} is the last admin key; add another admin first"),
-            EXIT_CONFLICT,
-        ));
+        return Err(CommandError::Conflict(format!(
+            "{name} is the last admin key; add another admin first"
+        )));
     }
     if !d.store.remove_key(name).map_err(io)? {
-        return Err(Fail(format!("no key named {name}"), EXIT_NOT_FOUND));
+        return Err(CommandError::NotFound(format!("no key named {name}")));
     }
     out.out(format!("removed key {name}\n")).await;
     // Its open connections too, not only new ones.

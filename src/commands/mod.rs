@@ -12,9 +12,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::channel::{Closed, Input, Output, Terminal, read_input};
-use crate::command::{
-    self, Cmd, EXIT_CONFLICT, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE,
-};
+use crate::command::{self, Cmd, EXIT_OK};
 use crate::daemon::Daemon;
 use crate::deploy;
 use crate::launch;
@@ -26,6 +24,7 @@ mod apps;
 mod certs;
 mod config;
 mod domains;
+mod error;
 mod events;
 mod keys;
 mod logs;
@@ -48,13 +47,15 @@ use releases::*;
 use servers::*;
 use volumes::*;
 
-/// A failed command: message and exit code.
-struct Fail(String, u32);
+use error::CommandError;
+
+/// A failed command (its kind decides the exit code).
+type Fail = CommandError;
 
 type Res = Result<(), Fail>;
 
 fn fail(msg: impl Into<String>) -> Fail {
-    Fail(msg.into(), EXIT_FAILURE)
+    CommandError::Failed(msg.into())
 }
 
 /// Run one command; returns its exit code.
@@ -72,7 +73,7 @@ pub async fn run(
     if let Some((app, action, detail)) = audit {
         let outcome = match &result {
             Ok(()) => detail,
-            Err(Fail(msg, _)) => format!("{detail} failed: {msg}"),
+            Err(e) => format!("{detail} failed: {e}"),
         };
         // A destroyed app has no log left to write to: that goes to the fleet's.
         let app = app.filter(|a| d.store.app_exists(a));
@@ -80,11 +81,13 @@ pub async fn run(
     }
     match result {
         Ok(()) => EXIT_OK,
-        // A one-off's own non-zero exit: it has said what it had to.
-        Err(Fail(msg, code)) if msg.is_empty() => code,
-        Err(Fail(msg, code)) => {
-            out.err(format!("quarry: {msg}\n")).await;
-            code
+        Err(e) => {
+            let msg = e.to_string();
+            // A one-off's own non-zero exit: it has said what it had to.
+            if !msg.is_empty() {
+                out.err(format!("quarry: {msg}\n")).await;
+            }
+            e.exit_code()
         }
     }
 }
@@ -204,13 +207,10 @@ fn require_admin(key: &KeyRecord, what: &str) -> Res {
     if key.role == Role::Admin {
         Ok(())
     } else {
-        Err(Fail(
-            format!(
-                "permission denied: key {} is a deployer; {what} needs an admin key",
-                key.name
-            ),
-            EXIT_DENIED,
-        ))
+        Err(CommandError::Denied(format!(
+            "permission denied: key {} is a deployer; {what} needs an admin key",
+            key.name
+        )))
     }
 }
 
@@ -218,16 +218,13 @@ fn require_admin(key: &KeyRecord, what: &str) -> Res {
 /// a key that has no right to it as to anyone else: not found.
 fn require_app(d: &Daemon, key: &KeyRecord, app: &str) -> Res {
     if !d.store.app_exists(app) {
-        return Err(Fail(format!("app {app} does not exist"), EXIT_NOT_FOUND));
+        return Err(CommandError::NotFound(format!("app {app} does not exist")));
     }
     if !key.may_manage(app) {
-        return Err(Fail(
-            format!(
-                "permission denied: key {} may not manage app {app}",
-                key.name
-            ),
-            EXIT_DENIED,
-        ));
+        return Err(CommandError::Denied(format!(
+            "permission denied: key {} may not manage app {app}",
+            key.name
+        )));
     }
     Ok(())
 }
@@ -294,10 +291,9 @@ async fn help(topic: Option<String>, out: &Output) -> Res {
         Some(t) => match command::spec(&t) {
             Some(s) => out.out(command::command_help(s)).await,
             None => {
-                return Err(Fail(
-                    format!("no command {t:?}; run `help` to see the commands"),
-                    EXIT_USAGE,
-                ));
+                return Err(CommandError::Usage(format!(
+                    "no command {t:?}; run `help` to see the commands"
+                )));
             }
         },
     }
@@ -337,20 +333,21 @@ async fn change_and_apply<C, U>(
     undo: U,
 ) -> Res
 where
-    C: FnOnce(&crate::stack::Stack) -> Result<(), String>,
+    C: FnOnce(&crate::stack::Stack) -> Res,
     U: FnOnce(),
 {
-    let result = with_progress(out, |p| async move {
+    with_progress(out, |p| async move {
         let _lock = d
             .locks
             .acquire(&d.store, app, &p, deploy::LOCK_WAIT)
-            .await?;
+            .await
+            .map_err(io)?;
         let live = d
             .store
             .live_release(app)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("{app} has no live release yet: push it first"))?;
-        let stack = stack::from_release(&live).map_err(|e| e.to_string())?;
+            .map_err(io)?
+            .ok_or_else(|| fail(format!("{app} has no live release yet: push it first")))?;
+        let stack = stack::from_release(&live).map_err(io)?;
         change(&stack)?;
         match deploy::apply_restarting(d, app, &live, &stack, restart, &p).await {
             Ok(()) => {
@@ -359,10 +356,9 @@ where
             }
             Err(e) => {
                 undo();
-                Err(e)
+                Err(fail(e))
             }
         }
     })
-    .await;
-    result.map_err(fail)
+    .await
 }

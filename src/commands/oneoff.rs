@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Fail, Res, fail, require_app, show};
+use super::{CommandError, Fail, Res, fail, require_app, show};
 use crate::channel::{Closed, Input, Output, Terminal};
-use crate::command::{EXIT_CONFLICT, EXIT_NOT_FOUND, RUN_TIMEOUT_SECS, RunArgs};
+use crate::command::{RUN_TIMEOUT_SECS, RunArgs};
 use crate::cron;
 use crate::daemon::Daemon;
 use crate::manifest::Command;
@@ -18,13 +18,12 @@ use crate::oneoff::{self, Kind, OneOff, OneOffError};
 use crate::store::KeyRecord;
 
 fn oneoff_fail(e: OneOffError) -> Fail {
-    let code = match &e {
+    match &e {
         OneOffError::NoRelease(_) | OneOffError::NoNode { .. } | OneOffError::NotRunning { .. } => {
-            EXIT_NOT_FOUND
+            CommandError::NotFound(e.to_string())
         }
-        OneOffError::Docker { .. } | OneOffError::State { .. } => crate::command::EXIT_FAILURE,
-    };
-    Fail(e.to_string(), code)
+        OneOffError::Docker { .. } | OneOffError::State { .. } => fail(e.to_string()),
+    }
 }
 
 /// The exit status a client sees for a one-off's code (0–255).
@@ -37,7 +36,10 @@ fn status_of(code: i64) -> u32 {
 pub(super) fn exit(code: Result<u32, Fail>) -> Res {
     match code? {
         0 => Ok(()),
-        n => Err(Fail(String::new(), n)),
+        n => Err(CommandError::Exited {
+            message: String::new(),
+            code: n,
+        }),
     }
 }
 
@@ -128,10 +130,10 @@ pub(super) async fn run(
     match ending {
         Ending::Exited(code) => Ok(status_of(code)),
         Ending::Disconnected => Ok(status_of(ending.code())),
-        Ending::TimedOut(t) => Err(Fail(
-            format!("{name} stopped after {}s (--timeout)", t.as_secs()),
-            status_of(ending.code()),
-        )),
+        Ending::TimedOut(t) => Err(CommandError::Exited {
+            message: format!("{name} stopped after {}s (--timeout)", t.as_secs()),
+            code: status_of(ending.code()),
+        }),
     }
 }
 
@@ -260,18 +262,17 @@ pub(super) async fn run_now(
 ) -> Result<u32, Fail> {
     require_app(d, key, app)?;
     if !cron::jobs(d, app).iter().any(|(name, _)| name == job) {
-        return Err(Fail(
-            format!("app {app} has no job {job} in its live release; see `cron {app}`"),
-            EXIT_NOT_FOUND,
-        ));
+        return Err(CommandError::NotFound(format!(
+            "app {app} has no job {job} in its live release; see `cron {app}`"
+        )));
     }
     out.err(format!("-----> Running job {job} of {app}\n"))
         .await;
     let last = cron::run_job(d, app, job, "cron:run")
         .await
         .map_err(|e| match e {
-            cron::CronError::Busy { .. } => Fail(e.to_string(), EXIT_CONFLICT),
-            cron::CronError::NoJob { .. } => Fail(e.to_string(), EXIT_NOT_FOUND),
+            cron::CronError::Busy { .. } => CommandError::Conflict(e.to_string()),
+            cron::CronError::NoJob { .. } => CommandError::NotFound(e.to_string()),
             cron::CronError::Lock { .. } | cron::CronError::OneOff(_) => fail(e.to_string()),
         })?;
     logs(d, key, app, job, 20, out).await?;
@@ -300,10 +301,9 @@ pub(super) async fn logs(
         // `run` is where detached runs write.
         let known = job == "run" || cron::jobs(d, app).iter().any(|(name, _)| name == job);
         if !known {
-            return Err(Fail(
-                format!("app {app} has no job {job}; see `cron {app}`"),
-                EXIT_NOT_FOUND,
-            ));
+            return Err(CommandError::NotFound(format!(
+                "app {app} has no job {job}; see `cron {app}`"
+            )));
         }
         out.err(format!("job {job} of {app} has not run yet\n"))
             .await;

@@ -96,10 +96,10 @@ pub(super) async fn ps_restart(
                     return Ok(());
                 }
                 let known: Vec<&str> = stack.manifest.nodes.keys().map(String::as_str).collect();
-                Err(format!(
+                Err(fail(format!(
                     "{app} has no node {node}; its nodes are {}",
                     known.join(", ")
-                ))
+                )))
             },
             || {},
         )
@@ -109,12 +109,13 @@ pub(super) async fn ps_restart(
         let _lock = d
             .locks
             .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
-            .await?;
+            .await
+            .map_err(io)?;
         let live = d
             .store
             .live_release(app)
-            .map_err(|e| e.to_string())?
-            .ok_or(format!("{app} has no live release to restart"))?;
+            .map_err(io)?
+            .ok_or_else(|| fail(format!("{app} has no live release to restart")))?;
         rerelease(
             d,
             key,
@@ -127,7 +128,7 @@ pub(super) async fn ps_restart(
         .await
     })
     .await;
-    result.map(|_| ()).map_err(fail)
+    result.map(|_| ())
 }
 
 pub(super) async fn ps_scale(
@@ -150,17 +151,15 @@ pub(super) async fn ps_scale(
                 if !stack.manifest.nodes.contains_key(node) {
                     let known: Vec<&str> =
                         stack.manifest.nodes.keys().map(String::as_str).collect();
-                    return Err(format!(
+                    return Err(fail(format!(
                         "{app} has no node {node}; its nodes are {}",
                         known.join(", ")
-                    ));
+                    )));
                 }
             }
             let mut formation = before;
             formation.extend(scale.clone());
-            d.store
-                .set_formation(app, &formation)
-                .map_err(|e| e.to_string())
+            d.store.set_formation(app, &formation).map_err(io)
         },
         || {
             let _ = d.store.set_formation(app, &restore);
@@ -189,7 +188,7 @@ pub(super) async fn ps_stop_start(
             } else {
                 store::AppStatus::Live
             };
-            d.store.set_status(app, status).map_err(|e| e.to_string())
+            d.store.set_status(app, status).map_err(io)
         },
         || {
             let _ = d.store.set_status(app, before);
@@ -207,7 +206,7 @@ pub(super) async fn plan(d: &Daemon, key: &KeyRecord, app: &str, json: bool, out
         .ok_or_else(|| fail(format!("{app} has no live release yet: push it first")))?;
     let stack = stack::from_release(&live).map_err(|e| fail(e.to_string()))?;
     let desired = deploy::desired(d, app, &live, &stack).map_err(fail)?;
-    let (current, _) = deploy::current(d, app).await.map_err(fail)?;
+    let (current, _) = deploy::current(d, app, &stack).await.map_err(fail)?;
     let instructions = crate::plan::plan(&desired, &current);
     if json {
         print_json(out, &instructions).await;

@@ -86,7 +86,7 @@ pub(super) async fn releases_info(
         .store
         .release(app, number)
         .map_err(io)?
-        .ok_or_else(|| Fail(format!("{app} has no release v{number}"), EXIT_NOT_FOUND))?;
+        .ok_or_else(|| CommandError::NotFound(format!("{app} has no release v{number}")))?;
     let v = release_view(&r);
     if json {
         print_json(out, &v).await;
@@ -124,18 +124,15 @@ pub(super) async fn rerelease(
     env: BTreeMap<String, String>,
     description: String,
     p: &Progress,
-) -> Result<u32, String> {
-    let stack = stack::from_release(base).map_err(|e| e.to_string())?;
-    let number = d
-        .store
-        .next_release_number(app)
-        .map_err(|e| e.to_string())?;
+) -> Result<u32, Fail> {
+    let stack = stack::from_release(base).map_err(io)?;
+    let number = d.store.next_release_number(app).map_err(io)?;
     let mut release = Release {
         number,
         commit: base.commit.clone(),
         image: base.image.clone(),
         env,
-        global_env: d.store.global_env().map_err(|e| e.to_string())?,
+        global_env: d.store.global_env().map_err(io)?,
         manifest: base.manifest.clone(),
         created: store::now_rfc3339(),
         by: key.name.clone(),
@@ -144,15 +141,13 @@ pub(super) async fn rerelease(
         status: ReleaseStatus::Deploying,
         reason: None,
     };
-    d.store
-        .write_release(app, &release)
-        .map_err(|e| e.to_string())?;
+    d.store.write_release(app, &release).map_err(io)?;
     p.step(format!(
         "Releasing v{number} of {app}: {}",
         release.description
     ));
     let result = deploy::apply(d, app, &release, &stack, p).await;
-    deploy::finish(d, app, &mut release, result, p)?;
+    deploy::finish(d, app, &mut release, result, p).map_err(fail)?;
     p.step(format!("Released v{number}"));
     Ok(number)
 }
@@ -169,8 +164,9 @@ pub(super) async fn rollback(
         let _lock = d
             .locks
             .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
-            .await?;
-        let all = d.store.releases(app).map_err(|e| e.to_string())?;
+            .await
+            .map_err(io)?;
+        let all = d.store.releases(app).map_err(io)?;
         let live = all
             .iter()
             .rev()
@@ -181,7 +177,7 @@ pub(super) async fn rollback(
                 .iter()
                 .find(|r| r.number == n)
                 .cloned()
-                .ok_or(format!("{app} has no release v{n}"))?,
+                .ok_or_else(|| fail(format!("{app} has no release v{n}")))?,
             None => {
                 let below = live.as_ref().map_or(u32::MAX, |l| l.number);
                 all.iter()
@@ -191,24 +187,24 @@ pub(super) async fn rollback(
                             && matches!(r.status, ReleaseStatus::Superseded | ReleaseStatus::Live)
                     })
                     .cloned()
-                    .ok_or(format!(
+                    .ok_or_else(|| fail(format!(
                         "{app} has no earlier successful release to roll back to"
-                    ))?
+                    )))?
             }
         };
         if target.status == ReleaseStatus::Failed {
-            return Err(format!(
+            return Err(fail(format!(
                 "v{} of {app} never served (it failed); pick a release that did",
                 target.number
-            ));
+            )));
         }
         if d.docker.inspect_image(&target.image).await.is_err() {
-            return Err(format!(
+            return Err(fail(format!(
                 "the image of v{} ({}) was pruned (quarry.yml releases.keep); push commit {} again instead",
                 target.number,
                 target.image,
                 &target.commit[..7.min(target.commit.len())]
-            ));
+            )));
         }
         rerelease(
             d,
@@ -222,5 +218,5 @@ pub(super) async fn rollback(
         .await
     })
     .await;
-    result.map(|_| ()).map_err(fail)
+    result.map(|_| ())
 }

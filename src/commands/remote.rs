@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{EXIT_NOT_FOUND, Fail, Res, fail, require_admin, show};
+use super::{CommandError, Fail, Res, fail, require_admin, show};
 use crate::channel::{Input, Output, read_input};
 use crate::daemon::Daemon;
 use crate::provision;
@@ -106,7 +106,9 @@ pub(super) async fn provisioners_remove(
 ) -> Res {
     require_admin(key, "removing provisioners")?;
     if !provision::remove(d.store.root(), name).map_err(|e| fail(e.to_string()))? {
-        return Err(Fail(format!("no provisioner named {name}"), EXIT_NOT_FOUND));
+        return Err(CommandError::NotFound(format!(
+            "no provisioner named {name}"
+        )));
     }
     out.out(format!("removed provisioner {name}\n")).await;
     Ok(())
@@ -150,7 +152,7 @@ pub(super) async fn servers_provision(
 ) -> Res {
     require_admin(key, "provisioning servers")?;
     let Some((record, _)) = d.fleet.get(server) else {
-        return Err(Fail(format!("no server named {server}"), EXIT_NOT_FOUND));
+        return Err(CommandError::NotFound(format!("no server named {server}")));
     };
     let stored = provision::list(d.store.root()).map_err(|e| fail(e.to_string()))?;
     // Without names: the ones that ran there before and are due again.
@@ -169,13 +171,10 @@ pub(super) fn check_new_target(d: &Daemon, target: &crate::remote::SshTarget) ->
             .as_ref()
             .is_some_and(|t| t.host == target.host && t.port == target.port)
     }) {
-        Some(s) => Err(Fail(
-            format!(
-                "{}:{} is server {} already",
-                target.host, target.port, s.name
-            ),
-            super::EXIT_CONFLICT,
-        )),
+        Some(s) => Err(CommandError::Conflict(format!(
+            "{}:{} is server {} already",
+            target.host, target.port, s.name
+        ))),
         None => Ok(()),
     }
 }

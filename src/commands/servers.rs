@@ -97,7 +97,7 @@ pub(super) async fn servers(
     if let Some(n) = &name {
         views.retain(|v| &v.name == n);
         let Some(v) = views.first() else {
-            return Err(Fail(format!("no server named {n}"), EXIT_NOT_FOUND));
+            return Err(CommandError::NotFound(format!("no server named {n}")));
         };
         if json {
             print_json(out, v).await;
@@ -192,7 +192,7 @@ pub(super) async fn servers_add(
         );
     }
     crate::fleet::check_new(&d.fleet, &new.name, &new.docker)
-        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        .map_err(|e| CommandError::Conflict(e.to_string()))?;
     let provision = std::mem::take(&mut new.provision);
     let server = crate::fleet::register(&d.store, &d.fleet, new, None)
         .await
@@ -230,7 +230,7 @@ pub(super) async fn servers_add(
 pub(super) fn require_server(d: &Daemon, name: &str) -> Res {
     match d.fleet.get(name) {
         Some(_) => Ok(()),
-        None => Err(Fail(format!("no server named {name}"), EXIT_NOT_FOUND)),
+        None => Err(CommandError::NotFound(format!("no server named {name}"))),
     }
 }
 
@@ -258,13 +258,12 @@ pub(super) async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: 
         out.err(format!("-----> Moving {app} off {name}\n")).await;
         change_and_apply(d, &app, out, None, |_| Ok(()), || {})
             .await
-            .map_err(|Fail(e, code)| {
-                Fail(
+            .map_err(|e| {
+                e.map_message(|e| {
                     format!(
                         "draining {name}: {e}; the server stays draining, run servers:drain again"
-                    ),
-                    code,
-                )
+                    )
+                })
             })?;
     }
     out.out(format!(
@@ -279,12 +278,9 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
     require_server(d, name)?;
     let held = containers_on(d, name).await?.len();
     if held > 0 {
-        return Err(Fail(
-            format!(
-                "{name} still holds {held} container(s); move them first with servers:drain {name}"
-            ),
-            EXIT_CONFLICT,
-        ));
+        return Err(CommandError::Conflict(format!(
+            "{name} still holds {held} container(s); move them first with servers:drain {name}"
+        )));
     }
     // Services that waited for it (it does not answer) start elsewhere now.
     let mut moving = Vec::new();
@@ -307,7 +303,7 @@ pub(super) async fn servers_remove(d: &Daemon, key: &KeyRecord, name: &str, out:
     let leaving = d.fleet.get(name);
     d.fleet
         .remove(&d.store, name)
-        .map_err(|e| Fail(e.to_string(), EXIT_CONFLICT))?;
+        .map_err(|e| CommandError::Conflict(e.to_string()))?;
     if let Some((server, docker)) = leaving {
         crate::lockdown::forget(&d.store, &d.docker, server, docker).await;
     }

@@ -89,18 +89,14 @@ pub(super) async fn volumes_remove(
         .filter(|v| v.service == service)
         .collect();
     if views.is_empty() {
-        return Err(Fail(
-            format!("{app} has no volumes of a service {service}"),
-            EXIT_NOT_FOUND,
-        ));
+        return Err(CommandError::NotFound(format!(
+            "{app} has no volumes of a service {service}"
+        )));
     }
     if views.iter().any(|v| v.in_use) {
-        return Err(Fail(
-            format!(
-                "service {service} is still in {app}'s quarry.yml; remove it there and push before deleting its data"
-            ),
-            EXIT_CONFLICT,
-        ));
+        return Err(CommandError::Conflict(format!(
+            "service {service} is still in {app}'s quarry.yml; remove it there and push before deleting its data"
+        )));
     }
     for v in &views {
         launch::remove_volume(&d.docker_on(&v.server), &v.name)

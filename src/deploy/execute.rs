@@ -6,6 +6,7 @@
 //! May touch: the engines through launch, nginx through route.
 
 use super::*;
+use crate::plan::ServiceAt;
 
 mod nodes;
 mod route;
@@ -20,7 +21,7 @@ pub async fn reroute(
     stack: &Stack,
 ) -> Result<(), String> {
     let desired = desired(d, app, release, stack)?;
-    let (_, found) = current(d, app).await?;
+    let (_, found) = current(d, app, stack).await?;
     let p = Progress::silent();
     let mut run = Execution::new(d, app, release, stack, &desired, &p);
     run.switch_route(&found).await
@@ -49,7 +50,7 @@ pub async fn apply_restarting(
 ) -> Result<(), String> {
     let mut desired = desired(d, app, release, stack)?;
     desired.restart = restart.map(str::to_string);
-    let (current, found) = current(d, app).await?;
+    let (current, found) = current(d, app, stack).await?;
     let instructions = plan::plan(&desired, &current);
     let plan_path = d.store.app_dir(app).join("build").join("plan.json");
     store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
@@ -94,11 +95,6 @@ async fn execute_or_undo(
     }
 }
 
-/// `CACHE` for service `cache`: the prefix of its `_HOST`/`_PORT` variables.
-fn env_prefix(service: &str) -> String {
-    service.to_uppercase().replace('-', "_")
-}
-
 /// A container this attempt started.
 struct Started {
     id: String,
@@ -131,13 +127,6 @@ struct Execution<'a> {
     /// Where each running service is: its server, and its port as
     /// published on that server's address (for nodes on other servers).
     services: BTreeMap<String, ServiceAt>,
-}
-
-/// A running service's place in the fleet.
-#[derive(Debug, Clone)]
-struct ServiceAt {
-    server: String,
-    published: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Execution<'a> {
@@ -197,6 +186,12 @@ impl<'a> Execution<'a> {
                         .await?;
                     route = true;
                 }
+                Instruction::Relink {
+                    node, containers, ..
+                } => {
+                    self.relink(node, containers, found, &network).await?;
+                    route = true;
+                }
                 Instruction::Scale { node, from, to } => {
                     self.p.step(format!("Scaling {node} {from} -> {to}"));
                     let live: Vec<&Found> = found
@@ -240,20 +235,6 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        let deployed: BTreeSet<&str> = instructions
-            .iter()
-            .filter_map(|i| match i {
-                Instruction::Deploy { node, .. } => Some(node.as_str()),
-                Instruction::Ensure { .. }
-                | Instruction::Release { .. }
-                | Instruction::Scale { .. }
-                | Instruction::Route { .. }
-                | Instruction::Kill { .. } => None,
-            })
-            .collect();
-        if self.relink(found, &deployed, &network).await? {
-            route = true;
-        }
         if route {
             self.switch_route(found).await?;
         }
@@ -285,54 +266,30 @@ impl<'a> Execution<'a> {
     }
 
     /// Digest of the service addresses a node container on `server` gets.
-    fn links(&self, env: &BTreeMap<String, String>) -> String {
-        let mut text = String::new();
-        for name in self.stack.manifest.services.keys() {
-            let upper = env_prefix(name);
-            for key in [format!("{upper}_HOST"), format!("{upper}_PORT")] {
-                let value = env.get(&key).map_or("", String::as_str);
-                text.push_str(&format!("{key}={value}\n"));
-            }
-        }
-        plan::short_digest(&text)
+    fn links(&self, server: &str) -> String {
+        let services = self
+            .stack
+            .manifest
+            .services
+            .iter()
+            .map(|(name, service)| (name.as_str(), service.port, self.services.get(name)));
+        plan::links_digest(self.app, services, server)
     }
 
-    /// Replace the running node containers (of nodes this plan does not
-    /// deploy) whose service addresses are out of date — a service moved to
-    /// another server — one by one, beside the old ones. Returns whether any
-    /// was replaced.
+    /// Replace `containers` of `node` (a plan's RELINK: their service
+    /// addresses are out of date) one by one, beside the old ones.
     async fn relink(
         &mut self,
+        node: &str,
+        containers: &[String],
         found: &[Found],
-        deployed: &BTreeSet<&str>,
         network: &str,
-    ) -> Result<bool, String> {
-        if self.stack.manifest.services.is_empty() {
-            return Ok(false);
-        }
-        let retired: BTreeSet<String> = self.retire.iter().map(|c| c.id.clone()).collect();
+    ) -> Result<(), String> {
         let stale: Vec<Found> = found
             .iter()
-            .filter(|c| {
-                c.service.is_none()
-                    && c.state == crate::launch::ContainerState::Running
-                    && c.is_steady()
-                    && !deployed.contains(c.node.as_str())
-                    && !retired.contains(&c.id)
-                    && self.d.server_running(&c.server)
-            })
-            .filter(|c| {
-                let Some(def) = self.stack.manifest.nodes.get(&c.node) else {
-                    return false;
-                };
-                let want = self.links(&self.node_env(Some(def), &c.server));
-                c.links.as_ref().is_some_and(|have| *have != want)
-            })
+            .filter(|c| c.is_steady() && c.node == node && containers.contains(&c.name))
             .cloned()
             .collect();
-        if stale.is_empty() {
-            return Ok(false);
-        }
         self.p.step(format!(
             "A service moved: replacing {} container(s) that knew its old address",
             stale.len()
@@ -345,7 +302,7 @@ impl<'a> Execution<'a> {
             self.boot(&c.node, c.index, &temp, network).await?;
             self.retire.push(c);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Record where the app's running services are.
@@ -436,27 +393,8 @@ impl<'a> Execution<'a> {
         }
         env.extend(self.release.env.clone());
         for (name, service) in &self.stack.manifest.services {
-            let upper = env_prefix(name);
-            let elsewhere = self
-                .services
-                .get(name)
-                .filter(|at| at.server != server)
-                .and_then(|at| at.published);
-            match elsewhere {
-                Some(addr) => {
-                    env.insert(format!("{upper}_HOST"), addr.ip().to_string());
-                    env.insert(format!("{upper}_PORT"), addr.port().to_string());
-                }
-                None => {
-                    env.insert(
-                        format!("{upper}_HOST"),
-                        launch::service_host(self.app, name),
-                    );
-                    if let Some(port) = service.port {
-                        env.insert(format!("{upper}_PORT"), port.to_string());
-                    }
-                }
-            }
+            let at = self.services.get(name);
+            env.extend(plan::service_vars(self.app, name, service.port, at, server));
         }
         env
     }

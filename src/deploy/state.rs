@@ -4,6 +4,37 @@
 
 use super::*;
 
+/// Why desired or current state could not be read. The messages are the
+/// underlying ones (users see them as they were); the variant says where.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// An app's records in the data dir.
+    #[error("{source}")]
+    Store { app: String, source: std::io::Error },
+    /// The list of apps.
+    #[error("{0}")]
+    Apps(std::io::Error),
+    /// A file of the data dir (routed domains, the grid snapshot).
+    #[error("{source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] launch::LaunchError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Callers that still speak in messages take the line as it reads.
+impl From<StateError> for String {
+    fn from(e: StateError) -> String {
+        e.to_string()
+    }
+}
+
 /// Memory a node container takes on the grid when quarry.yml sets none (MiB).
 pub const DEFAULT_SLICE_MIB: u64 = 256;
 
@@ -12,10 +43,17 @@ pub const DEFAULT_SLICE_MIB: u64 = 256;
 pub struct SliceSizes(HashMap<String, BTreeMap<String, u64>>);
 
 impl SliceSizes {
-    pub fn load(d: &Daemon) -> Result<SliceSizes, String> {
+    pub fn load(d: &Daemon) -> Result<SliceSizes, StateError> {
         let mut sizes = HashMap::new();
-        for app in d.store.apps().map_err(|e| e.to_string())? {
-            if let Some(live) = d.store.live_release(&app).map_err(|e| e.to_string())?
+        for app in d.store.apps().map_err(StateError::Apps)? {
+            let live = d
+                .store
+                .live_release(&app)
+                .map_err(|source| StateError::Store {
+                    app: app.clone(),
+                    source,
+                })?;
+            if let Some(live) = live
                 && let Ok(stack) = stack::from_release(&live)
             {
                 let nodes = stack
@@ -47,7 +85,7 @@ impl SliceSizes {
 pub async fn occupied_grid(
     d: &Daemon,
     options: crate::grid::Options,
-) -> Result<(crate::grid::Grid, Vec<String>), String> {
+) -> Result<(crate::grid::Grid, Vec<String>), StateError> {
     let mut grid = d.fleet.grid()?;
     grid.set_options(options);
     let sizes = SliceSizes::load(d)?;
@@ -73,18 +111,27 @@ pub async fn occupied_grid(
 }
 
 /// Write the allocation as it is now to `grid/grid.json`.
-pub async fn persist_grid(d: &Daemon) -> Result<(crate::grid::Grid, Vec<String>), String> {
+pub async fn persist_grid(d: &Daemon) -> Result<(crate::grid::Grid, Vec<String>), StateError> {
     let config = crate::cloud::Config::load(&d.store)?;
     let (grid, warnings) = occupied_grid(d, config.grid.options()).await?;
-    store::write_json(&d.store.root().join("grid").join("grid.json"), &grid, 0o644)
-        .map_err(|e| e.to_string())?;
+    let path = d.store.root().join("grid").join("grid.json");
+    store::write_json(&path, &grid, 0o644).map_err(|source| StateError::File { path, source })?;
     Ok((grid, warnings))
 }
 
 /// Nodes with their effective scale (`ps:scale` over quarry.yml) and domains.
-pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Result<Desired, String> {
-    let formation = d.store.formation(app).map_err(|e| e.to_string())?;
-    let extra = d.store.domains(app).map_err(|e| e.to_string())?;
+pub fn desired(
+    d: &Daemon,
+    app: &str,
+    release: &Release,
+    stack: &Stack,
+) -> Result<Desired, StateError> {
+    let records = |source| StateError::Store {
+        app: app.to_string(),
+        source,
+    };
+    let formation = d.store.formation(app).map_err(records)?;
+    let extra = d.store.domains(app).map_err(records)?;
     let stopped = d.store.status(app) == AppStatus::Disabled;
     let main = main_web_node(stack);
     let mut nodes = BTreeMap::new();
@@ -124,9 +171,25 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
             DesiredService {
                 image,
                 spec_hash: plan::spec_hash(service),
+                port: service.port,
+                waiting: None,
             },
         );
     }
+    let homes = homes::read(&d.store, app);
+    for (name, server) in waiting_services(d, app, stack) {
+        if let Some(want) = services.get_mut(&name) {
+            let published = homes.get(&name).and_then(|h| h.published);
+            want.waiting = Some(plan::ServiceAt { server, published });
+        }
+    }
+    let servers = d
+        .fleet
+        .list()
+        .into_iter()
+        .filter(|s| s.state == crate::fleet::ServerState::Running)
+        .map(|s| s.name)
+        .collect();
     // Only a release rolling out for the first time runs its command: not
     // one restored by a rollback or rescaled.
     let release_command = match &stack.manifest.release {
@@ -140,6 +203,7 @@ pub fn desired(d: &Daemon, app: &str, release: &Release, stack: &Stack) -> Resul
         nodes,
         release_command,
         restart: None,
+        servers,
     })
 }
 
@@ -186,13 +250,18 @@ pub fn main_web_node(stack: &Stack) -> Option<String> {
         .map(|(k, _)| k.clone())
 }
 
-/// What runs now, asked of the engine; plus the domains last routed.
-pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), String> {
+/// What runs now, asked of the engine (services with the port they publish
+/// for the ports `stack` gives them); plus the domains last routed.
+pub async fn current(
+    d: &Daemon,
+    app: &str,
+    stack: &Stack,
+) -> Result<(Current, Vec<Found>), StateError> {
     let found = d.containers(Some(app)).await?;
-    let routed: BTreeMap<String, BTreeSet<String>> =
-        store::read_json(&d.store.app_dir(app).join("routed.json"))
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+    let path = d.store.app_dir(app).join("routed.json");
+    let routed: BTreeMap<String, BTreeSet<String>> = store::read_json(&path)
+        .map_err(|source| StateError::File { path, source })?
+        .unwrap_or_default();
     let mut current = Current::default();
     for c in &found {
         if let Some(service) = &c.service {
@@ -200,11 +269,25 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
             if !d.server_running(&c.server) {
                 continue;
             }
+            let port = stack.manifest.services.get(service).and_then(|s| s.port);
+            let published = match port {
+                Some(port) if c.state == crate::launch::ContainerState::Running => {
+                    launch::published(&d.docker_on(&c.server), &c.id, port)
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Some(_) | None => None,
+            };
             current.services.insert(
                 service.clone(),
                 CurrentService {
                     spec_hash: c.spec.clone().unwrap_or_default(),
                     container: c.name.clone(),
+                    at: plan::ServiceAt {
+                        server: c.server.clone(),
+                        published,
+                    },
                 },
             );
             continue;
@@ -221,9 +304,19 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
                 release: c.release,
                 containers: Vec::new(),
                 domains: routed.get(&c.node).cloned().unwrap_or_default(),
+                linked: BTreeMap::new(),
             });
         node.release = node.release.min(c.release);
         node.containers.push(c.name.clone());
+        if let Some(digest) = &c.links
+            && c.state == crate::launch::ContainerState::Running
+        {
+            let linked = plan::Linked {
+                server: c.server.clone(),
+                digest: digest.clone(),
+            };
+            node.linked.insert(c.name.clone(), linked);
+        }
         current.release = Some(current.release.map_or(c.release, |r: u32| r.max(c.release)));
     }
     // Nodes routed but with no containers (scaled to zero) keep their domains.
@@ -232,6 +325,7 @@ pub async fn current(d: &Daemon, app: &str) -> Result<(Current, Vec<Found>), Str
             release: 0,
             containers: Vec::new(),
             domains,
+            linked: BTreeMap::new(),
         });
     }
     Ok((current, found))

@@ -7,7 +7,7 @@ use super::*;
 
 /// Stop (SIGTERM, then SIGKILL after `grace` seconds) and remove a container.
 /// A container that is already gone is not an error.
-pub async fn remove(docker: &Docker, id_or_name: &str, grace: i32) -> Result<(), String> {
+pub async fn remove(docker: &Docker, id_or_name: &str, grace: i32) -> Result<(), LaunchError> {
     if grace > 0 {
         let options = StopContainerOptionsBuilder::default().t(grace).build();
         let _ = docker.stop_container(id_or_name, Some(options)).await;
@@ -21,10 +21,10 @@ pub async fn remove(docker: &Docker, id_or_name: &str, grace: i32) -> Result<(),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(()),
-        Err(e) => Err(format!(
-            "cannot remove container {id_or_name}: {}",
-            docker_message(&e)
-        )),
+        Err(e) => Err(LaunchError::Remove {
+            container: id_or_name.to_string(),
+            message: docker_message(&e),
+        }),
     }
 }
 
@@ -63,12 +63,15 @@ pub fn foreign_name(name: &str) -> String {
 }
 
 /// Give a container its steady-state name.
-pub async fn rename(docker: &Docker, id: &str, name: &str) -> Result<(), String> {
+pub async fn rename(docker: &Docker, id: &str, name: &str) -> Result<(), LaunchError> {
     let options = RenameContainerOptionsBuilder::default().name(name).build();
     docker
         .rename_container(id, options)
         .await
-        .map_err(|e| format!("cannot rename container to {name}: {}", docker_message(&e)))
+        .map_err(|e| LaunchError::Rename {
+            name: name.to_string(),
+            message: docker_message(&e),
+        })
 }
 
 /// Every container of this instance (of one app when `app` is given).
@@ -76,7 +79,7 @@ pub async fn list(
     docker: &Docker,
     instance: &str,
     app: Option<&str>,
-) -> Result<Vec<Found>, String> {
+) -> Result<Vec<Found>, LaunchError> {
     let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
     if let Some(app) = app {
         labels.push(format!("{LABEL_APP}={app}"));
@@ -89,7 +92,9 @@ pub async fn list(
     let summaries = docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| format!("cannot list containers: {}", docker_message(&e)))?;
+        .map_err(|e| LaunchError::List {
+            message: docker_message(&e),
+        })?;
     let mut out = Vec::new();
     for s in summaries {
         let labels = s.labels.unwrap_or_default();
@@ -140,11 +145,14 @@ pub async fn attach(
     id: &str,
     network: &str,
     aliases: &[String],
-) -> Result<(), String> {
+) -> Result<(), LaunchError> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
         .await
-        .map_err(|e| docker_message(&e))?;
+        .map_err(|e| LaunchError::Inspect {
+            container: id.to_string(),
+            message: docker_message(&e),
+        })?;
     let joined = info
         .network_settings
         .and_then(|n| n.networks)
@@ -161,12 +169,13 @@ pub async fn attach(
             ..Default::default()
         }),
     };
-    docker.connect_network(network, request).await.map_err(|e| {
-        format!(
-            "cannot join container {id} to its app's network: {}",
-            docker_message(&e)
-        )
-    })
+    docker
+        .connect_network(network, request)
+        .await
+        .map_err(|e| LaunchError::Attach {
+            container: id.to_string(),
+            message: docker_message(&e),
+        })
 }
 
 /// Run a one-off container to completion (a release command): exit code and output.
@@ -175,18 +184,17 @@ pub async fn run_once(
     instance: &str,
     spec: &ContainerSpec,
     deadline: Duration,
-) -> Result<(i64, Vec<String>), String> {
+) -> Result<(i64, Vec<String>), LaunchError> {
     let id = start(docker, instance, spec).await?;
     let code = match tokio::time::timeout(deadline, exit_code(docker, &id)).await {
         Ok(code) => code,
         Err(_) => {
             let logs = tail_logs(docker, &id, 20).await;
             let _ = remove(docker, &id, 0).await;
-            return Err(format!(
-                "did not finish within {}s; last output: {}",
-                deadline.as_secs(),
-                logs.join(" | ")
-            ));
+            return Err(LaunchError::NotFinished {
+                secs: deadline.as_secs(),
+                logs,
+            });
         }
     };
     let logs = tail_logs(docker, &id, 50).await;

@@ -25,10 +25,12 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod error;
 mod health;
 mod inventory;
 mod volumes;
 
+pub use error::LaunchError;
 pub use health::*;
 pub use inventory::*;
 pub use volumes::*;
@@ -179,7 +181,7 @@ pub async fn start(
     docker: &Docker,
     instance: &str,
     spec: &ContainerSpec,
-) -> Result<String, String> {
+) -> Result<String, LaunchError> {
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut port_bindings = HashMap::new();
     let mut exposed = None;
@@ -278,7 +280,11 @@ pub async fn start(
     match owner(docker, &spec.name).await {
         NameOwner::Free => {}
         NameOwner::Us(inst) if inst == instance => remove(docker, &spec.name, 0).await?,
-        NameOwner::Us(_) | NameOwner::Foreign => return Err(foreign_name(&spec.name)),
+        NameOwner::Us(_) | NameOwner::Foreign => {
+            return Err(LaunchError::ForeignName {
+                name: spec.name.clone(),
+            });
+        }
     }
     let options = CreateContainerOptionsBuilder::default()
         .name(&spec.name)
@@ -286,35 +292,38 @@ pub async fn start(
     let created = docker
         .create_container(Some(options), body)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot create container {}: {}",
-                spec.name,
-                docker_message(&e)
-            )
+        .map_err(|e| LaunchError::Create {
+            container: spec.name.clone(),
+            message: docker_message(&e),
         })?;
     if let Err(e) = docker.start_container(&created.id, None).await {
         let _ = remove(docker, &created.id, 0).await;
-        return Err(format!(
-            "cannot start container {}: {}",
-            spec.name,
-            docker_message(&e)
-        ));
+        return Err(LaunchError::Start {
+            container: spec.name.clone(),
+            message: docker_message(&e),
+        });
     }
     Ok(created.id)
 }
 
 /// The address nginx reaches a web container at, once it is running.
-pub async fn address(docker: &Docker, id: &str) -> Result<Option<SocketAddr>, String> {
+pub async fn address(docker: &Docker, id: &str) -> Result<Option<SocketAddr>, LaunchError> {
     published(docker, id, CONTAINER_PORT).await
 }
 
 /// Where container `port` of `id` is published on its server, if it is.
-pub async fn published(docker: &Docker, id: &str, port: u16) -> Result<Option<SocketAddr>, String> {
+pub async fn published(
+    docker: &Docker,
+    id: &str,
+    port: u16,
+) -> Result<Option<SocketAddr>, LaunchError> {
     let info = docker
         .inspect_container(id, None::<InspectContainerOptions>)
         .await
-        .map_err(|e| docker_message(&e))?;
+        .map_err(|e| LaunchError::Inspect {
+            container: id.to_string(),
+            message: docker_message(&e),
+        })?;
     let ports = info
         .network_settings
         .and_then(|n| n.ports)

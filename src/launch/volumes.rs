@@ -26,7 +26,7 @@ pub(super) async fn ensure_volume(
     app: &str,
     service: &str,
     name: &str,
-) -> Result<String, String> {
+) -> Result<String, LaunchError> {
     let owner = |v: &bollard::models::Volume| {
         let get = |k: &str| v.labels.get(k).cloned().unwrap_or_default();
         (get(LABEL_INSTANCE), get(LABEL_APP), get(LABEL_SERVICE))
@@ -37,10 +37,13 @@ pub(super) async fn ensure_volume(
         if have == want {
             Ok(())
         } else {
-            Err(format!(
-                "volume {name} exists but is not app {app}'s service {service} (its labels say app {:?}, service {:?}); refusing to mount it",
-                have.1, have.2
-            ))
+            Err(LaunchError::ForeignVolume {
+                name: name.to_string(),
+                app: app.to_string(),
+                service: service.to_string(),
+                have_app: have.1,
+                have_service: have.2,
+            })
         }
     };
     if let Ok(v) = docker.inspect_volume(name).await {
@@ -67,7 +70,10 @@ pub(super) async fn ensure_volume(
     let v = docker
         .create_volume(request)
         .await
-        .map_err(|e| format!("cannot create volume {name}: {}", docker_message(&e)))?;
+        .map_err(|e| LaunchError::CreateVolume {
+            name: name.to_string(),
+            message: docker_message(&e),
+        })?;
     check(&v)?;
     Ok(name.to_string())
 }
@@ -85,7 +91,7 @@ pub async fn volumes(
     docker: &Docker,
     instance: &str,
     app: Option<&str>,
-) -> Result<Vec<VolumeInfo>, String> {
+) -> Result<Vec<VolumeInfo>, LaunchError> {
     let mut labels = vec![format!("{LABEL_INSTANCE}={instance}")];
     if let Some(app) = app {
         labels.push(format!("{LABEL_APP}={app}"));
@@ -97,7 +103,9 @@ pub async fn volumes(
     let list = docker
         .list_volumes(Some(options))
         .await
-        .map_err(|e| docker_message(&e))?;
+        .map_err(|e| LaunchError::Volumes {
+            message: docker_message(&e),
+        })?;
     let mut out: Vec<VolumeInfo> = list
         .volumes
         .unwrap_or_default()
@@ -112,9 +120,12 @@ pub async fn volumes(
     Ok(out)
 }
 
-pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), String> {
+pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), LaunchError> {
     docker
         .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
         .await
-        .map_err(|e| format!("cannot remove volume {name}: {}", docker_message(&e)))
+        .map_err(|e| LaunchError::RemoveVolume {
+            name: name.to_string(),
+            message: docker_message(&e),
+        })
 }

@@ -82,7 +82,10 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
             known: nodes.keys().cloned().collect::<Vec<_>>().join(", "),
         });
     };
-    let found = d.containers(Some(app)).await.map_err(state)?;
+    let found = d
+        .containers(Some(app))
+        .await
+        .map_err(|e| state(e.to_string()))?;
     let running = found.iter().find(|c| {
         c.node == node
             && c.service.is_none()

@@ -4,7 +4,8 @@
 //! `route`) carries the instructions out, `build/plan.json` stores them, and
 //! [`render`] prints them as the dry run of `quarry plan`. Nothing here does
 //! I/O or reads a clock; it touches nothing outside itself except the types of
-//! [`crate::manifest`].
+//! [`crate::manifest`] and the service names of [`crate::launch`].
+//! `links` decides which running containers must be relinked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Command, NodeKind, Service, ServiceSource};
+
+mod links;
+pub use links::{Linked, ServiceAt, digest as links_digest, env_prefix, service_vars};
 
 /// One step of a deploy. Matched exhaustively by the executor: a new step
 /// must be handled wherever instructions are carried out.
@@ -35,6 +39,14 @@ pub enum Instruction {
     /// Run the release's `release:` command in a one-off container, once,
     /// after the services are up and before any node rolls out.
     Release { release: u32, command: String },
+    /// Replace running containers of a node (keeping its release) whose
+    /// service addresses are out of date, each beside the old one: a
+    /// service moved or republished its port. `reason` says which.
+    Relink {
+        node: String,
+        containers: Vec<String>,
+        reason: String,
+    },
     /// Add or remove containers of a node, keeping its release.
     Scale { node: String, from: u32, to: u32 },
     /// Add or remove domains of a node in the router (both sorted).
@@ -63,6 +75,11 @@ impl fmt::Display for Instruction {
                 write!(f, "RELEASE v{release}: {command}")
             }
             Instruction::Scale { node, from, to } => write!(f, "SCALE {node} {from} -> {to}"),
+            Instruction::Relink {
+                node,
+                containers,
+                reason,
+            } => write!(f, "RELINK {node} x{} ({reason})", containers.len()),
             Instruction::Route { node, add, remove } => {
                 write!(f, "ROUTE {node}")?;
                 for domain in add {
@@ -94,6 +111,10 @@ pub struct Desired {
     /// release (`ps:restart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
+    /// The servers that run containers now: a service publishes its port
+    /// when another one could run a node that reaches it.
+    #[serde(default)]
+    pub servers: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +123,13 @@ pub struct DesiredService {
     pub image: String,
     /// [`spec_hash`] of the service definition: a change restarts the service.
     pub spec_hash: String,
+    /// The port it listens on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Set when it waits for its server (which holds its volumes and does
+    /// not answer): nodes keep reaching it at this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<ServiceAt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +154,8 @@ pub struct Current {
 pub struct CurrentService {
     pub spec_hash: String,
     pub container: String,
+    /// Its server and published port.
+    pub at: ServiceAt,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,12 +166,16 @@ pub struct CurrentNode {
     pub containers: Vec<String>,
     /// Domains routed to it now.
     pub domains: BTreeSet<String>,
+    /// Its running containers that carry a links digest, by name.
+    #[serde(default)]
+    pub linked: BTreeMap<String, Linked>,
 }
 
 /// The instructions that turn `current` into `desired`, in the order to run them:
 /// services first (nodes may need them), then the release command (when a
 /// node rolls out a new release that has one), then deploys and scaling,
-/// then routes, then the kills of what is gone; each group sorted by name.
+/// then relinks of the containers whose service addresses go stale, then
+/// routes, then the kills of what is gone; each group sorted by name.
 /// A node named by `desired.restart` is deployed even when it runs the
 /// release already.
 pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
@@ -219,9 +253,32 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
     let kills = kills
         .into_iter()
         .map(|container| Instruction::Kill { container });
-    let deploys = launches
+    let deployed: BTreeSet<&str> = launches
         .iter()
-        .any(|i| matches!(i, Instruction::Deploy { .. }));
+        .filter_map(|i| match i {
+            Instruction::Deploy { node, .. } => Some(node.as_str()),
+            Instruction::Ensure { .. }
+            | Instruction::Release { .. }
+            | Instruction::Relink { .. }
+            | Instruction::Scale { .. }
+            | Instruction::Route { .. }
+            | Instruction::Kill { .. } => None,
+        })
+        .collect();
+    let ensured: BTreeSet<&str> = services
+        .iter()
+        .filter_map(|i| match i {
+            Instruction::Ensure { service, .. } => Some(service.as_str()),
+            Instruction::Deploy { .. }
+            | Instruction::Release { .. }
+            | Instruction::Relink { .. }
+            | Instruction::Scale { .. }
+            | Instruction::Route { .. }
+            | Instruction::Kill { .. } => None,
+        })
+        .collect();
+    let relinks = links::relinks(desired, current, &deployed, &ensured);
+    let deploys = !deployed.is_empty();
     let release = desired
         .release_command
         .clone()
@@ -234,6 +291,7 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
         .into_iter()
         .chain(release)
         .chain(launches)
+        .chain(relinks)
         .chain(routes.into_values())
         .chain(kills)
         .collect()

@@ -1,9 +1,29 @@
 //! Golden dry runs of the planner: first deploys, redeploys, scaling,
-//! routes, services, release commands and restarts.
+//! routes, services, release commands, restarts and relinks (more of
+//! those in `tests/relink.rs`).
 
 use super::*;
 
+mod relink;
+
 const APP: &str = "myapp";
+const LOCAL: &str = "local";
+
+/// The links digest of a container on `server` that reaches the cache at `cache`.
+fn linked(server: &str, cache: &ServiceAt) -> Linked {
+    let services = [("cache", Some(6379), Some(cache))];
+    Linked {
+        server: server.into(),
+        digest: links_digest(APP, services, server),
+    }
+}
+
+fn at(server: &str, published: Option<&str>) -> ServiceAt {
+    ServiceAt {
+        server: server.into(),
+        published: published.map(|p| p.parse().unwrap()),
+    }
+}
 
 fn domains(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|d| d.to_string()).collect()
@@ -21,8 +41,11 @@ fn desired(release: u32) -> Desired {
         DesiredService {
             image: "redis:7".into(),
             spec_hash: "aaaaaaaaaaaa".into(),
+            port: Some(6379),
+            waiting: None,
         },
     );
+    d.servers.insert(LOCAL.into());
     add_node(&mut d, "web", NodeKind::Web, 2, &["www.example.com"]);
     add_node(&mut d, "worker", NodeKind::Worker, 1, &[]);
     d
@@ -37,10 +60,17 @@ fn add_node(d: &mut Desired, name: &str, kind: NodeKind, scale: u32, routed: &[&
     d.nodes.insert(name.into(), node);
 }
 
+/// `count` containers of `node` on the local server, linked to the cache there.
 fn running(release: u32, node: &str, count: u32, routed: &[&str]) -> CurrentNode {
+    let containers: Vec<String> = (1..=count).map(|n| format!("{APP}.{node}.{n}")).collect();
+    let cache = at(LOCAL, None);
     CurrentNode {
         release,
-        containers: (1..=count).map(|n| format!("{APP}.{node}.{n}")).collect(),
+        linked: containers
+            .iter()
+            .map(|c| (c.clone(), linked(LOCAL, &cache)))
+            .collect(),
+        containers,
         domains: domains(routed),
     }
 }
@@ -56,6 +86,7 @@ fn live_v2() -> Current {
         CurrentService {
             spec_hash: "aaaaaaaaaaaa".into(),
             container: format!("{APP}.cache"),
+            at: at(LOCAL, None),
         },
     );
     c.nodes
@@ -109,6 +140,32 @@ fn a_restart_redeploys_the_node_on_its_own_release_and_nothing_else() {
     // A restart of a node scaled to zero boots nothing.
     want.nodes.get_mut("web").unwrap().scale = 0;
     assert_eq!(dry_run(&want, &live_v2()), "SCALE web 2 -> 0\n");
+}
+
+#[test]
+fn a_service_moved_relinks_the_nodes_that_are_not_redeployed() {
+    // The cache came up on server b (publishing its port) while the web
+    // and worker containers on the local server knew it on the local one.
+    let mut want = desired(2);
+    want.servers.insert("b".into());
+    let mut moved = live_v2();
+    moved.services.get_mut("cache").unwrap().at = at("b", Some("10.0.0.2:32768"));
+    assert_eq!(
+        dry_run(&want, &moved),
+        "RELINK web x2 (service addresses changed)\n\
+             RELINK worker x1 (service addresses changed)\n"
+    );
+    // A new release redeploys both: nothing left to relink.
+    assert_eq!(
+        dry_run(&desired(3), &moved),
+        "DEPLOY web v3 x2\n\
+             DEPLOY worker v3 x1\n"
+    );
+    assert_eq!(
+        serde_json::to_value(&plan(&want, &moved)[1]).unwrap(),
+        serde_json::json!({"op": "RELINK", "node": "worker",
+            "containers": ["myapp.worker.1"], "reason": "service addresses changed"})
+    );
 }
 
 #[test]
@@ -224,6 +281,8 @@ fn service_added() {
         DesiredService {
             image: "postgres:16".into(),
             spec_hash: "bbbbbbbbbbbb".into(),
+            port: None,
+            waiting: None,
         },
     );
     assert_eq!(
@@ -250,6 +309,8 @@ fn service_definition_changed() {
         DesiredService {
             image: "redis:7.2".into(),
             spec_hash: "cccccccccccc".into(),
+            port: Some(6379),
+            waiting: None,
         },
     );
     assert_eq!(

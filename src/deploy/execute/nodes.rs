@@ -173,7 +173,7 @@ impl Execution<'_> {
             restart: true,
         };
         spec.labels
-            .insert(launch::LABEL_LINKS.to_string(), self.links(&spec.env));
+            .insert(launch::LABEL_LINKS.to_string(), self.links(&server.name));
         // The name this container will take must be ours to take.
         let final_name = format!("{}.{node}.{index}", self.app);
         match launch::owner(&docker, &final_name).await {

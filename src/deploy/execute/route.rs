@@ -78,13 +78,13 @@ impl Execution<'_> {
             });
             for r in futures_util::future::join_all(jobs).await {
                 if let Err(e) = r {
-                    self.p.warn(e);
+                    self.p.warn(e.to_string());
                 }
             }
         }
         for s in self.started.iter().filter(|s| s.booted_as != s.final_name) {
             if let Err(e) = launch::rename(&s.docker, &s.id, &s.final_name).await {
-                self.p.warn(e);
+                self.p.warn(e.to_string());
             }
         }
     }

@@ -33,7 +33,9 @@ impl Execution<'_> {
                 self.network_on(&c.server).await?
             };
             let aliases = [launch::service_host(self.app, service)];
-            return launch::attach(&d.docker_on(&c.server), &c.id, &network, &aliases).await;
+            return launch::attach(&d.docker_on(&c.server), &c.id, &network, &aliases)
+                .await
+                .map_err(String::from);
         }
         // A service stays on its server (its volumes live there); a new one,
         // or one the operator moves off its server, is placed by the grid;
