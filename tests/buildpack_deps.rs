@@ -141,7 +141,7 @@ fn a_code_only_push_reuses_the_dependency_image_and_a_lockfile_change_rebuilds_i
     let rebuilt = deps_images(&app);
     assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
     assert_ne!(rebuilt, built);
-    eprintln!("code-only push: {:.1}s", took.as_secs_f64());
+    eprintln!("code-only push: {:.1}s\n{second}", took.as_secs_f64());
 
     // The app takes its dependency images with it.
     server.admin(&format!("apps:destroy {app} --force"));
