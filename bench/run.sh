@@ -28,6 +28,14 @@ REDEPLOYS=5
 CP_RUNS=10
 CONCURRENT=10
 IDLE_APPS=100
+# BENCH_ONLY=buildpack: only the push-to-live rows (one first deploy) and the
+# buildpack rows beside them; the other sections are skipped.
+BENCH_ONLY=${BENCH_ONLY:-}
+case "$BENCH_ONLY" in
+    '') ;;
+    buildpack) FIRST_DEPLOYS=1 ;;
+    *) printf 'bench: BENCH_ONLY=%s: only "buildpack" is known\n' "$BENCH_ONLY" >&2 && exit 1 ;;
+esac
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -294,12 +302,14 @@ for line in sys.stdin:
     }
     printf '%s\n' "$bin"
 }
-log "building the grid benchmark"
-GRID_BIN=$(bench_bin grid)
-log "building the router benchmark"
-ROUTER_BIN=$(bench_bin router)
-log "building the Docker-over-SSH benchmark"
-SSH_DOCKER_BIN=$(bench_bin ssh_docker)
+if [ -z "$BENCH_ONLY" ]; then
+    log "building the grid benchmark"
+    GRID_BIN=$(bench_bin grid)
+    log "building the router benchmark"
+    ROUTER_BIN=$(bench_bin router)
+    log "building the Docker-over-SSH benchmark"
+    SSH_DOCKER_BIN=$(bench_bin ssh_docker)
+fi
 
 BENCH_START=${EPOCHREALTIME/./}
 rm -rf "$W" "$LOGS"
@@ -400,6 +410,7 @@ row push.first.floor "↳ floor: push over OpenSSH + docker build + docker run +
 row push.re.live "push-to-live, redeploy (changed index.html) — headline" ms push.re.floor
 row push.re.floor "↳ floor: push over OpenSSH + docker build + docker run + first 200" ms
 row bp.re.live "push-to-live, buildpack (python, cached venv) redeploy, beside the Dockerfile redeploy" ms push.re.live
+row bp.first.live "↳ push-to-live, buildpack (python) first deploy (pip install, dependency image built)" ms
 row push.first.return "git push returns, first deploy" ms
 row push.re.return "git push returns, redeploy (old container drained)" ms
 row transport.quarry "push transport: ${TRANSPORT_MB} MB, rejected branch (Quarry SSH)" ms transport.sshd
@@ -439,6 +450,7 @@ row rss.hwm.conc "daemon VmHWM after the $CONCURRENT concurrent deploys" MiB
 row rss.hwm.transport "daemon VmHWM after the ${TRANSPORT_MB} MB pushes" MiB
 
 # ----- 7a. footprint, idle and with 100 apps -----------------------------------
+if [ -z "$BENCH_ONLY" ]; then
 
 log "footprint: idle, then $IDLE_APPS apps"
 sleep 1
@@ -451,6 +463,7 @@ done
 sleep 1
 read_rss VmRSS
 sample rss.apps "$(kib_to_mib "$RSS")"
+fi # BENCH_ONLY
 
 # ----- 2. push-to-live ----------------------------------------------------------
 
@@ -581,8 +594,10 @@ for ((i = 1; i <= REDEPLOYS; i++)); do
     git -C "$W/bp-1" -c user.name=bench -c user.email=bench@localhost commit -q -am "bp $i"
     live_push bp.re "$W/bp-1" bp-1 "bp-re-$i-$RUN_ID"
     grep -q "Python dependencies unchanged" "$LAST_LOG" || die "the buildpack redeploy ran pip (transcript $LAST_LOG)"
+    grep -q "reusing the dependency image" "$LAST_LOG" || die "the buildpack redeploy rebuilt its dependency image (transcript $LAST_LOG)"
 done
 
+if [ -z "$BENCH_ONLY" ]; then
 # ----- 3. control plane ---------------------------------------------------------
 
 log "control plane: $CP_RUNS × ps, apps, ssh true"
@@ -732,6 +747,8 @@ ssh_docker_line ssh_docker_connect_ping_ssh docker.ssh.fresh
 
 # Its own quarry serve, pebble and DNS (bench/tls.sh); samples into $OUT.
 OUT="$OUT" LOGS="$LOGS" QUARRY="$QUARRY" bash "$ROOT/bench/tls.sh" || die "the HTTPS bench failed (see $LOGS/tls-*.log)"
+
+fi # BENCH_ONLY: sections 3 to 8
 
 # ----- report -------------------------------------------------------------------
 

@@ -6,13 +6,16 @@
 //! are asked in order (`bin/detect`). The chosen buildpack's `bin/detect`,
 //! `bin/compile BUILD CACHE ENV` and `bin/release BUILD` run in one throwaway
 //! container from the stack image, as uid 65000 (no host account); the
-//! compiled BUILD dir becomes the app image (`FROM <stack>`, `/app`). The
-//! cache dir is the app's own (`stacks/<app>/build/cache`), kept across pushes.
-//! May touch: the app's `build/` dir, `<data>/buildpacks`, the Docker engine
-//! (one build container and one image build per push), `git clone`.
+//! compiled BUILD dir becomes the app image (`/app`), `FROM` the app's
+//! dependency image (the stack plus `.venv` / `node_modules`, made once per
+//! dependency change, see [`deps`]). The cache dir is the app's own
+//! (`stacks/<app>/build/cache`), kept across pushes. May touch: the app's
+//! `build/` dir, `<data>/buildpacks`, the Docker engine (one build container
+//! and one or two image builds per push), `git clone`.
 
 mod cache;
 mod container;
+mod deps;
 mod image;
 mod release;
 mod source;
@@ -36,12 +39,13 @@ use crate::store::Release;
 pub use crate::stack::through_entrypoint;
 pub use crate::stackimage::ENTRYPOINT;
 pub use cache::cache_dir;
+pub use deps::remove_images as remove_deps_images;
 pub use release::{manifest_source, process_types};
 pub use source::Source;
 
-use image::image_context;
 #[cfg(test)]
 use image::image_dockerfile;
+use image::{image_context, split_layers};
 use work::{CacheLoan, Work};
 
 /// The config var that names a buildpack (Heroku's).
@@ -346,21 +350,29 @@ async fn buildpack_build(
     let source = manifest_source(stack.source.as_ref(), &defaults, &name)?;
     let stack = stack::from_source(source).map_err(|e| e.to_string())?;
 
+    // The dependency dirs become the dependency image (made once per
+    // dependency change); the app image is that plus the app's own files.
+    let layers = work.layers();
+    let names = {
+        let (src, layers) = (src.clone(), layers.clone());
+        tokio::task::spawn_blocking(move || split_layers(&src, &layers))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot split off the dependency dirs: {e}"))?
+    };
+    let left = deadline.saturating_sub(started_build.elapsed());
+    let deps = deps::ensure(d, app, stack_image, &layers, names, left, p).await?;
+    let base = deps.as_deref().unwrap_or(stack_image);
+
     p.step(format!("Making the app image {}", release.image));
     // Kept so another server can build the same image on its own copy of
     // the stack instead of receiving the whole image (see `remote_build`).
     let kept = context_paths(d, app, &release.image).0;
     let packing = Instant::now();
-    image_context(
-        stack_image,
-        &src,
-        &work.layers(),
-        defaults.get("web").map(String::as_str),
-        &kept,
-    )
-    .await
-    .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
-    keep_context(d, app, &release.image, stack_image)
+    image_context(base, &src, defaults.get("web").map(String::as_str), &kept)
+        .await
+        .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
+    keep_context(d, app, &release.image, stack_image, deps.as_deref())
         .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
     let context =
         fs::File::open(&kept).map_err(|e| format!("cannot read the compiled app: {e}"))?;
@@ -409,7 +421,8 @@ async fn buildpack_build(
 }
 
 /// `stacks/<app>/build/images/<tag>.tar` (the app image's build context)
-/// and `<tag>.stack` (the stack it builds on), for release image `image`.
+/// and `<tag>.stack` (the stack it builds on), for release image `image`;
+/// `<tag>.deps` names its dependency image, when it has one.
 fn context_paths(d: &Daemon, app: &str, image: &str) -> (PathBuf, PathBuf) {
     let tag = image.rsplit(':').next().unwrap_or(image);
     let dir = d.store.app_dir(app).join("build").join("images");
@@ -419,8 +432,25 @@ fn context_paths(d: &Daemon, app: &str, image: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str) -> io::Result<()> {
+fn deps_file(stack_file: &Path) -> PathBuf {
+    stack_file.with_extension("deps")
+}
+
+fn keep_context(
+    d: &Daemon,
+    app: &str,
+    image: &str,
+    stack: &str,
+    deps: Option<&str>,
+) -> io::Result<()> {
     let (_, stack_file) = context_paths(d, app, image);
+    match deps {
+        Some(deps) => crate::store::write_atomic(&deps_file(&stack_file), deps.as_bytes(), 0o644)?,
+        None => match fs::remove_file(deps_file(&stack_file)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+    }
     crate::store::write_atomic(&stack_file, stack.as_bytes(), 0o644)
 }
 
@@ -428,7 +458,17 @@ fn keep_context(d: &Daemon, app: &str, image: &str, stack: &str) -> io::Result<(
 pub fn drop_context(d: &Daemon, app: &str, image: &str) {
     let (tar, stack) = context_paths(d, app, image);
     let _ = fs::remove_file(tar);
+    let _ = fs::remove_file(deps_file(&stack));
     let _ = fs::remove_file(stack);
+}
+
+/// After pruning the releases of `app`: remove its dependency images no kept
+/// release is built on, on each of `engines`, and their kept contexts.
+pub async fn prune_deps(d: &Daemon, app: &str, engines: &[(String, bollard::Docker)]) {
+    let used = deps::in_use(d, app);
+    for (_, docker) in engines {
+        deps::remove_images(docker, app, &used).await;
+    }
 }
 
 /// Make release image `image` of a buildpack app on another server's engine
@@ -448,6 +488,9 @@ pub async fn remote_build(
     let (Ok(context), Ok(stack)) = (fs::File::open(&tar), fs::read_to_string(&stack_file)) else {
         return Ok(None);
     };
+    let deps = fs::read_to_string(deps_file(&stack_file))
+        .ok()
+        .map(|s| s.trim().to_string());
     let mut said = Vec::new();
     if target.inspect_image(&stack).await.is_err() {
         p.detail(format!(
@@ -455,6 +498,11 @@ pub async fn remote_build(
         ));
         crate::fleet::ensure_image(&d.docker, target, &stack).await?;
         said.push(format!("copied {stack}"));
+    }
+    if let Some(deps) = &deps
+        && let Some(done) = deps::ensure_on(d, app, deps, target).await?
+    {
+        said.push(done);
     }
     let size = context.metadata().map(|m| m.len()).unwrap_or(0);
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);

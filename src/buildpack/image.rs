@@ -1,10 +1,11 @@
-//! The app image's build context: a Dockerfile `FROM <stack>`, one layer per
-//! dependency dir (`.venv`, `node_modules`) and the rest of the compiled app.
-//! A dependency dir restored unchanged from the build cache has the same
-//! content, so the engine's build cache reuses its layer: a code-only push
-//! writes only the app's own small layer. The compiled dir is walked without
-//! following links ([`crate::confined`]). May touch: the build's work dir
-//! (renames within it) and the context file it writes.
+//! The app image's build context: a Dockerfile `FROM` the app's dependency
+//! image (see [`super::deps`]; the stack itself when the app has no
+//! dependency dirs) and the compiled app without its dependency dirs, so a
+//! code-only push sends the engine only the app's own files. The image's
+//! settings come before its one `COPY`: they are build-cache hits on every
+//! redeploy. The compiled dir is walked without following links
+//! ([`crate::confined`]). May touch: the build's work dir (renames within
+//! it) and the context file it writes.
 
 use std::fs;
 use std::io;
@@ -16,34 +17,24 @@ use super::{BUILD_UID, ENTRYPOINT};
 /// Dependency dirs of the compiled app that become layers of their own.
 pub const LAYER_DIRS: &[&str] = &[".venv", "node_modules"];
 
-/// The app image's Dockerfile. Each of `layers` (from [`LAYER_DIRS`])
-/// travels as `layers/<name>` and is copied first; the compiled dir travels
-/// as `build/app`, copied onto `/`: that way `/app` itself (which an older
-/// stack made for uid 1000) is handed to [`BUILD_UID`] too.
-pub(super) fn image_dockerfile(
-    stack: &str,
-    web: Option<&str>,
-    layers: &[&str],
-) -> io::Result<String> {
-    let mut dockerfile = format!("FROM {stack}\n");
-    for layer in layers {
-        dockerfile.push_str(&format!(
-            "COPY --chown={BUILD_UID}:{BUILD_UID} layers/{layer} /app/{layer}\n"
-        ));
-    }
-    dockerfile.push_str(&format!(
-        "COPY --chown={BUILD_UID}:{BUILD_UID} build /\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
-    ));
+/// The app image's Dockerfile. The compiled dir travels as `build/app`,
+/// copied onto `/`: that way `/app` itself (which an older stack made for
+/// uid 1000) is handed to [`BUILD_UID`] too.
+pub(super) fn image_dockerfile(base: &str, web: Option<&str>) -> io::Result<String> {
+    let mut dockerfile = format!(
+        "FROM {base}\nUSER {BUILD_UID}:{BUILD_UID}\nWORKDIR /app\nENTRYPOINT [\"{ENTRYPOINT}\"]\n"
+    );
     if let Some(web) = web {
         let cmd = serde_json::to_string(&["/bin/sh", "-c", web]).map_err(io::Error::other)?;
         dockerfile.push_str(&format!("CMD {cmd}\n"));
     }
+    dockerfile.push_str(&format!("COPY --chown={BUILD_UID}:{BUILD_UID} build /\n"));
     Ok(dockerfile)
 }
 
 /// Move the dependency dirs (real dirs only, never a link) out of `build`
 /// into `layers`; returns their names in [`LAYER_DIRS`] order.
-fn split_layers(build: &Path, layers: &Path) -> io::Result<Vec<&'static str>> {
+pub(super) fn split_layers(build: &Path, layers: &Path) -> io::Result<Vec<&'static str>> {
     let mut moved = Vec::new();
     for name in LAYER_DIRS {
         let from = build.join(name);
@@ -55,25 +46,18 @@ fn split_layers(build: &Path, layers: &Path) -> io::Result<Vec<&'static str>> {
     Ok(moved)
 }
 
-/// Write the app image's context (a Dockerfile, the dependency layers and
-/// the compiled BUILD dir, walked without following links) to `dest`,
-/// atomically, on disk.
+/// Write the app image's context (a Dockerfile `FROM base` and the compiled
+/// BUILD dir, walked without following links) to `dest`, atomically, on disk.
 pub(super) async fn image_context(
-    stack: &str,
+    base: &str,
     build: &Path,
-    layers: &Path,
     web: Option<&str>,
     dest: &Path,
 ) -> io::Result<()> {
-    let (stack, web) = (stack.to_string(), web.map(str::to_string));
-    let (build, layers, dest) = (
-        build.to_path_buf(),
-        layers.to_path_buf(),
-        dest.to_path_buf(),
-    );
+    let (base, web) = (base.to_string(), web.map(str::to_string));
+    let (build, dest) = (build.to_path_buf(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let moved = split_layers(&build, &layers)?;
-        let dockerfile = image_dockerfile(&stack, web.as_deref(), &moved)?;
+        let dockerfile = image_dockerfile(&base, web.as_deref())?;
         let dir = dest.parent().expect("images dir");
         fs::create_dir_all(dir)?;
         let tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -83,20 +67,14 @@ pub(super) async fn image_context(
         h.set_mode(0o644);
         h.set_cksum();
         b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
-        let mut budget = crate::receive::max_tree_bytes();
-        for name in &moved {
-            let used = crate::confined::append_dir(
-                &mut b,
-                &layers,
-                name,
-                &format!("layers/{name}"),
-                budget,
-            )
-            .map_err(io::Error::other)?;
-            budget = budget.saturating_sub(used);
-        }
-        crate::confined::append_dir(&mut b, &build, "", "build/app", budget)
-            .map_err(io::Error::other)?;
+        crate::confined::append_dir(
+            &mut b,
+            &build,
+            "",
+            "build/app",
+            crate::receive::max_tree_bytes(),
+        )
+        .map_err(io::Error::other)?;
         b.into_inner()?
             .into_inner()
             .map_err(|e| e.into_error())?
@@ -116,13 +94,12 @@ mod tests {
     #[test]
     fn dependency_dirs_are_layers_of_their_own_and_links_stay_behind() {
         assert_eq!(
-            image_dockerfile("quarry-stack/trixie:latest", None, &[".venv"]).unwrap(),
-            "FROM quarry-stack/trixie:latest\n\
-             COPY --chown=65000:65000 layers/.venv /app/.venv\n\
-             COPY --chown=65000:65000 build /\n\
+            image_dockerfile("quarry/shop:deps-0123456789abcdef0123", None).unwrap(),
+            "FROM quarry/shop:deps-0123456789abcdef0123\n\
              USER 65000:65000\n\
              WORKDIR /app\n\
-             ENTRYPOINT [\"/usr/local/bin/quarry-entrypoint\"]\n"
+             ENTRYPOINT [\"/usr/local/bin/quarry-entrypoint\"]\n\
+             COPY --chown=65000:65000 build /\n"
         );
         let dir = tempfile::tempdir().unwrap();
         let (build, layers) = (dir.path().join("build"), dir.path().join("layers"));

@@ -175,13 +175,13 @@ fn dockerfile_wins_unless_a_buildpack_is_asked_for() {
 #[test]
 fn the_app_image_runs_as_the_build_uid_whatever_the_stack_says() {
     assert_eq!(
-        image_dockerfile("quarry-stack/bookworm:latest", Some("python app.py"), &[]).unwrap(),
+        image_dockerfile("quarry-stack/bookworm:latest", Some("python app.py")).unwrap(),
         "FROM quarry-stack/bookworm:latest\n\
-         COPY --chown=65000:65000 build /\n\
          USER 65000:65000\n\
          WORKDIR /app\n\
          ENTRYPOINT [\"/usr/local/bin/quarry-entrypoint\"]\n\
-         CMD [\"/bin/sh\",\"-c\",\"python app.py\"]\n"
+         CMD [\"/bin/sh\",\"-c\",\"python app.py\"]\n\
+         COPY --chown=65000:65000 build /\n"
     );
 }
 

@@ -107,6 +107,7 @@ pub(super) async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &O
                 )
                 .await;
         }
+        crate::buildpack::remove_deps_images(&docker, app, &Default::default()).await;
         for volume in launch::volumes(&docker, &d.instance, Some(app))
             .await
             .map_err(fail)?

@@ -63,6 +63,8 @@ pub async fn prune_images(d: &Daemon, app: &str, keep: usize) -> usize {
             }
         }
     }
+    // Dependency images no kept release is built on go after them.
+    crate::buildpack::prune_deps(d, app, &engines).await;
     // A build in flight has an untagged final image; the next push prunes.
     let Some(_idle) = d.builds.idle() else {
         return removed;
