@@ -71,6 +71,7 @@ pub mod manifest;
 pub mod network;
 pub mod oneoff;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod provision;
 pub mod receive;

@@ -424,12 +424,9 @@ impl Router {
             return Err("nginx is not running".into());
         };
         let old_workers = accepting_workers(pid);
-        // SAFETY: plain signal to the nginx master we started or adopted.
-        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-            return Err(format!(
-                "cannot signal nginx: {}",
-                std::io::Error::last_os_error()
-            ));
+        // Only to the nginx master we started or adopted.
+        if let Err(e) = adopt::signal(pid, rustix::process::Signal::HUP) {
+            return Err(format!("cannot signal nginx: {e}"));
         }
         self.wait_generation(generation, Duration::from_secs(15))
             .await?;
@@ -485,19 +482,23 @@ impl Router {
         }
     }
 
+    /// The generation nginx's workers answer with (a short, capped answer).
     async fn served_generation(&self) -> Result<u64, String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.listen)
+        let limit = Duration::from_secs(2);
+        let stream = tokio::time::timeout(limit, tokio::net::TcpStream::connect(self.listen))
+            .await
+            .map_err(|_| format!("no answer within {}s", limit.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let answer = crate::probe::Probe::get("/.quarry/generation", "quarry.invalid")
+            .read_body(64)
+            .send(stream, limit)
             .await
             .map_err(|e| e.to_string())?;
-        s.write_all(b"GET /.quarry/generation HTTP/1.0\r\nHost: quarry.invalid\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        body.trim().parse().map_err(|_| "no generation".to_string())
+        answer
+            .text()
+            .trim()
+            .parse()
+            .map_err(|_| "no generation".to_string())
     }
 }
 

@@ -170,41 +170,30 @@ pub(super) async fn stopped(docker: &Docker, id: &str, context: &str) -> Option<
     })
 }
 
-/// One HTTP/1.0 GET; returns the status code.
+/// One HTTP/1.0 GET; returns the status code (the body is not read).
 pub async fn probe_http(
     addr: SocketAddr,
     host: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<u16, String> {
-    let work = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.kind().to_string())?;
-        s.write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: quarry-health\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let r = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
-            if r == 0 {
-                break;
-            }
-            n += r;
-        }
-        let head = String::from_utf8_lossy(&buf[..n]);
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| "connection closed without an HTTP answer".to_string())
-    };
-    tokio::time::timeout(timeout, work)
+    let started = Instant::now();
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
+        .map_err(|e| e.kind().to_string())?;
+    let left = timeout.saturating_sub(started.elapsed());
+    crate::probe::Probe::get(path, host)
+        .user_agent("quarry-health")
+        .send(stream, left)
+        .await
+        .map(|answer| answer.status)
+        .map_err(|e| match e {
+            crate::probe::ProbeError::Timeout(_) => {
+                format!("no answer within {}s", timeout.as_secs())
+            }
+            e => e.to_string(),
+        })
 }
 
 /// The last `n` log lines of a container (stdout and stderr).
