@@ -50,6 +50,7 @@ pub mod appjson;
 pub mod build;
 pub mod buildpack;
 pub mod channel;
+pub mod clock;
 pub mod cloud;
 pub mod command;
 pub mod commands;

@@ -277,12 +277,8 @@ fn read_env_dir(dir: &Path) -> io::Result<BTreeMap<String, String>> {
     Ok(env)
 }
 
-/// Now, as RFC 3339 UTC.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "unknown".into())
-}
+/// Now, as RFC 3339 UTC (the stamp of every record written here).
+pub use crate::clock::now_rfc3339;
 
 #[cfg(test)]
 mod tests {
