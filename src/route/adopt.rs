@@ -16,7 +16,7 @@ use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::Router;
+use super::{RouteError, Router};
 
 /// The nginx master, supervised.
 pub(super) enum Nginx {
@@ -72,7 +72,7 @@ fn master_of(dir: &Path, pid: i32) -> Option<i32> {
 }
 
 impl Router {
-    pub(super) fn spawn(&self) -> Result<Child, String> {
+    pub(super) fn spawn(&self) -> Result<Child, RouteError> {
         // A socket file left by an nginx that died keeps the new one from binding.
         let _ = fs::remove_file(self.dir.join(super::stream::SOCKET));
         Command::new(&self.nginx)
@@ -86,7 +86,10 @@ impl Router {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start nginx ({}): {e}", self.nginx.display()))
+            .map_err(|source| RouteError::Start {
+                nginx: self.nginx.clone(),
+                source,
+            })
     }
 
     pub(super) async fn stop_stale(&self) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::net::UnixStream;
 
-use super::{NodeRoute, Router};
+use super::{NodeRoute, RouteError, Router};
 use crate::probe::{Probe, ProbeError};
 use crate::store::write_atomic;
 
@@ -263,7 +263,7 @@ impl Router {
         &self,
         app: &str,
         routes: Option<&[NodeRoute]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         let file = self.table_path(app);
         let block = block_of(app, routes);
         let previous = {
@@ -279,7 +279,7 @@ impl Router {
             };
             if let Err(e) = pushed.await {
                 restore().await;
-                return Err(e.to_string());
+                return Err(e.into());
             }
             let kept = match &block {
                 Some(b) => write_atomic(&file, b.as_bytes(), 0o644),
@@ -290,7 +290,7 @@ impl Router {
             };
             if let Err(e) = kept {
                 restore().await;
-                return Err(format!("cannot write {}: {e}", file.display()));
+                return Err(RouteError::write(&file)(e));
             }
             previous
         };
@@ -311,7 +311,7 @@ impl Router {
 
     /// Give nginx every app's block kept on disk (a fresh nginx's table is
     /// empty; an adopted one's is rewritten with the same text).
-    pub(super) async fn load_table(&self) -> Result<(), String> {
+    pub(super) async fn load_table(&self) -> Result<(), RouteError> {
         if !self.lua {
             return Ok(());
         }
@@ -320,7 +320,7 @@ impl Router {
         let mut body = String::new();
         let mut apps = 0usize;
         for e in std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(RouteError::dir(&dir))?
             .flatten()
         {
             let name = e.file_name();
@@ -334,9 +334,7 @@ impl Router {
             }
         }
         if apps > 0 {
-            put(&self.dir, "every app", &body)
-                .await
-                .map_err(|e| e.to_string())?;
+            put(&self.dir, "every app", &body).await?;
         }
         tracing::info!(apps, "route table loaded into nginx");
         Ok(())

@@ -63,7 +63,7 @@ pub enum TlsError {
     #[error("{0}")]
     Io(String),
     #[error("nginx did not take the certificate: {0}")]
-    Route(String),
+    Route(crate::route::RouteError),
 }
 
 /// Where an app's certificate comes from.
