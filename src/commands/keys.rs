@@ -70,7 +70,7 @@ pub(super) async fn keys_add(
     let text = String::from_utf8(text)
         .map_err(|_| Fail("the public key is not UTF-8".into(), EXIT_USAGE))?;
     let (public_key, fingerprint) =
-        store::parse_public_key(&text).map_err(|e| Fail(e, EXIT_USAGE))?;
+        store::parse_public_key(&text).map_err(|e| Fail(e.into(), EXIT_USAGE))?;
     let record = KeyRecord {
         name: name.clone(),
         role,
@@ -82,7 +82,7 @@ pub(super) async fn keys_add(
     };
     d.store
         .add_key(&record)
-        .map_err(|e| Fail(e, EXIT_CONFLICT))?;
+        .map_err(|e| Fail(e.into(), EXIT_CONFLICT))?;
     out.out(format!("added key {name} ({role}) {fingerprint}\n"))
         .await;
     Ok(())

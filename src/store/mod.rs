@@ -27,7 +27,7 @@ mod keys;
 mod releases;
 
 pub use audit::Event;
-pub use keys::{KeyRecord, Role, parse_public_key};
+pub use keys::{KeyError, KeyRecord, Role, parse_public_key};
 pub use releases::{AppStatus, ManifestSource, Release, ReleaseStatus};
 
 /// `e` with the path it happened at, keeping its kind (a full disk then
