@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// Connecting failed (`connection refused`, …).
+    #[error("{0}")]
+    Connect(std::io::ErrorKind),
     #[error("no answer within {}s", .0.as_secs())]
     Timeout(Duration),
     #[error("connection closed without an HTTP answer")]
@@ -233,5 +236,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "no answer within 0s");
+        // The health check's words for a closed port.
+        assert_eq!(
+            ProbeError::Connect(std::io::ErrorKind::ConnectionRefused).to_string(),
+            "connection refused"
+        );
     }
 }

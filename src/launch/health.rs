@@ -4,6 +4,7 @@
 //! container's address.
 
 use super::*;
+use crate::probe::{Probe, ProbeError};
 
 /// Why a container was not ready.
 #[derive(Debug)]
@@ -176,24 +177,20 @@ pub async fn probe_http(
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Result<u16, String> {
-    let started = Instant::now();
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+) -> Result<u16, ProbeError> {
+    let work = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ProbeError::Connect(e.kind()))?;
+        Probe::get(path, host)
+            .user_agent("quarry-health")
+            .send(stream, timeout)
+            .await
+    };
+    let answer = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
-        .map_err(|e| e.kind().to_string())?;
-    let left = timeout.saturating_sub(started.elapsed());
-    crate::probe::Probe::get(path, host)
-        .user_agent("quarry-health")
-        .send(stream, left)
-        .await
-        .map(|answer| answer.status)
-        .map_err(|e| match e {
-            crate::probe::ProbeError::Timeout(_) => {
-                format!("no answer within {}s", timeout.as_secs())
-            }
-            e => e.to_string(),
-        })
+        .map_err(|_| ProbeError::Timeout(timeout))??;
+    Ok(answer.status)
 }
 
 /// The last `n` log lines of a container (stdout and stderr).

@@ -198,9 +198,10 @@ async fn request(
             .await
             .map_err(|e| match e {
                 ProbeError::Timeout(limit) => TableError::Timeout(limit),
-                ProbeError::NoAnswer | ProbeError::TooLong(_) | ProbeError::Request(_) => {
-                    TableError::Garbled
-                }
+                ProbeError::Connect(_)
+                | ProbeError::NoAnswer
+                | ProbeError::TooLong(_)
+                | ProbeError::Request(_) => TableError::Garbled,
             })?;
         Ok((answer.status, answer.text()))
     };
