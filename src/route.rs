@@ -289,8 +289,7 @@ impl Router {
             ("nginx.conf", render_main(dir, self.listen)),
         ];
         for (name, text) in files {
-            write_atomic(&dir.join(name), text.as_bytes(), 0o644)
-                .map_err(RouteError::write(dir.join(name)))?;
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644).map_err(RouteError::Store)?;
         }
         Router::write_tls_files(dir, self.https, self.front.as_ref())?;
         // A vhost of the other mode names upstreams this mode has not got;

@@ -47,6 +47,9 @@ pub enum NetworkError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A store write, whose error already names `networks.json`.
+    #[error(transparent)]
+    Save(std::io::Error),
     #[error("cannot create network {name} ({subnet}) on server {server}: {reason}")]
     Create {
         name: String,
@@ -207,10 +210,7 @@ impl Networks {
     }
 
     fn save(&self, table: &BTreeMap<String, String>) -> Result<(), NetworkError> {
-        store::write_json(&self.path, table, 0o644).map_err(|source| NetworkError::State {
-            path: self.path.clone(),
-            source,
-        })
+        store::write_json(&self.path, table, 0o644).map_err(NetworkError::Save)
     }
 }
 

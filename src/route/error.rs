@@ -15,6 +15,9 @@ pub enum RouteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A store write, whose error already names its file.
+    #[error(transparent)]
+    Store(std::io::Error),
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,

@@ -18,7 +18,7 @@ impl Router {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let file = self.dir.join("generation.conf");
         write_atomic(&file, render_generation(generation).as_bytes(), 0o644)
-            .map_err(RouteError::write(&file))?;
+            .map_err(RouteError::Store)?;
         let pid = {
             let child = self.child.lock().await;
             child.as_ref().and_then(Nginx::pid)

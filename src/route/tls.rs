@@ -297,7 +297,7 @@ impl Router {
             render_challenges(&[]).as_bytes(),
             0o644,
         )
-        .map_err(RouteError::write(dir.join(CHALLENGES)))
+        .map_err(RouteError::Store)
     }
 }
 

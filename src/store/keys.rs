@@ -109,8 +109,9 @@ pub fn parse_public_key(line: &str) -> Result<(String, String), KeyError> {
 impl Store {
     pub fn keys(&self) -> io::Result<Vec<KeyRecord>> {
         let mut keys = Vec::new();
-        for entry in fs::read_dir(self.root.join("keys"))? {
-            let path = entry?.path();
+        let dir = self.root.join("keys");
+        for entry in fs::read_dir(&dir).map_err(at(&dir))? {
+            let path = entry.map_err(at(&dir))?.path();
             if path.extension().is_some_and(|e| e == "json")
                 && let Some(k) = read_json::<KeyRecord>(&path)?
             {
@@ -149,10 +150,11 @@ impl Store {
     }
 
     pub fn remove_key(&self, name: &str) -> io::Result<bool> {
-        match fs::remove_file(self.key_path(name)) {
+        let path = self.key_path(name);
+        match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&path)(e)),
         }
     }
 
