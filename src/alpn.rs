@@ -176,20 +176,30 @@ async fn answer(mut stream: tokio::net::TcpStream, acceptor: tokio_rustls::TlsAc
     }
 }
 
+/// Why a connection from the stream front was dropped before TLS.
+#[derive(Debug, thiserror::Error)]
+enum ProxyLineError {
+    #[error("the PROXY line is too long")]
+    TooLong,
+    #[error("the connection does not start with a PROXY line")]
+    Missing,
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+}
+
 /// Read nginx's `PROXY …\r\n` line byte by byte, so no TLS byte is taken.
-async fn skip_proxy_line(r: &mut (impl AsyncRead + Unpin)) -> Result<(), String> {
+async fn skip_proxy_line(r: &mut (impl AsyncRead + Unpin)) -> Result<(), ProxyLineError> {
     let mut line = Vec::with_capacity(PROXY_LINE_MAX);
     while !line.ends_with(b"\r\n") {
         if line.len() >= PROXY_LINE_MAX {
-            return Err("the PROXY line is too long".into());
+            return Err(ProxyLineError::TooLong);
         }
-        let b = r.read_u8().await.map_err(|e| e.to_string())?;
-        line.push(b);
+        line.push(r.read_u8().await?);
     }
     if line.starts_with(b"PROXY ") {
         Ok(())
     } else {
-        Err("the connection does not start with a PROXY line".into())
+        Err(ProxyLineError::Missing)
     }
 }
 
@@ -232,7 +242,10 @@ mod tests {
         assert!(skip_proxy_line(&mut bad).await.is_err());
         let long = [b'A'; 200];
         assert_eq!(
-            skip_proxy_line(&mut &long[..]).await.unwrap_err(),
+            skip_proxy_line(&mut &long[..])
+                .await
+                .unwrap_err()
+                .to_string(),
             "the PROXY line is too long"
         );
     }

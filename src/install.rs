@@ -55,6 +55,11 @@ pub enum InstallError {
     Command { command: String, reason: String },
     #[error("{0} problem(s) found")]
     Problems(usize),
+    #[error("cannot run systemd-analyze ({0}): apt-get install systemd")]
+    NoAnalyzer(std::io::Error),
+    /// What `systemd-analyze verify` said about the unit.
+    #[error("{0}")]
+    Unit(String),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> InstallError + '_ {
@@ -289,19 +294,19 @@ fn running_quarry(data: &Path) -> Option<(u32, Vec<u16>)> {
 /// `systemd-analyze verify` on `text`, with the installed binary's path
 /// `installed` read as `actual` (the unit may name a path that is not there
 /// yet). Any line it prints is a failure: it exits 0 on ignored keys too.
-pub fn verify(text: &str, installed: &Path, actual: &Path) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub fn verify(text: &str, installed: &Path, actual: &Path) -> Result<(), InstallError> {
+    let dir = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
     let path = dir.path().join("quarry.service");
     let text = text.replace(
         &format!("ExecStart={} ", installed.display()),
         &format!("ExecStart={} ", actual.display()),
     );
-    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(io(&path))?;
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
         .output()
-        .map_err(|e| format!("cannot run systemd-analyze ({e}): apt-get install systemd"))?;
+        .map_err(InstallError::NoAnalyzer)?;
     let said: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
@@ -311,11 +316,11 @@ pub fn verify(text: &str, installed: &Path, actual: &Path) -> Result<(), String>
     if out.status.success() && said.is_empty() {
         Ok(())
     } else {
-        Err(if said.is_empty() {
+        Err(InstallError::Unit(if said.is_empty() {
             format!("exit {}", out.status)
         } else {
             said.join("; ")
-        })
+        }))
     }
 }
 

@@ -341,13 +341,7 @@ async fn stack(command: StackCommand) -> Result<(), String> {
             } else {
                 println!("{:<40} {:<12} {:>8}  CREATED", "NAME", "ID", "SIZE");
                 for i in images {
-                    let created = time::OffsetDateTime::from_unix_timestamp(i.created)
-                        .ok()
-                        .and_then(|t| {
-                            t.format(&time::format_description::well_known::Rfc3339)
-                                .ok()
-                        })
-                        .unwrap_or_default();
+                    let created = quarry::clock::unix_to_rfc3339(i.created).unwrap_or_default();
                     println!(
                         "{:<40} {:<12} {:>5} MB  {created}",
                         i.name,

@@ -8,7 +8,8 @@
 //! it reports success — so callers may retire old containers right after.
 //! Where nginx has its lua module, routes go instead into a table inside
 //! nginx that changes without a reload ([`dynamic`]); the nginx process
-//! itself, started or adopted across daemon restarts, is in `adopt`.
+//! itself, started or adopted across daemon restarts, is in `adopt`; the
+//! confirmed reload in `reload`; what can go wrong in [`RouteError`].
 //! Everything lives under `<data>/nginx/`. Values reaching the config were
 //! validated at the edge (app names, domains); addresses are typed.
 
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
 use tokio::sync::Mutex;
@@ -29,9 +30,12 @@ use crate::validate;
 
 mod adopt;
 pub mod dynamic;
+mod error;
+mod reload;
 pub mod stream;
 mod tls;
-use adopt::{Nginx, accepting_workers};
+use adopt::Nginx;
+pub use error::RouteError;
 pub use tls::{Challenge, SiteTls, decorate};
 
 /// The routes of one web node.
@@ -185,20 +189,19 @@ impl Router {
         https: Option<SocketAddr>,
         front: Option<stream::Front>,
         nginx: PathBuf,
-    ) -> Result<Router, String> {
+    ) -> Result<Router, RouteError> {
         let dir = data.join("nginx");
         for sub in ["sites", "tmp", "lua", "table"] {
-            fs::create_dir_all(dir.join(sub))
-                .map_err(|e| format!("{}: {e}", dir.join(sub).display()))?;
+            fs::create_dir_all(dir.join(sub)).map_err(RouteError::dir(dir.join(sub)))?;
         }
         // The control socket is root's alone (nginx's workers inherit it).
         let control = dir.join("control");
-        fs::create_dir_all(&control).map_err(|e| format!("{}: {e}", control.display()))?;
+        fs::create_dir_all(&control).map_err(RouteError::dir(&control))?;
         fs::set_permissions(
             &control,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
-        .map_err(|e| format!("{}: {e}", control.display()))?;
+        .map_err(RouteError::dir(&control))?;
         // Leftovers of an interrupted change are not config.
         for sub in ["sites", "table"] {
             if let Ok(entries) = fs::read_dir(dir.join(sub)) {
@@ -271,7 +274,7 @@ impl Router {
     }
 
     /// nginx.conf and what it includes, for this mode; `nginx -t` on them.
-    async fn write_main(&self) -> Result<(), String> {
+    async fn write_main(&self) -> Result<(), RouteError> {
         let dir = &self.dir;
         let generation = self.generation.load(Ordering::SeqCst);
         let files = [
@@ -286,7 +289,7 @@ impl Router {
             ("nginx.conf", render_main(dir, self.listen)),
         ];
         for (name, text) in files {
-            write_atomic(&dir.join(name), text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+            write_atomic(&dir.join(name), text.as_bytes(), 0o644).map_err(RouteError::Store)?;
         }
         Router::write_tls_files(dir, self.https, self.front.as_ref())?;
         // A vhost of the other mode names upstreams this mode has not got;
@@ -311,7 +314,7 @@ impl Router {
     }
 
     /// `nginx -t` on the config as it is on disk.
-    async fn test(&self) -> Result<(), String> {
+    async fn test(&self) -> Result<(), RouteError> {
         let out = Command::new(&self.nginx)
             .arg("-t")
             .arg("-q")
@@ -324,7 +327,10 @@ impl Router {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| format!("cannot run nginx -t ({}): {e}", self.nginx.display()))?;
+            .map_err(|source| RouteError::RunTest {
+                nginx: self.nginx.clone(),
+                source,
+            })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -334,7 +340,7 @@ impl Router {
                 .find(|l| l.contains("[emerg]") || l.contains("[error]"))
                 .unwrap_or(text.trim())
                 .to_string();
-            Err(format!("nginx rejected the config: {reason}"))
+            Err(RouteError::Rejected(reason))
         }
     }
 
@@ -343,7 +349,7 @@ impl Router {
     }
 
     /// Route `app`'s web nodes; on any failure the previous routes stay.
-    pub async fn set_app(&self, app: &str, routes: &[NodeRoute]) -> Result<(), String> {
+    pub async fn set_app(&self, app: &str, routes: &[NodeRoute]) -> Result<(), RouteError> {
         self.routes
             .lock()
             .expect("routes")
@@ -356,7 +362,7 @@ impl Router {
     }
 
     /// Stop routing `app`.
-    pub async fn remove_app(&self, app: &str) -> Result<(), String> {
+    pub async fn remove_app(&self, app: &str) -> Result<(), RouteError> {
         self.routes.lock().expect("routes").remove(app);
         if self.lua {
             return self.route_dynamic(app, None).await;
@@ -369,7 +375,7 @@ impl Router {
         self.lua
     }
 
-    async fn apply(&self, app: &str, text: Option<String>) -> Result<(), String> {
+    async fn apply(&self, app: &str, text: Option<String>) -> Result<(), RouteError> {
         let _guard = self.lock.lock().await;
         let path = self.site_path(app);
         let previous = fs::read(&path).ok();
@@ -386,7 +392,7 @@ impl Router {
                 }
             }),
         };
-        written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.map_err(RouteError::write(&path))?;
         let restore = || match &previous {
             Some(p) => {
                 let _ = write_atomic(&path, p, 0o644);
@@ -405,99 +411,6 @@ impl Router {
             return Err(e);
         }
         Ok(())
-    }
-
-    /// Graceful reload, confirmed by the generation the workers answer with.
-    async fn reload(&self) -> Result<(), String> {
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        write_atomic(
-            &self.dir.join("generation.conf"),
-            render_generation(generation).as_bytes(),
-            0o644,
-        )
-        .map_err(|e| e.to_string())?;
-        let pid = {
-            let child = self.child.lock().await;
-            child.as_ref().and_then(Nginx::pid)
-        };
-        let Some(pid) = pid else {
-            return Err("nginx is not running".into());
-        };
-        let old_workers = accepting_workers(pid);
-        // SAFETY: plain signal to the nginx master we started or adopted.
-        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-            return Err(format!(
-                "cannot signal nginx: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        self.wait_generation(generation, Duration::from_secs(15))
-            .await?;
-        // New workers answer; old ones may still accept for a moment. They
-        // close their listeners as they retitle themselves "shutting down":
-        // wait for that, so no request after this returns sees the old config.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let still = accepting_workers(pid);
-            if !old_workers.iter().any(|w| still.contains(w)) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err("old nginx workers did not stop accepting within 15s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn wait_generation(&self, want: u64, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(got) = self.served_generation().await
-                && got >= want
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let log = fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
-                let last = log.lines().last().unwrap_or("").to_string();
-                return Err(format!(
-                    "nginx did not take the new config within {}s {last}",
-                    limit.as_secs()
-                ));
-            }
-            {
-                let mut child = self.child.lock().await;
-                if let Some(c) = child.as_mut()
-                    && let Some(status) = c.exited(&self.dir)
-                {
-                    let mut err = String::new();
-                    if let Nginx::Child(c) = c
-                        && let Some(mut s) = c.stderr.take()
-                    {
-                        use tokio::io::AsyncReadExt;
-                        let _ = s.read_to_string(&mut err).await;
-                    }
-                    *child = None;
-                    return Err(format!("nginx exited ({status}): {}", err.trim()));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn served_generation(&self) -> Result<u64, String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.listen)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(b"GET /.quarry/generation HTTP/1.0\r\nHost: quarry.invalid\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        body.trim().parse().map_err(|_| "no generation".to_string())
     }
 }
 

@@ -21,6 +21,9 @@ use tokio::process::Command;
 
 use crate::progress::Progress;
 
+mod error;
+pub use error::StackImageError;
+
 /// The stack buildpack builds use unless told otherwise.
 pub const DEFAULT_STACK: &str = "quarry-stack/bookworm:latest";
 
@@ -86,7 +89,7 @@ const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Check a stack image name: `quarry-stack/<name>[:<tag>]`, plain characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), StackImageError> {
     let rest = name.strip_prefix(PREFIX).unwrap_or("");
     let (repo, tag) = rest.split_once(':').unwrap_or((rest, "latest"));
     let word = |s: &str, upper: bool| {
@@ -103,9 +106,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if word(repo, false) && word(tag, true) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid stack name {name:?}: use {PREFIX}NAME[:TAG] with lower-case letters, digits, '.', '_' and '-'"
-        ))
+        Err(StackImageError::Name(name.to_string()))
     }
 }
 
@@ -133,7 +134,7 @@ pub async fn exists(docker: &Docker, image: &str) -> bool {
 }
 
 /// Make sure `name` exists, building it on first need with progress to `p`.
-pub async fn ensure(docker: &Docker, name: &str, p: &Progress) -> Result<(), String> {
+pub async fn ensure(docker: &Docker, name: &str, p: &Progress) -> Result<(), StackImageError> {
     if exists(docker, name).await {
         return Ok(());
     }
@@ -168,7 +169,7 @@ pub async fn build(
     force: bool,
     base: Option<&str>,
     p: &Progress,
-) -> Result<(), String> {
+) -> Result<(), StackImageError> {
     validate_name(name)?;
     let _guard = BUILDING.lock().await;
     let _machine = machine_lock().await?;
@@ -187,12 +188,10 @@ pub async fn build(
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
             if !plain {
-                return Err(format!("invalid base image {base:?}"));
+                return Err(StackImageError::Base(base.to_string()));
             }
             if !exists(docker, base).await {
-                return Err(format!(
-                    "the base image {base} is not on this Docker engine (docker load or build it first)"
-                ));
+                return Err(StackImageError::NoBase(base.to_string()));
             }
             build_from(docker, name, base, p).await
         }
@@ -202,25 +201,25 @@ pub async fn build(
 
 /// Daemons of other data dirs and `quarry stack build` share the engine:
 /// one stack build per machine at a time (held until dropped).
-async fn machine_lock() -> Result<std::fs::File, String> {
+async fn machine_lock() -> Result<std::fs::File, StackImageError> {
     let path = std::env::temp_dir().join("quarry-stack-build.lock");
-    tokio::task::spawn_blocking(move || {
+    let at = path.clone();
+    let locked = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.lock()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .open(&path)?;
+        file.lock()?;
         Ok(file)
     })
     .await
-    .map_err(|e| e.to_string())?
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    locked.map_err(|source| StackImageError::Lock { path: at, source })
 }
 
 /// Run the embedded `stack/build.sh` with bash, streaming its lines.
-async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), String> {
+async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), StackImageError> {
     validate_name(name)?;
     let started = Instant::now();
     let mut cmd = Command::new("bash");
@@ -241,9 +240,7 @@ async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run bash for the stack build: {e}"))?;
+    let mut child = cmd.spawn().map_err(StackImageError::Bash)?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let tail = std::sync::Mutex::new(Vec::<String>::new());
@@ -268,18 +265,21 @@ async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), 
     };
     let status = tokio::time::timeout(BUILD_DEADLINE, work)
         .await
-        .map_err(|_| {
-            format!(
-                "the stack build of {name} did not finish within {} min",
-                BUILD_DEADLINE.as_secs() / 60
-            )
+        .map_err(|_| StackImageError::Deadline {
+            name: name.to_string(),
+            limit: BUILD_DEADLINE,
         })?
-        .map_err(|e| format!("the stack build of {name}: {e}"))?;
+        .map_err(|source| StackImageError::Wait {
+            name: name.to_string(),
+            source,
+        })?;
     if !status.success() {
         let last = tail.lock().map(|t| t.join(" | ")).unwrap_or_default();
-        return Err(format!(
-            "the stack image {name} could not be built (debootstrap from Debian's mirror, {status}): {last}"
-        ));
+        return Err(StackImageError::Failed {
+            name: name.to_string(),
+            status: status.to_string(),
+            last,
+        });
     }
     tracing::info!(
         stack = name,
@@ -291,19 +291,28 @@ async fn build_debootstrap(name: &str, force: bool, p: &Progress) -> Result<(), 
 
 /// A stack on top of an existing Debian-based image: install what the
 /// buildpacks need unless it is there, add the user `app` and the entrypoint.
-async fn build_from(docker: &Docker, name: &str, base: &str, p: &Progress) -> Result<(), String> {
+async fn build_from(
+    docker: &Docker,
+    name: &str,
+    base: &str,
+    p: &Progress,
+) -> Result<(), StackImageError> {
     validate_name(name)?;
     let dockerfile = from_dockerfile(base);
     let mut ctx = tar::Builder::new(Vec::new());
+    let context = |source| StackImageError::Context {
+        name: name.to_string(),
+        source,
+    };
     let mut add = |path: &str, body: &[u8], mode: u32| {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(mode);
         h.set_cksum();
-        ctx.append_data(&mut h, path, body)
+        ctx.append_data(&mut h, path, body).map_err(context)
     };
-    add("Dockerfile", dockerfile.as_bytes(), 0o644).map_err(|e| e.to_string())?;
-    add("quarry-entrypoint", ENTRYPOINT_SH.as_bytes(), 0o755).map_err(|e| e.to_string())?;
+    add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    add("quarry-entrypoint", ENTRYPOINT_SH.as_bytes(), 0o755)?;
     // The host's own CAs (a TLS-inspecting proxy), as build.sh does.
     let mut certs = 0;
     if let Ok(dir) = std::fs::read_dir("/usr/local/share/ca-certificates") {
@@ -312,15 +321,15 @@ async fn build_from(docker: &Docker, name: &str, base: &str, p: &Progress) -> Re
             if file.ends_with(".crt")
                 && let Ok(body) = std::fs::read(e.path())
             {
-                add(&format!("certs/{file}"), &body, 0o644).map_err(|e| e.to_string())?;
+                add(&format!("certs/{file}"), &body, 0o644)?;
                 certs += 1;
             }
         }
     }
     if certs == 0 {
-        add("certs/.keep", b"", 0o644).map_err(|e| e.to_string())?;
+        add("certs/.keep", b"", 0o644)?;
     }
-    let ctx = ctx.into_inner().map_err(|e| e.to_string())?;
+    let ctx = ctx.into_inner().map_err(context)?;
     crate::build::build_dockerfile(
         docker,
         "the stack",
@@ -330,7 +339,8 @@ async fn build_from(docker: &Docker, name: &str, base: &str, p: &Progress) -> Re
         p,
         BUILD_DEADLINE,
     )
-    .await?;
+    .await
+    .map_err(StackImageError::Build)?;
     Ok(())
 }
 
@@ -371,7 +381,7 @@ pub struct StackImage {
 }
 
 /// Every image under `quarry-stack/`, by name.
-pub async fn list(docker: &Docker) -> Result<Vec<StackImage>, String> {
+pub async fn list(docker: &Docker) -> Result<Vec<StackImage>, StackImageError> {
     let filters = HashMap::from([("reference".to_string(), vec![format!("{PREFIX}*")])]);
     let options = ListImagesOptionsBuilder::default()
         .filters(&filters)
@@ -379,7 +389,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<StackImage>, String> {
     let images = docker
         .list_images(Some(options))
         .await
-        .map_err(|e| format!("cannot list images: {}", crate::launch::docker_message(&e)))?;
+        .map_err(|e| StackImageError::List(crate::launch::docker_message(&e)))?;
     let mut out = Vec::new();
     for i in images {
         for tag in &i.repo_tags {

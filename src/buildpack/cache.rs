@@ -4,7 +4,6 @@
 //! directory.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::daemon::Daemon;
 use crate::progress::Progress;
@@ -62,12 +61,7 @@ pub(super) fn download_cutoff(
         0 => current,
         n => earlier[earlier.len() - n],
     };
-    let at = time::OffsetDateTime::parse(
-        &oldest_kept.created,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(at.unix_timestamp().max(0) as u64))
+    crate::clock::parse_system_time(&oldest_kept.created)
 }
 
 /// Remove files under `dir` last modified before `cutoff`; returns the bytes

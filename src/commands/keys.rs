@@ -69,7 +69,8 @@ pub(super) async fn keys_add(
         .map_err(|e| CommandError::Usage(e.to_string()))?;
     let text = String::from_utf8(text)
         .map_err(|_| CommandError::Usage("the public key is not UTF-8".into()))?;
-    let (public_key, fingerprint) = store::parse_public_key(&text).map_err(CommandError::Usage)?;
+    let (public_key, fingerprint) =
+        store::parse_public_key(&text).map_err(|e| CommandError::Usage(e.to_string()))?;
     let record = KeyRecord {
         name: name.clone(),
         role,
@@ -79,7 +80,9 @@ pub(super) async fn keys_add(
         fingerprint: fingerprint.clone(),
         added: store::now_rfc3339(),
     };
-    d.store.add_key(&record).map_err(CommandError::Conflict)?;
+    d.store
+        .add_key(&record)
+        .map_err(|e| CommandError::Conflict(e.to_string()))?;
     out.out(format!("added key {name} ({role}) {fingerprint}\n"))
         .await;
     Ok(())

@@ -55,9 +55,7 @@ pub(super) async fn logs(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(FOLLOW_QUEUE);
     let mut followed: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     // The first pass shows only what comes after the lines printed above.
-    let mut since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |t| t.as_secs() as i32);
+    let mut since = crate::clock::now_unix() as i32;
     let mut scan = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -78,9 +76,7 @@ pub(super) async fn logs(
                 }
                 // Later passes: containers new since the last pass show from their start
                 // (minus a second, so no line falls between two passes).
-                since = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |t| t.as_secs() as i32 - 1);
+                since = crate::clock::now_unix() as i32 - 1;
             }
         }
     }

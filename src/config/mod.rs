@@ -31,8 +31,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Yaml(#[from] crate::yaml::Error),
     /// The `network:` pool or prefix, as [`crate::network::NetworkConfig::parsed`] words it.
-    #[error("{0}")]
-    Network(String),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetConfigError),
 }
 
 impl From<ConfigError> for String {
@@ -121,7 +121,7 @@ impl Config {
             return Ok(Config::default());
         };
         let config = read::config(&crate::yaml::At::root(&root)).map_err(in_file)?;
-        config.network.parsed().map_err(ConfigError::Network)?;
+        config.network.parsed()?;
         Ok(config)
     }
 }

@@ -4,6 +4,7 @@
 //! container's address.
 
 use super::*;
+use crate::probe::{Probe, ProbeError};
 
 /// Why a container was not ready.
 #[derive(Debug)]
@@ -170,41 +171,26 @@ pub(super) async fn stopped(docker: &Docker, id: &str, context: &str) -> Option<
     })
 }
 
-/// One HTTP/1.0 GET; returns the status code.
+/// One HTTP/1.0 GET; returns the status code (the body is not read).
 pub async fn probe_http(
     addr: SocketAddr,
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Result<u16, String> {
+) -> Result<u16, ProbeError> {
     let work = async {
-        let mut s = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| e.kind().to_string())?;
-        s.write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: quarry-health\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let r = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
-            if r == 0 {
-                break;
-            }
-            n += r;
-        }
-        let head = String::from_utf8_lossy(&buf[..n]);
-        head.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| "connection closed without an HTTP answer".to_string())
+            .map_err(|e| ProbeError::Connect(e.kind()))?;
+        Probe::get(path, host)
+            .user_agent("quarry-health")
+            .send(stream, timeout)
+            .await
     };
-    tokio::time::timeout(timeout, work)
+    let answer = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
+        .map_err(|_| ProbeError::Timeout(timeout))??;
+    Ok(answer.status)
 }
 
 /// The last `n` log lines of a container (stdout and stderr).

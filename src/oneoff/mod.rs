@@ -128,7 +128,7 @@ pub async fn template(d: &Daemon, app: &str, node: Option<&str>) -> Result<Templ
             &config.network,
         )
         .await
-        .map_err(state)?
+        .map_err(|e| state(e.to_string()))?
         .id;
     Ok(Template {
         server: crate::fleet::LOCAL.to_owned(),

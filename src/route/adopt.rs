@@ -12,10 +12,11 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::Router;
+use super::{RouteError, Router};
 
 /// The nginx master, supervised.
 pub(super) enum Nginx {
@@ -71,7 +72,7 @@ fn master_of(dir: &Path, pid: i32) -> Option<i32> {
 }
 
 impl Router {
-    pub(super) fn spawn(&self) -> Result<Child, String> {
+    pub(super) fn spawn(&self) -> Result<Child, RouteError> {
         // A socket file left by an nginx that died keeps the new one from binding.
         let _ = fs::remove_file(self.dir.join(super::stream::SOCKET));
         Command::new(&self.nginx)
@@ -85,7 +86,10 @@ impl Router {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start nginx ({}): {e}", self.nginx.display()))
+            .map_err(|source| RouteError::Start {
+                nginx: self.nginx.clone(),
+                source,
+            })
     }
 
     pub(super) async fn stop_stale(&self) {
@@ -145,7 +149,7 @@ impl Router {
         match child.take() {
             Some(Nginx::Child(mut c)) => {
                 if let Some(pid) = c.id() {
-                    unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
+                    let _ = signal(pid as i32, Signal::QUIT);
                 }
                 if tokio::time::timeout(Duration::from_secs(10), c.wait())
                     .await
@@ -162,12 +166,21 @@ impl Router {
 
 /// SIGQUIT to an nginx master that is not our child; wait up to 10 s.
 pub(super) async fn stop_pid(pid: i32) {
-    // SAFETY: a plain signal; the caller checked the pid is our nginx master.
-    unsafe { libc::kill(pid, libc::SIGQUIT) };
+    // The caller checked the pid is our nginx master.
+    let _ = signal(pid, Signal::QUIT);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Send `sig` to the nginx master `pid` (never to a group: `pid` is > 0).
+pub(super) fn signal(pid: i32, sig: Signal) -> std::io::Result<()> {
+    let pid = Some(pid)
+        .filter(|p| *p > 0)
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    rustix::process::kill_process(pid, sig).map_err(std::io::Error::from)
 }
 
 /// PIDs of `master`'s workers that still accept connections (their title is

@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::{NodeRoute, Router};
+use super::{NodeRoute, RouteError, Router};
+use crate::probe::{Probe, ProbeError};
 use crate::store::write_atomic;
 
 /// The Lua side, written to `<data>/nginx/lua/quarry.lua`.
@@ -37,7 +37,7 @@ const MODULES: [&str; 2] = [
 const RESTY_CORE: &str = "/usr/share/lua/5.1/resty/core.lua";
 
 /// Answers longer than this from the control socket are refused.
-const MAX_ANSWER: u64 = 1 << 20;
+const MAX_ANSWER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -185,36 +185,25 @@ async fn request(
     let limit = Duration::from_secs(30);
     let sock = socket(dir);
     let work = async {
-        let mut s = UnixStream::connect(&sock)
+        let stream = UnixStream::connect(&sock)
             .await
             .map_err(|source| TableError::Connect {
                 path: sock.clone(),
                 source,
             })?;
-        let head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: quarry\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let io = |source| TableError::Connect {
-            path: sock.clone(),
-            source,
-        };
-        s.write_all(head.as_bytes()).await.map_err(io)?;
-        s.write_all(body.as_bytes()).await.map_err(io)?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take(MAX_ANSWER)
-            .read_to_end(&mut buf)
+        let answer = Probe::get(path, "quarry")
+            .with_body(method, body)
+            .read_body(MAX_ANSWER)
+            .send(stream, limit)
             .await
-            .map_err(io)?;
-        let text = String::from_utf8_lossy(&buf);
-        let (head, body) = text.split_once("\r\n\r\n").ok_or(TableError::Garbled)?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or(TableError::Garbled)?;
-        Ok((status, body.to_string()))
+            .map_err(|e| match e {
+                ProbeError::Timeout(limit) => TableError::Timeout(limit),
+                ProbeError::Connect(_)
+                | ProbeError::NoAnswer
+                | ProbeError::TooLong(_)
+                | ProbeError::Request(_) => TableError::Garbled,
+            })?;
+        Ok((answer.status, answer.text()))
     };
     tokio::time::timeout(limit, work)
         .await
@@ -275,7 +264,7 @@ impl Router {
         &self,
         app: &str,
         routes: Option<&[NodeRoute]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         let file = self.table_path(app);
         let block = block_of(app, routes);
         let previous = {
@@ -291,7 +280,7 @@ impl Router {
             };
             if let Err(e) = pushed.await {
                 restore().await;
-                return Err(e.to_string());
+                return Err(e.into());
             }
             let kept = match &block {
                 Some(b) => write_atomic(&file, b.as_bytes(), 0o644),
@@ -302,7 +291,7 @@ impl Router {
             };
             if let Err(e) = kept {
                 restore().await;
-                return Err(format!("cannot write {}: {e}", file.display()));
+                return Err(RouteError::write(&file)(e));
             }
             previous
         };
@@ -323,7 +312,7 @@ impl Router {
 
     /// Give nginx every app's block kept on disk (a fresh nginx's table is
     /// empty; an adopted one's is rewritten with the same text).
-    pub(super) async fn load_table(&self) -> Result<(), String> {
+    pub(super) async fn load_table(&self) -> Result<(), RouteError> {
         if !self.lua {
             return Ok(());
         }
@@ -332,7 +321,7 @@ impl Router {
         let mut body = String::new();
         let mut apps = 0usize;
         for e in std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(RouteError::dir(&dir))?
             .flatten()
         {
             let name = e.file_name();
@@ -346,9 +335,7 @@ impl Router {
             }
         }
         if apps > 0 {
-            put(&self.dir, "every app", &body)
-                .await
-                .map_err(|e| e.to_string())?;
+            put(&self.dir, "every app", &body).await?;
         }
         tracing::info!(apps, "route table loaded into nginx");
         Ok(())

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::stream::{self, Front, HttpsAt};
-use super::{NodeRoute, Router, render_app};
+use super::{NodeRoute, RouteError, Router, render_app};
 use crate::store::write_atomic;
 
 /// Where the ACME HTTP-01 answers live (included in every app's servers).
@@ -190,9 +190,9 @@ impl Router {
     /// Serve `app` over HTTPS with `tls` (or stop, with `None`). Takes effect
     /// at once when the app is routed, else at its next route; on failure
     /// nginx keeps the previous config and the previous setting stays.
-    pub async fn set_tls(&self, app: &str, tls: Option<SiteTls>) -> Result<(), String> {
+    pub async fn set_tls(&self, app: &str, tls: Option<SiteTls>) -> Result<(), RouteError> {
         if tls.is_some() && self.https.is_none() {
-            return Err("quarry serve runs without an HTTPS listener (--https)".into());
+            return Err(RouteError::NoHttps);
         }
         let previous = {
             let mut map = self.tls.lock().expect("tls map");
@@ -239,20 +239,19 @@ impl Router {
 
     /// Answer these HTTP-01 challenges (replacing the previous set); returns
     /// once nginx serves them.
-    pub async fn set_challenges(&self, challenges: &[Challenge]) -> Result<(), String> {
+    pub async fn set_challenges(&self, challenges: &[Challenge]) -> Result<(), RouteError> {
         if let Some(bad) = challenges
             .iter()
             .find(|c| !is_token(&c.token) || !is_token_or_dot(&c.key_authorization))
         {
-            return Err(format!(
-                "the ACME server sent a token that is not base64url: {:?}",
-                bad.token.chars().take(80).collect::<String>()
+            return Err(RouteError::BadToken(
+                bad.token.chars().take(80).collect::<String>(),
             ));
         }
         let _guard = self.lock.lock().await;
         let path = self.dir.join(CHALLENGES);
         write_atomic(&path, render_challenges(challenges).as_bytes(), 0o644)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(RouteError::write(&path))?;
         self.test().await?;
         self.reload().await
     }
@@ -262,13 +261,13 @@ impl Router {
         dir: &Path,
         https: Option<SocketAddr>,
         front: Option<&Front>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         // A front needs an HTTPS address to hold.
         let front = front.filter(|_| https.is_some());
         let at = https_at(dir, https, front);
         let write = |name: &str, text: String| {
             write_atomic(&dir.join(name), text.as_bytes(), 0o644)
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+                .map_err(RouteError::write(dir.join(name)))
         };
         write(stream::MODULES, stream::render_modules(front))?;
         write(
@@ -289,8 +288,7 @@ impl Router {
                 };
                 let new = stream::relisten(&old, at);
                 if new != old {
-                    write_atomic(&path, new.as_bytes(), 0o644)
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    write_atomic(&path, new.as_bytes(), 0o644).map_err(RouteError::write(&path))?;
                 }
             }
         }
@@ -299,7 +297,7 @@ impl Router {
             render_challenges(&[]).as_bytes(),
             0o644,
         )
-        .map_err(|e| e.to_string())
+        .map_err(RouteError::Store)
     }
 }
 

@@ -47,41 +47,71 @@ impl KeyRecord {
     }
 }
 
-/// Why a public key line was refused.
-pub fn parse_public_key(line: &str) -> Result<(String, String), String> {
+/// Why a public key was refused or could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no public key given on standard input")]
+    Empty,
+    #[error("public key is longer than 16 KiB")]
+    TooLong,
+    #[error("give exactly one public key line")]
+    Lines,
+    #[error("not an OpenSSH public key: {0}")]
+    NotOpenSsh(String),
+    #[error("unsupported key type {0}: use ed25519, ecdsa or rsa")]
+    Algorithm(String),
+    #[error("{0}")]
+    Name(String),
+    #[error("a key named {0} exists already")]
+    NameTaken(String),
+    #[error("this key is registered already as {0}")]
+    Registered(String),
+    /// `keys/` or one key's file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Callers that still speak in text keep their `?`.
+impl From<KeyError> for String {
+    fn from(e: KeyError) -> String {
+        e.to_string()
+    }
+}
+
+/// A public key line → (canonical OpenSSH form, `SHA256:` fingerprint).
+pub fn parse_public_key(line: &str) -> Result<(String, String), KeyError> {
     let line = line.trim();
     if line.is_empty() {
-        return Err("no public key given on standard input".into());
+        return Err(KeyError::Empty);
     }
     if line.len() > validate::MAX_KEY_LEN {
-        return Err("public key is longer than 16 KiB".into());
+        return Err(KeyError::TooLong);
     }
     if line.lines().count() != 1 {
-        return Err("give exactly one public key line".into());
+        return Err(KeyError::Lines);
     }
     let key = russh::keys::ssh_key::PublicKey::from_openssh(line)
-        .map_err(|e| format!("not an OpenSSH public key: {e}"))?;
+        .map_err(|e| KeyError::NotOpenSsh(e.to_string()))?;
     use russh::keys::ssh_key::Algorithm;
     match key.algorithm() {
         Algorithm::Ed25519 | Algorithm::Rsa { .. } | Algorithm::Ecdsa { .. } => {}
-        other => {
-            return Err(format!(
-                "unsupported key type {other}: use ed25519, ecdsa or rsa"
-            ));
-        }
+        other => return Err(KeyError::Algorithm(other.to_string())),
     }
     let fingerprint = key
         .fingerprint(russh::keys::ssh_key::HashAlg::Sha256)
         .to_string();
-    let canonical = key.to_openssh().map_err(|e| e.to_string())?;
+    let canonical = key
+        .to_openssh()
+        .map_err(|e| KeyError::NotOpenSsh(e.to_string()))?;
     Ok((canonical, fingerprint))
 }
 
 impl Store {
     pub fn keys(&self) -> io::Result<Vec<KeyRecord>> {
         let mut keys = Vec::new();
-        for entry in fs::read_dir(self.root.join("keys"))? {
-            let path = entry?.path();
+        let dir = self.root.join("keys");
+        for entry in fs::read_dir(&dir).map_err(at(&dir))? {
+            let path = entry.map_err(at(&dir))?.path();
             if path.extension().is_some_and(|e| e == "json")
                 && let Some(k) = read_json::<KeyRecord>(&path)?
             {
@@ -100,26 +130,31 @@ impl Store {
     }
 
     /// Add a key; refuses a name or a key that is already present.
-    pub fn add_key(&self, record: &KeyRecord) -> Result<(), String> {
-        validate::key_name(&record.name).map_err(|e| e.to_string())?;
-        let existing = self.keys().map_err(|e| e.to_string())?;
+    pub fn add_key(&self, record: &KeyRecord) -> Result<(), KeyError> {
+        validate::key_name(&record.name).map_err(|e| KeyError::Name(e.to_string()))?;
+        let existing = self.keys().map_err(|source| KeyError::Io {
+            path: self.root.join("keys"),
+            source,
+        })?;
         if existing.iter().any(|k| k.name == record.name) {
-            return Err(format!("a key named {} exists already", record.name));
+            return Err(KeyError::NameTaken(record.name.clone()));
         }
         if let Some(k) = existing
             .iter()
             .find(|k| k.fingerprint == record.fingerprint)
         {
-            return Err(format!("this key is registered already as {}", k.name));
+            return Err(KeyError::Registered(k.name.clone()));
         }
-        write_json(&self.key_path(&record.name), record, 0o600).map_err(|e| e.to_string())
+        let path = self.key_path(&record.name);
+        write_json(&path, record, 0o600).map_err(|source| KeyError::Io { path, source })
     }
 
     pub fn remove_key(&self, name: &str) -> io::Result<bool> {
-        match fs::remove_file(self.key_path(name)) {
+        let path = self.key_path(name);
+        match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&path)(e)),
         }
     }
 

@@ -27,7 +27,7 @@ mod keys;
 mod releases;
 
 pub use audit::Event;
-pub use keys::{KeyRecord, Role, parse_public_key};
+pub use keys::{KeyError, KeyRecord, Role, parse_public_key};
 pub use releases::{AppStatus, ManifestSource, Release, ReleaseStatus};
 
 /// `e` with the path it happened at, keeping its kind (a full disk then
@@ -133,8 +133,9 @@ impl Store {
         for dir in PRIVATE_DIRS {
             set_mode(&self.root.join(dir), 0o700)?;
         }
-        for entry in fs::read_dir(self.root.join("stacks"))? {
-            let entry = entry?;
+        let dir = self.root.join("stacks");
+        for entry in fs::read_dir(&dir).map_err(at(&dir))? {
+            let entry = entry.map_err(at(&dir))?;
             if entry.file_type()?.is_dir() {
                 set_mode(&entry.path(), 0o700)?;
             }
@@ -145,7 +146,7 @@ impl Store {
     /// Make `stacks/<app>` (owner-only) if it is missing.
     pub fn create_app_dir(&self, app: &str) -> io::Result<PathBuf> {
         let dir = self.app_dir(app);
-        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(&dir).map_err(at(&dir))?;
         set_mode(&dir, 0o700)?;
         Ok(dir)
     }
@@ -187,8 +188,9 @@ impl Store {
 
     pub fn apps(&self) -> io::Result<Vec<String>> {
         let mut apps = Vec::new();
-        for entry in fs::read_dir(self.root.join("stacks"))? {
-            let entry = entry?;
+        let dir = self.root.join("stacks");
+        for entry in fs::read_dir(&dir).map_err(at(&dir))? {
+            let entry = entry.map_err(at(&dir))?;
             if let Some(name) = entry.file_name().to_str()
                 && validate::app_name(name).is_ok()
                 && self.app_exists(name)
@@ -211,14 +213,15 @@ impl Store {
 
     /// Domains added with `domains:add`, routed to the app's main web node.
     pub fn domains(&self, app: &str) -> io::Result<Vec<String>> {
-        match fs::read_to_string(self.app_dir(app).join("domains")) {
+        let path = self.app_dir(app).join("domains");
+        match fs::read_to_string(&path) {
             Ok(text) => Ok(text
                 .lines()
                 .filter(|l| validate::domain(l).is_ok())
                 .map(str::to_string)
                 .collect()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&path)(e)),
         }
     }
 
@@ -249,10 +252,11 @@ impl Store {
     }
 
     pub fn unset_app_env(&self, app: &str, key: &str) -> io::Result<bool> {
-        match fs::remove_file(self.app_dir(app).join("env").join(key)) {
+        let path = self.app_dir(app).join("env").join(key);
+        match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(at(&path)(e)),
         }
     }
 }
@@ -262,31 +266,44 @@ fn read_env_dir(dir: &Path) -> io::Result<BTreeMap<String, String>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(env),
-        Err(e) => return Err(e),
+        Err(e) => return Err(at(dir)(e)),
     };
     for entry in entries {
-        let entry = entry?;
+        let entry = entry.map_err(at(dir))?;
         let Some(key) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
         if validate::env_key(&key).is_err() {
             continue; // temp files and strays are not variables
         }
-        env.insert(key, fs::read_to_string(entry.path())?);
+        let path = entry.path();
+        env.insert(key, fs::read_to_string(&path).map_err(at(&path))?);
     }
     Ok(env)
 }
 
-/// Now, as RFC 3339 UTC.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "unknown".into())
-}
+/// Now, as RFC 3339 UTC (the stamp of every record written here).
+pub use crate::clock::now_rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_errors_name_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stacks = dir.path().join("stacks");
+        fs::remove_dir_all(&stacks).unwrap();
+        fs::write(&stacks, "not a folder").unwrap();
+        let e = store.apps().unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", stacks.display())),
+            "{e}"
+        );
+        assert_eq!(e.kind(), io::ErrorKind::NotADirectory);
+    }
 
     #[test]
     fn atomic_write_replaces_whole_file_and_leaves_no_temp() {

@@ -63,10 +63,7 @@ fn facts(cert: &X509Certificate<'_>) -> CertInfo {
     CertInfo {
         domains,
         issuer: cert.issuer().to_string(),
-        not_after: not_after
-            .to_datetime()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        not_after: crate::clock::unix_to_rfc3339(not_after.timestamp()).unwrap_or_default(),
         not_after_unix: not_after.timestamp(),
         serial: cert.raw_serial_as_string().replace(':', ""),
     }

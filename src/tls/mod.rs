@@ -63,7 +63,7 @@ pub enum TlsError {
     #[error("{0}")]
     Io(String),
     #[error("nginx did not take the certificate: {0}")]
-    Route(String),
+    Route(crate::route::RouteError),
 }
 
 /// Where an app's certificate comes from.
@@ -120,9 +120,7 @@ fn app_dir(d: &Daemon, app: &str) -> PathBuf {
     tls_dir(d).join("apps").join(app)
 }
 
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use crate::clock::now_unix;
 
 /// The app's TLS state; `None` when TLS is off for it.
 pub fn state(d: &Daemon, app: &str) -> Result<Option<AppTls>, TlsError> {
