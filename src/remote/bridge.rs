@@ -53,7 +53,7 @@ pub fn start(link: Arc<Link>, socket: &Path) -> std::io::Result<Bridge> {
                 if link.held().is_some() {
                     return;
                 }
-                let (channel, _lease) = match link.channel(DIAL_STDIO).await {
+                let (channel, _lease) = match link.docker_channel().await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!("{e}");
