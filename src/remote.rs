@@ -3,8 +3,9 @@
 //! host key pinned and checked on every connect.
 //!
 //! The Docker API goes through [`bridge`]: a private unix socket under
-//! `servers/<name>/docker.sock` whose every connection is one channel running
-//! `docker system dial-stdio` on the server, so bollard and everything the
+//! `servers/<name>/docker.sock` whose every connection is one channel to the
+//! server's engine (a `direct-streamlocal` channel to its socket, else one
+//! running `docker system dial-stdio`), so bollard and everything the
 //! fleet does work as with a local engine. [`Link::exec`] runs other commands
 //! (provisioners, the hosts file) on the same session.
 //! May touch: `<data>/hq_ed25519_key`, the server's SSH port, the sockets
