@@ -1,10 +1,12 @@
 //! The added latency of one Docker API call over SSH: 200 × `GET /_ping`
 //! on the local engine's socket, then the same through Quarry's SSH bridge
-//! (`quarry::remote`: the HQ key, a pinned host key, one channel running
-//! `docker system dial-stdio` per connection) to a private OpenSSH sshd on a
-//! free loopback port whose sessions reach the same local engine. Both
-//! clients are bollard, each with its own pooled connection (as the fleet
-//! uses them), plus one round of fresh connections (a new channel each).
+//! (`quarry::remote`: the HQ key, a pinned host key, one channel per
+//! connection: `direct-streamlocal` to the engine's socket, else `docker
+//! system dial-stdio`) to a private OpenSSH sshd on a free loopback port
+//! whose sessions reach the same local engine. Both clients are bollard, as
+//! the fleet uses them; bollard's unix transport keeps no idle connection,
+//! so every call is a new connection (through the bridge, a new channel).
+//! Plus one round of new clients (connect, version negotiation, ping).
 //!
 //! Needs root (sshd) and a running Docker engine. Prints `BENCH` lines
 //! (`bench/run.sh` reads them) and a small table. Every process it starts is
@@ -142,8 +144,8 @@ fn main() {
         println!();
         println!("| Docker API call (GET /_ping) | median µs | min | max | runs |");
         println!("|---|---|---|---|---|");
-        println!("| local socket, pooled connection | {la:.0} | {la_min:.0} | {la_max:.0} | {CALLS} |");
-        println!("| over SSH (Quarry's bridge), pooled connection | {sb:.0} | {sb_min:.0} | {sb_max:.0} | {CALLS} |");
+        println!("| local socket (a connection per call) | {la:.0} | {la_min:.0} | {la_max:.0} | {CALLS} |");
+        println!("| over SSH (Quarry's bridge, a channel per call) | {sb:.0} | {sb_min:.0} | {sb_max:.0} | {CALLS} |");
         println!("| over SSH, new connection each (connect + negotiate + ping) | {fr:.0} | {fr_min:.0} | {fr_max:.0} | {FRESH} |");
         println!(
             "\nadded per call over SSH: {:.0} µs ({:.1}×)",

@@ -35,6 +35,8 @@
 //!   domain, certificates, the TLS-ALPN-01 responder.
 //! - [`lockdown`]: the nftables table that closes each server to all but
 //!   the fleet.
+//! - [`logging`]: the daemon's log, to journald with its fields under
+//!   systemd, else stderr.
 //!
 //! Always running: [`reconcile`] (the engines match the db), [`cron`]
 //! (scheduled jobs), [`oneoff`] (`run`, `enter`, the jobs' containers).
@@ -69,6 +71,7 @@ pub mod hosts;
 pub mod install;
 pub mod launch;
 pub mod lockdown;
+pub mod logging;
 pub mod manifest;
 pub mod network;
 pub mod oneoff;

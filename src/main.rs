@@ -192,13 +192,10 @@ fn main() -> ExitCode {
                 eprintln!("quarry: --root-domain: {e}");
                 return ExitCode::from(2);
             }
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                        .unwrap_or_else(|_| "info,russh=warn,bollard=warn".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            if let Err(e) = quarry::logging::init() {
+                eprintln!("quarry: {e}");
+                return ExitCode::from(2);
+            }
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             let config = quarry::serve::ServeConfig {
                 data,

@@ -3,8 +3,9 @@
 //! host key pinned and checked on every connect.
 //!
 //! The Docker API goes through [`bridge`]: a private unix socket under
-//! `servers/<name>/docker.sock` whose every connection is one channel running
-//! `docker system dial-stdio` on the server, so bollard and everything the
+//! `servers/<name>/docker.sock` whose every connection is one channel to the
+//! server's engine (a `direct-streamlocal` channel to its socket, else one
+//! running `docker system dial-stdio`), so bollard and everything the
 //! fleet does work as with a local engine. [`Link::exec`] runs other commands
 //! (provisioners, the hosts file) on the same session.
 //! May touch: `<data>/hq_ed25519_key`, the server's SSH port, the sockets
@@ -52,6 +53,13 @@ pub enum SshError {
     Session {
         server: String,
         target: String,
+        reason: String,
+    },
+    #[error("server {server}: {target} refused {what}: {reason}")]
+    Refused {
+        server: String,
+        target: String,
+        what: String,
         reason: String,
     },
     #[error("{what}: {reason}")]
@@ -255,6 +263,36 @@ pub struct Link {
     /// Docker connections refused while set (a provisioner failed): the
     /// server stays unknown until it is provisioned again.
     held: Mutex<Option<String>>,
+    /// The engine's socket on the server, once asked (`None`: not a unix
+    /// socket, so the bridge runs `docker system dial-stdio`).
+    docker_socket: tokio::sync::OnceCell<Option<String>>,
+    /// sshd refused a `direct-streamlocal` channel (`DisableForwarding`,
+    /// `AllowStreamLocalForwarding no`): dial-stdio from then on.
+    streamlocal_refused: AtomicBool,
+}
+
+/// What a new channel carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Open<'a> {
+    /// A command (`exec`), its stdin and stdout the channel's data.
+    Exec(&'a str),
+    /// A connection sshd makes to a unix socket on the server
+    /// (`direct-streamlocal@openssh.com`, as `ssh -L` does): no process.
+    Socket(&'a str),
+}
+
+/// Asks the server's Docker CLI where its engine listens (honours the
+/// session's `DOCKER_HOST` and the current context).
+pub const DOCKER_HOST_QUERY: &str = "docker context inspect --format '{{.Endpoints.docker.Host}}'";
+
+/// The socket path in the answer to [`DOCKER_HOST_QUERY`]: a `unix://`
+/// endpoint with an absolute path, else `None` (tcp, ssh, odd text).
+pub fn unix_socket_of(answer: &str) -> Option<String> {
+    let path = answer.trim().strip_prefix("unix://")?;
+    let ok = path.starts_with('/')
+        && path.len() < 108
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then(|| path.to_string())
 }
 
 struct Retry {
@@ -312,6 +350,8 @@ impl Link {
                 last_error: None,
             }),
             held: Mutex::new(None),
+            docker_socket: tokio::sync::OnceCell::new(),
+            streamlocal_refused: AtomicBool::new(false),
         })
     }
 
@@ -410,19 +450,96 @@ impl Link {
         &self,
         command: &str,
     ) -> Result<(russh::Channel<client::Msg>, Lease), SshError> {
+        self.open(Open::Exec(command)).await
+    }
+
+    /// A channel to the server's Docker engine: straight to its unix socket
+    /// when sshd forwards to sockets (one round trip, no process on the
+    /// server), else `docker system dial-stdio`.
+    pub async fn docker_channel(&self) -> Result<(russh::Channel<client::Msg>, Lease), SshError> {
+        if !self.streamlocal_refused.load(Ordering::SeqCst)
+            && let Some(path) = self.docker_socket().await?
+        {
+            match self.open(Open::Socket(&path)).await {
+                Ok(c) => return Ok(c),
+                Err(SshError::Refused { .. }) => {
+                    self.streamlocal_refused.store(true, Ordering::SeqCst);
+                    tracing::info!(
+                        server = %self.server,
+                        "sshd does not forward to {path}: the Docker API goes through dial-stdio"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.open(Open::Exec(bridge::DIAL_STDIO)).await
+    }
+
+    /// Where the server's engine listens, asked once per link.
+    async fn docker_socket(&self) -> Result<Option<String>, SshError> {
+        self.docker_socket
+            .get_or_try_init(|| async {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let status = self.exec(DOCKER_HOST_QUERY, b"", &tx).await?;
+                drop(tx);
+                let mut answer = Vec::new();
+                while let Some(b) = rx.recv().await {
+                    // Only a path is expected; more is not one.
+                    if answer.len() + b.len() > 4096 {
+                        return Ok(None);
+                    }
+                    answer.extend_from_slice(&b);
+                }
+                Ok((status == 0)
+                    .then(|| unix_socket_of(&String::from_utf8_lossy(&answer)))
+                    .flatten())
+            })
+            .await
+            .cloned()
+    }
+
+    /// A channel of kind `what`, with its lease (keep it as long as the
+    /// channel).
+    pub async fn open(
+        &self,
+        what: Open<'_>,
+    ) -> Result<(russh::Channel<client::Msg>, Lease), SshError> {
         let mut last = None;
         // A refused or dead session is found out here: one more try, on
         // another session.
         for _ in 0..2 {
             let lease = self.lease().await?;
-            let opened =
-                tokio::time::timeout(OPEN_TIMEOUT, lease.0.handle.channel_open_session()).await;
+            let opened = match what {
+                Open::Exec(_) => {
+                    tokio::time::timeout(OPEN_TIMEOUT, lease.0.handle.channel_open_session()).await
+                }
+                Open::Socket(path) => {
+                    let opened = tokio::time::timeout(
+                        OPEN_TIMEOUT,
+                        lease.0.handle.channel_open_direct_streamlocal(path),
+                    )
+                    .await;
+                    // A refusal here is sshd's forwarding policy, not a
+                    // full session.
+                    if let Ok(Err(e @ russh::Error::ChannelOpenFailure(_))) = &opened {
+                        return Err(SshError::Refused {
+                            server: self.server.clone(),
+                            target: self.target.display(),
+                            what: format!("a channel to {path}"),
+                            reason: e.to_string(),
+                        });
+                    }
+                    opened
+                }
+            };
             match opened {
                 Ok(Ok(channel)) => {
-                    channel
-                        .exec(false, command)
-                        .await
-                        .map_err(|e| self.session_error(e))?;
+                    if let Open::Exec(command) = what {
+                        channel
+                            .exec(false, command)
+                            .await
+                            .map_err(|e| self.session_error(e))?;
+                    }
                     return Ok((channel, lease));
                 }
                 Ok(Err(e)) => {
@@ -483,5 +600,23 @@ impl Link {
                 .disconnect(russh::Disconnect::ByApplication, "server removed", "en")
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_socket_of;
+
+    #[test]
+    fn only_an_absolute_unix_socket_is_dialled_directly() {
+        assert_eq!(
+            unix_socket_of("unix:///var/run/docker.sock\n"),
+            Some("/var/run/docker.sock".into())
+        );
+        assert_eq!(unix_socket_of("tcp://10.0.0.2:2375"), None);
+        assert_eq!(unix_socket_of("unix://relative.sock"), None);
+        assert_eq!(unix_socket_of("unix:///a b"), None);
+        assert_eq!(unix_socket_of("unix:///a\n/b"), None);
+        assert_eq!(unix_socket_of(""), None);
     }
 }

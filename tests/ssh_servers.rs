@@ -463,3 +463,35 @@ fn a_provider_server_over_ssh_is_provisioned_before_it_takes_containers() {
     );
     drop(sshd);
 }
+
+#[test]
+fn an_sshd_that_forwards_to_no_socket_still_carries_the_docker_api() {
+    // The bridge's first choice is a direct-streamlocal channel to the
+    // engine's socket; this sshd refuses those, so every Docker connection
+    // must fall back to `docker system dial-stdio`.
+    let server = Server::start();
+    let net = NsNet::new();
+    let host = NsHost::start(&net, 16);
+    let sshd = Sshd::start_with(&host, &hq_key(&server), "AllowStreamLocalForwarding no\n");
+    let out = server.ssh(
+        &server.admin,
+        "servers:add ssh-nofwd --ssh root@10.214.0.16 --memory 512",
+    );
+    assert!(out.status.success(), "{}\n{}", stderr(&out), sshd.log());
+    let v = wait_for("ssh-nofwd running", Duration::from_secs(60), || {
+        let v = info(&server, "ssh-nofwd");
+        (v["state"] == "running").then_some(v)
+    });
+    assert_eq!(v["transport"], "ssh", "{v}");
+    // More than one Docker connection went through after the refusal.
+    let ps = server.admin("servers");
+    assert!(ps.contains("ssh-nofwd"), "{ps}");
+    let again = info(&server, "ssh-nofwd");
+    assert_eq!(again["state"], "running", "{again}");
+    // The socket channel was asked for (and refused) first.
+    assert!(
+        sshd.log().contains("refused streamlocal port forward"),
+        "{}",
+        sshd.log()
+    );
+}

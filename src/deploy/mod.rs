@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::build;
 use crate::buildpack;
 use crate::daemon::Daemon;
@@ -49,8 +51,17 @@ pub async fn push(
     p: &Progress,
 ) -> Result<u32, String> {
     let started = Instant::now();
-    let lock = d.locks.acquire(&d.store, app, p, LOCK_WAIT).await?;
-    let result = push_locked(d, app, key, update, git_env, p, started).await;
+    // Every event of the push carries the app and, once it has one, the
+    // release (journal fields APP and RELEASE under systemd).
+    let span = tracing::info_span!("deploy", app, release = tracing::field::Empty);
+    let lock = d
+        .locks
+        .acquire(&d.store, app, p, LOCK_WAIT)
+        .instrument(span.clone())
+        .await?;
+    let result = push_locked(d, app, key, update, git_env, p, started)
+        .instrument(span)
+        .await;
     // Held until git has moved the ref, after the hook returns.
     d.pushes.hold(update.token, lock);
     result
@@ -108,6 +119,8 @@ async fn push_locked(
         .write_release(app, &release)
         .map_err(|e| e.to_string())?;
 
+    tracing::Span::current().record("release", number);
+    tracing::info!(commit = short, by = %key.name, "deploy started");
     let mut postdeploy = None;
     let result = async {
         p.step(format!("Receiving {app} at {short}"));
@@ -151,7 +164,10 @@ async fn push_locked(
     }
     .await;
 
-    finish(d, app, &mut release, result, p)?;
+    if let Err(e) = finish(d, app, &mut release, result, p) {
+        tracing::warn!("deploy failed: {e}");
+        return Err(e);
+    }
     if let Some(command) = postdeploy {
         crate::appjson::first::postdeploy(d, app, release.number, &command, p).await;
     }
@@ -171,6 +187,7 @@ async fn push_locked(
         http_port_suffix(d),
         started.elapsed().as_secs_f64()
     ));
+    tracing::info!(seconds = started.elapsed().as_secs(), "release live");
     Ok(number)
 }
 

@@ -1,7 +1,7 @@
 //! The Docker API of an SSH server as a local unix socket: each connection
 //! accepted on `servers/<name>/docker.sock` (0600, in a 0700 dir) is one
-//! channel running `docker system dial-stdio` on the server, bytes copied
-//! both ways. A connection arriving while the session is down (or the server
+//! channel to the server's engine ([`Link::docker_channel`]: straight to its
+//! socket, else `docker system dial-stdio`), bytes copied both ways. A connection arriving while the session is down (or the server
 //! is held after a failed provisioner) is closed at once: the engine looks
 //! down, and the fleet's pings mark the server unknown.
 //! May touch: the socket it is given, the link's session.
@@ -53,7 +53,7 @@ pub fn start(link: Arc<Link>, socket: &Path) -> std::io::Result<Bridge> {
                 if link.held().is_some() {
                     return;
                 }
-                let (channel, _lease) = match link.channel(DIAL_STDIO).await {
+                let (channel, _lease) = match link.docker_channel().await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!("{e}");

@@ -143,6 +143,8 @@ pub struct Server {
     nofile: Option<(u64, u64)>,
     /// More arguments for `quarry serve` (kept across restarts).
     args: Vec<String>,
+    /// A command `quarry serve` runs under (its argv, then quarry's).
+    wrap: Vec<String>,
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub admin: Key,
@@ -180,7 +182,22 @@ impl Server {
         Server::start_full(env, args, None)
     }
 
+    /// [`Server::start_with_env`], `quarry serve` run as the last argument
+    /// of `wrap` (e.g. `unshare -m … sh script`).
+    pub fn start_wrapped(wrap: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_inner(env, &[], None, wrap)
+    }
+
     fn start_full(env: &[(&str, &str)], args: &[&str], nofile: Option<(u64, u64)>) -> Server {
+        Server::start_inner(env, args, nofile, &[])
+    }
+
+    fn start_inner(
+        env: &[(&str, &str)],
+        args: &[&str],
+        nofile: Option<(u64, u64)>,
+        wrap: &[&str],
+    ) -> Server {
         ensure_base_image();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -203,6 +220,7 @@ impl Server {
                 .collect(),
             nofile,
             args: args.iter().map(|a| a.to_string()).collect(),
+            wrap: wrap.iter().map(|a| a.to_string()).collect(),
             dir,
             data,
             admin,
@@ -225,7 +243,14 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("serve.log"))
             .unwrap();
-        let mut command = Command::new(quarry_bin());
+        let mut command = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(quarry_bin());
+                c
+            }
+            None => Command::new(quarry_bin()),
+        };
         if let Some((soft, hard)) = self.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.

@@ -16,12 +16,19 @@ pub struct Sshd {
     pub n: u8,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// More sshd_config lines (kept across restarts).
+    extra: String,
 }
 
 impl Sshd {
     /// Start sshd for `host`, authorizing `authorized` (an authorized_keys
     /// line). A new host key is made unless one is there.
     pub fn start(host: &NsHost, authorized: &str) -> Sshd {
+        Sshd::start_with(host, authorized, "")
+    }
+
+    /// [`Sshd::start`] with more sshd_config lines.
+    pub fn start_with(host: &NsHost, authorized: &str, extra: &str) -> Sshd {
         let dir = host.dir.join("sshd");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("authorized_keys"), authorized).unwrap();
@@ -29,6 +36,7 @@ impl Sshd {
             n: host.n,
             dir,
             child: None,
+            extra: extra.to_string(),
         };
         s.new_host_key();
         s.spawn();
@@ -70,7 +78,11 @@ impl Sshd {
     }
 
     fn spawn(&mut self) {
-        std::fs::write(self.dir.join("sshd_config"), self.config()).unwrap();
+        std::fs::write(
+            self.dir.join("sshd_config"),
+            format!("{}{}", self.config(), self.extra),
+        )
+        .unwrap();
         // The privilege separation dir sshd insists on.
         std::fs::create_dir_all("/run/sshd").unwrap();
         let log = std::fs::OpenOptions::new()
