@@ -236,7 +236,8 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
                 &request.git_env,
                 &progress,
             )
-            .await;
+            .await
+            .map_err(String::from);
             let outcome = match &result {
                 Ok(n) => format!("deployed v{n}"),
                 Err(e) => format!("rejected: {e}"),

@@ -329,7 +329,7 @@ async fn sweep(
         }
         let result = match stack::from_release(&live) {
             Ok(stack) => crate::deploy::apply(d, &app, &live, &stack, &Progress::silent()).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(()) => {

@@ -19,7 +19,7 @@ pub async fn reroute(
     app: &str,
     release: &Release,
     stack: &Stack,
-) -> Result<(), String> {
+) -> Result<(), DeployError> {
     let desired = desired(d, app, release, stack)?;
     let (_, found) = current(d, app, stack).await?;
     let p = Progress::silent();
@@ -34,7 +34,7 @@ pub async fn apply(
     release: &Release,
     stack: &Stack,
     p: &Progress,
-) -> Result<(), String> {
+) -> Result<(), DeployError> {
     apply_restarting(d, app, release, stack, None, p).await
 }
 
@@ -47,13 +47,13 @@ pub async fn apply_restarting(
     stack: &Stack,
     restart: Option<&str>,
     p: &Progress,
-) -> Result<(), String> {
+) -> Result<(), DeployError> {
     let mut desired = desired(d, app, release, stack)?;
     desired.restart = restart.map(str::to_string);
     let (current, found) = current(d, app, stack).await?;
     let instructions = plan::plan(&desired, &current);
     let plan_path = d.store.app_dir(app).join("build").join("plan.json");
-    store::write_json(&plan_path, &instructions, 0o644).map_err(|e| e.to_string())?;
+    store::write_json(&plan_path, &instructions, 0o644)?;
     p.step("Plan");
     p.detail(plan::render(&instructions));
     let _rollout = d.cloud.rollout();
@@ -73,7 +73,7 @@ async fn execute_or_undo(
     run: &mut Execution<'_>,
     instructions: &[Instruction],
     found: &[Found],
-) -> Result<(), String> {
+) -> Result<(), DeployError> {
     match run.execute(instructions, found).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -157,7 +157,7 @@ impl<'a> Execution<'a> {
         &mut self,
         instructions: &[Instruction],
         found: &[Found],
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let d = self.d;
         let network = self.network_on(crate::fleet::LOCAL).await?;
         self.locate_services(found).await;
@@ -244,7 +244,7 @@ impl<'a> Execution<'a> {
     }
 
     /// The id of the app's network on `server`, made on first need.
-    async fn network_on(&self, server: &str) -> Result<String, String> {
+    async fn network_on(&self, server: &str) -> Result<String, DeployError> {
         let d = self.d;
         let config = crate::cloud::Config::load(&d.store)?;
         let docker = d.docker_on(server);
@@ -284,7 +284,7 @@ impl<'a> Execution<'a> {
         containers: &[String],
         found: &[Found],
         network: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let stale: Vec<Found> = found
             .iter()
             .filter(|c| c.is_steady() && c.node == node && containers.contains(&c.name))
@@ -346,7 +346,7 @@ impl<'a> Execution<'a> {
         &mut self,
         cmd: &crate::manifest::Command,
         network: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let d = self.d;
         self.p.step("Running the release command");
         let spec = ContainerSpec {
@@ -373,10 +373,10 @@ impl<'a> Execution<'a> {
             self.p.detail(line);
         }
         if code != 0 {
-            return Err(format!(
-                "the release command of {} exited with code {code}",
-                self.app
-            ));
+            return Err(DeployError::ReleaseCommand {
+                app: self.app.to_string(),
+                code,
+            });
         }
         Ok(())
     }
@@ -400,12 +400,16 @@ impl<'a> Execution<'a> {
     }
 }
 
-fn not_ready(app: &str, label: &str, nr: launch::NotReady, p: &Progress) -> String {
+fn not_ready(app: &str, label: &str, nr: launch::NotReady, p: &Progress) -> DeployError {
     if !nr.logs.is_empty() {
         p.warn(format!("last log lines of {app}.{label}:"));
         for line in &nr.logs {
             p.warn(format!("  {line}"));
         }
     }
-    format!("{app}.{label} did not start: {}", nr.reason)
+    DeployError::NotReady {
+        app: app.to_string(),
+        label: label.to_string(),
+        reason: nr.reason,
+    }
 }

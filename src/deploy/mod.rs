@@ -27,12 +27,14 @@ use crate::route::NodeRoute;
 use crate::stack::{self, Stack};
 use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus, Role};
 
+mod error;
 mod execute;
 pub mod homes;
 mod prune;
 pub mod scale;
 mod state;
 
+pub use error::DeployError;
 pub use execute::{apply, apply_restarting, reroute};
 pub use prune::prune_images;
 pub use state::*;
@@ -49,7 +51,7 @@ pub async fn push(
     update: &PushUpdate<'_>,
     git_env: &BTreeMap<String, String>,
     p: &Progress,
-) -> Result<u32, String> {
+) -> Result<u32, DeployError> {
     let started = Instant::now();
     // Every event of the push carries the app and, once it has one, the
     // release (journal fields APP and RELEASE under systemd).
@@ -84,29 +86,27 @@ async fn push_locked(
     git_env: &BTreeMap<String, String>,
     p: &Progress,
     started: Instant,
-) -> Result<u32, String> {
+) -> Result<u32, DeployError> {
     let (commit, refname) = (update.new, update.refname);
     let repo = d.store.repo_dir(app);
     let now = receive::ref_value(&repo, refname).await;
     if now.as_deref().unwrap_or(receive::ZERO_SHA) != update.old {
-        return Err(format!(
-            "{refname} of {app} moved while this push waited (another push went live first); fetch, merge and push again"
-        ));
+        return Err(DeployError::Moved {
+            refname: refname.to_string(),
+            app: app.to_string(),
+        });
     }
     let short = &commit[..7.min(commit.len())];
 
     // The release record comes first, so a failure anywhere after is on the books.
-    let number = d
-        .store
-        .next_release_number(app)
-        .map_err(|e| e.to_string())?;
+    let number = d.store.next_release_number(app)?;
     let image = build::image_tag(app, number);
     let mut release = Release {
         number,
         commit: commit.to_string(),
         image: image.clone(),
-        env: d.store.app_env(app).map_err(|e| e.to_string())?,
-        global_env: d.store.global_env().map_err(|e| e.to_string())?,
+        env: d.store.app_env(app)?,
+        global_env: d.store.global_env()?,
         manifest: None,
         created: store::now_rfc3339(),
         by: key.name.clone(),
@@ -115,9 +115,7 @@ async fn push_locked(
         status: ReleaseStatus::Deploying,
         reason: None,
     };
-    d.store
-        .write_release(app, &release)
-        .map_err(|e| e.to_string())?;
+    d.store.write_release(app, &release)?;
 
     tracing::Span::current().record("release", number);
     tracing::info!(commit = short, by = %key.name, "deploy started");
@@ -127,7 +125,7 @@ async fn push_locked(
         let spool = d.store.app_dir(app);
         let tree =
             receive::archive(&repo, commit, git_env, &spool, receive::max_tree_bytes()).await?;
-        let stack = stack::detect(&tree).map_err(|e| e.to_string())?;
+        let stack = stack::detect(&tree)?;
         check_images(app, &stack)?;
         // Before anything is built: the domains quarry.yml asks for must be
         // free (checked again, under the same lock, when they are routed).
@@ -147,18 +145,18 @@ async fn push_locked(
                 &claims,
                 key.role == Role::Admin,
             )
-            .map_err(|e| format!("quarry.yml: {e}"))?;
+            .map_err(DeployError::Domains)?;
         }
         release.manifest = stack.source.clone();
-        d.store
-            .write_release(app, &release)
-            .map_err(|e| e.to_string())?;
-        receive::unpack_src(&d.store, app, &tree)
-            .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
-        postdeploy = crate::appjson::first::before_build(&d.store, app, &mut release, p)?;
+        d.store.write_release(app, &release)?;
+        receive::unpack_src(&d.store, app, &tree).map_err(DeployError::Unpack)?;
+        postdeploy = crate::appjson::first::before_build(&d.store, app, &mut release, p)
+            .map_err(DeployError::Build)?;
 
         // Dockerfile or buildpack; a buildpack's release may add process types.
-        let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p).await?;
+        let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p)
+            .await
+            .map_err(DeployError::Build)?;
         p.detail(stack.describe());
         apply(d, app, &release, &stack, p).await
     }
@@ -192,7 +190,7 @@ async fn push_locked(
 }
 
 /// Services' `image:` may not be another app's release image.
-fn check_images(app: &str, stack: &stack::Stack) -> Result<(), String> {
+fn check_images(app: &str, stack: &stack::Stack) -> Result<(), DeployError> {
     let file = stack
         .source
         .as_ref()
@@ -220,9 +218,9 @@ pub fn finish(
     d: &Daemon,
     app: &str,
     release: &mut Release,
-    result: Result<(), String>,
+    result: Result<(), DeployError>,
     p: &Progress,
-) -> Result<(), String> {
+) -> Result<(), DeployError> {
     let log_path = d
         .store
         .app_dir(app)
@@ -234,28 +232,22 @@ pub fn finish(
             // releases (start-up keeps the newest), never none.
             test_pause(d, "finish-before", release.number);
             release.status = ReleaseStatus::Live;
-            d.store
-                .write_release(app, release)
-                .map_err(|e| e.to_string())?;
+            d.store.write_release(app, release)?;
             test_pause(d, "finish-between", release.number);
-            for mut old in d.store.releases(app).map_err(|e| e.to_string())? {
+            for mut old in d.store.releases(app)? {
                 if old.status == ReleaseStatus::Live && old.number != release.number {
                     old.status = ReleaseStatus::Superseded;
-                    d.store
-                        .write_release(app, &old)
-                        .map_err(|e| e.to_string())?;
+                    d.store.write_release(app, &old)?;
                 }
             }
-            d.store
-                .set_status(app, AppStatus::Live)
-                .map_err(|e| e.to_string())?;
+            d.store.set_status(app, AppStatus::Live)?;
             test_pause(d, "finish-after", release.number);
             let _ = store::write_atomic(&log_path, p.transcript().as_bytes(), 0o640);
             Ok(())
         }
         Err(reason) => {
             release.status = ReleaseStatus::Failed;
-            release.reason = Some(reason.clone());
+            release.reason = Some(reason.to_string());
             let _ = d.store.write_release(app, release);
             match d.store.live_release(app).ok().flatten() {
                 Some(l) => p.warn(format!(

@@ -21,9 +21,9 @@ pub async fn grow(
     event: &Event,
     known: &[String],
     p: &Progress,
-) -> Result<Server, String> {
+) -> Result<Server, DeployError> {
     let Event::Create { size, labels } = event else {
-        return Err("the grid asked for no new server".into());
+        return Err(DeployError::NoCreateEvent);
     };
     let _busy = d.cloud.busy.lock().await;
     // Another deploy may have grown the fleet while this one waited: a new
@@ -50,12 +50,14 @@ pub async fn grow(
     ));
     // Scripts that are not there fail now, before a machine is rented.
     for name in config.provision() {
-        crate::provision::read(d.store.root(), name)
-            .map_err(|e| format!("config.yml: provider.provision: {e}"))?;
+        crate::provision::read(d.store.root(), name).map_err(DeployError::ProvisionScript)?;
     }
     provider.ping().await?;
     let sizes = provider.sizes().await?;
-    let chosen = choose_size(&sizes, *size).map_err(|e| format!("provider {kind}: {e}"))?;
+    let chosen = choose_size(&sizes, *size).map_err(|source| DeployError::Size {
+        kind: kind.to_string(),
+        source,
+    })?;
     let taken: Vec<String> = d.fleet.list().into_iter().map(|s| s.name).collect();
     let request = AddRequest {
         name: next_name(&taken),
@@ -75,9 +77,12 @@ pub async fn grow(
         config.provision(),
     ) {
         Ok(new) => new,
-        Err(e) => {
+        Err(source) => {
             let _ = provider.remove(&machine.id, &request.name).await;
-            return Err(format!("{e}; machine {} was given back", machine.id));
+            return Err(DeployError::NewServer {
+                machine: machine.id.clone(),
+                source,
+            });
         }
     };
     let provision = new.provision.clone();
@@ -101,9 +106,11 @@ pub async fn grow(
             // Provisioned before it takes containers; a failure gives it back.
             match fleet::provision_reporting(&d.store, &d.fleet, &server.name, &provision, p).await
             {
-                Ok(_) => d.fleet.get(&server.name).map(|(s, _)| s).ok_or_else(|| {
-                    format!("server {} left the fleet while provisioned", server.name)
-                }),
+                Ok(_) => d
+                    .fleet
+                    .get(&server.name)
+                    .map(|(s, _)| s)
+                    .ok_or_else(|| DeployError::LeftFleet(server.name.clone())),
                 Err(e) => {
                     if let Err(e) = d.fleet.give_back(&d.store, &server.name) {
                         tracing::warn!("{e}");
@@ -116,11 +123,11 @@ pub async fn grow(
                             server.name, machine.id
                         ),
                     );
-                    return Err(e.given_back(&machine.id));
+                    return Err(DeployError::Provision(e.given_back(&machine.id)));
                 }
             }
         }
-        other => other.map_err(|e| e.to_string()),
+        other => other.map_err(DeployError::from),
     };
     match registered {
         Ok(server) => {
@@ -147,10 +154,11 @@ pub async fn grow(
         }
         Err(e) => {
             let _ = provider.remove(&machine.id, &request.name).await;
-            Err(format!(
-                "provider {kind} added machine {} but Quarry cannot use it: {e}",
-                machine.id
-            ))
+            Err(DeployError::Unusable {
+                kind: kind.to_string(),
+                machine: machine.id.clone(),
+                source: Box::new(e),
+            })
         }
     }
 }
@@ -158,7 +166,7 @@ pub async fn grow(
 /// Remove the provider's servers that have been empty for `grid.idle`
 /// seconds while the fleet is above `grid.min` (the grid's `destroy`
 /// events). Returns the servers removed.
-pub async fn shrink(d: &Daemon) -> Result<Vec<String>, String> {
+pub async fn shrink(d: &Daemon) -> Result<Vec<String>, DeployError> {
     let config = Config::load(&d.store)?;
     if !config.grid.autosize || d.cloud.rollouts.load(Ordering::SeqCst) > 0 {
         return Ok(Vec::new());

@@ -16,7 +16,7 @@ impl Execution<'_> {
         scale: u32,
         network: &str,
         found: &[Found],
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let web = self.stack.manifest.nodes[node].kind == NodeKind::Web;
         let batch = self
             .stack
@@ -74,7 +74,7 @@ impl Execution<'_> {
         name: &str,
         memory: Option<u32>,
         labels: &crate::grid::Labels,
-    ) -> Result<(crate::fleet::Server, bollard::Docker), String> {
+    ) -> Result<(crate::fleet::Server, bollard::Docker), DeployError> {
         use crate::grid::{GridError, SliceSpec};
         let d = self.d;
         if self.grid.is_none() {
@@ -92,7 +92,7 @@ impl Execution<'_> {
                     break placed
                         .first()
                         .map(|p| p.block.to_string())
-                        .ok_or("the grid placed nothing")?;
+                        .ok_or(DeployError::PlacedNothing)?;
                 }
                 // Full: the grid asks for a server; the provider answers.
                 Err(GridError::NoFit(nofit)) if !grown && nofit.event.is_some() => {
@@ -100,19 +100,28 @@ impl Execution<'_> {
                     let known: Vec<String> = grid.blocks().map(|b| b.id.clone()).collect();
                     let new = super::super::scale::grow(d, &event, &known, self.p)
                         .await
-                        .map_err(|e| format!("cannot place {group}: {nofit}; {e}"))?;
+                        .map_err(|e| DeployError::Grow {
+                            group: group.to_string(),
+                            nofit: nofit.to_string(),
+                            source: Box::new(e),
+                        })?;
                     let mut block = crate::grid::Block::new(new.name.clone(), new.memory.max(1));
                     block.labels = new.labels.clone();
                     block.pinned = new.origin.is_none();
-                    grid.add_block(block).map_err(|e| e.to_string())?;
+                    grid.add_block(block)?;
                     grown = true;
                 }
-                Err(e) => return Err(format!("cannot place {group}: {e}")),
+                Err(source) => {
+                    return Err(DeployError::Place {
+                        group: group.to_string(),
+                        source,
+                    });
+                }
             }
         };
         d.fleet
             .get(&server)
-            .ok_or_else(|| format!("server {server} vanished"))
+            .ok_or_else(|| DeployError::Vanished(server.clone()))
     }
 
     /// Put `image` (a release's or a service's) on another server's engine,
@@ -124,13 +133,15 @@ impl Execution<'_> {
         server: &str,
         docker: &bollard::Docker,
         image: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let d = self.d;
         if docker.inspect_image(image).await.is_ok() {
             return Ok(());
         }
         if let Some(done) =
-            crate::buildpack::remote_build(d, self.app, image, docker, server, self.p).await?
+            crate::buildpack::remote_build(d, self.app, image, docker, server, self.p)
+                .await
+                .map_err(DeployError::Build)?
         {
             self.p.detail(format!("on server {server}: {done}"));
         } else if crate::fleet::ensure_image(&d.docker, docker, image).await? {
@@ -146,7 +157,7 @@ impl Execution<'_> {
         index: u32,
         name: &str,
         network: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let d = self.d;
         let def = &self.stack.manifest.nodes[node];
         let web = def.kind == NodeKind::Web;
@@ -180,11 +191,10 @@ impl Execution<'_> {
             launch::NameOwner::Free => {}
             launch::NameOwner::Us(instance) if instance == d.instance => {}
             launch::NameOwner::Us(_) | launch::NameOwner::Foreign => {
-                return Err(format!(
-                    "on server {}: {}",
-                    server.name,
-                    launch::foreign_name(&final_name)
-                ));
+                return Err(DeployError::NameTaken {
+                    server: server.name.clone(),
+                    message: launch::foreign_name(&final_name),
+                });
             }
         }
         if server.name != crate::fleet::LOCAL {

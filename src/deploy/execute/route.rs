@@ -7,7 +7,7 @@ use super::*;
 impl Execution<'_> {
     /// Route every web node to its containers as they will be after this
     /// change: the new ones, and the old ones that are not retired.
-    pub(super) async fn switch_route(&mut self, found: &[Found]) -> Result<(), String> {
+    pub(super) async fn switch_route(&mut self, found: &[Found]) -> Result<(), DeployError> {
         let d = self.d;
         let retired: BTreeSet<&str> = self.retire.iter().map(|c| c.id.as_str()).collect();
         let mut routes = Vec::new();
@@ -45,12 +45,19 @@ impl Execution<'_> {
         let _routing = d.routing.lock().await;
         let wanted: BTreeSet<String> = routes.iter().flat_map(|r| r.domains.clone()).collect();
         let claims = crate::domains::claims(&d.store, &d.root_domain, self.app)?;
-        crate::domains::check(self.app, &d.root_domain, &wanted, &claims, true)
-            .map_err(|e| format!("routing {} refused: {e}", self.app))?;
+        crate::domains::check(self.app, &d.root_domain, &wanted, &claims, true).map_err(
+            |source| DeployError::RoutingRefused {
+                app: self.app.to_string(),
+                source,
+            },
+        )?;
         d.router
             .set_app(self.app, &routes)
             .await
-            .map_err(|e| format!("routing {} failed: {e}", self.app))?;
+            .map_err(|source| DeployError::RoutingFailed {
+                app: self.app.to_string(),
+                source,
+            })?;
         for r in &routes {
             self.p.detail(format!(
                 "{} → {} container(s)",
@@ -62,8 +69,8 @@ impl Execution<'_> {
             &d.store.app_dir(self.app).join("routed.json"),
             &routed,
             0o644,
-        )
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(())
     }
 
     /// Stop what the route no longer uses, then give new containers their names.

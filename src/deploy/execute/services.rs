@@ -12,7 +12,7 @@ impl Execution<'_> {
         spec_hash: &str,
         network: &str,
         found: &[Found],
-    ) -> Result<(), String> {
+    ) -> Result<(), DeployError> {
         let d = self.d;
         let def = &self.stack.manifest.services[service];
         if let Some(c) = found.iter().find(|c| c.service.as_deref() == Some(service))
@@ -35,7 +35,7 @@ impl Execution<'_> {
             let aliases = [launch::service_host(self.app, service)];
             return launch::attach(&d.docker_on(&c.server), &c.id, &network, &aliases)
                 .await
-                .map_err(String::from);
+                .map_err(DeployError::from);
         }
         // A service stays on its server (its volumes live there); a new one,
         // or one the operator moves off its server, is placed by the grid;
@@ -49,7 +49,7 @@ impl Execution<'_> {
             Some(c) => d
                 .fleet
                 .get(&c.server)
-                .ok_or_else(|| format!("server {} vanished", c.server))?,
+                .ok_or_else(|| DeployError::Vanished(c.server.clone()))?,
             None => {
                 let state = home
                     .as_ref()
@@ -71,7 +71,7 @@ impl Execution<'_> {
                         let at = &home.as_ref().expect("only a recorded one").server;
                         d.fleet
                             .get(at)
-                            .ok_or_else(|| format!("server {at} vanished"))?
+                            .ok_or_else(|| DeployError::Vanished(at.clone()))?
                     }
                     homes::Placement::Anywhere => {
                         let group = format!("{}.{service}", self.app);
@@ -175,24 +175,21 @@ impl Execution<'_> {
         Ok(())
     }
 
-    pub(super) async fn build_service(&self, dir: &str, image: &str) -> Result<(), String> {
+    pub(super) async fn build_service(&self, dir: &str, image: &str) -> Result<(), DeployError> {
         let d = self.d;
         let app_dir = d.store.app_dir(self.app);
         let (src, rel, app) = (app_dir.join("src"), dir.to_string(), self.app.to_string());
         // The checkout is the pushed tree: walked without following a link,
         // so a `build:` folder that is (or holds) a symlink cannot put a
         // host folder into the context.
-        let context = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
-            let spool = tempfile::tempfile_in(&app_dir).map_err(|e| e.to_string())?;
+        let context = tokio::task::spawn_blocking(move || -> Result<std::fs::File, DeployError> {
+            let spool = tempfile::tempfile_in(&app_dir)?;
             let mut out = std::io::BufWriter::new(spool);
-            crate::confined::tar_dir(&src, &rel, &mut out, receive::max_tree_bytes())
-                .map_err(|e| e.to_string())?;
-            let mut file = out.into_inner().map_err(|e| e.to_string())?;
-            std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
+            crate::confined::tar_dir(&src, &rel, &mut out, receive::max_tree_bytes())?;
+            let mut file = out.into_inner().map_err(|e| e.into_error())?;
+            std::io::Seek::rewind(&mut file)?;
             let path = format!("{rel}/Dockerfile");
-            let dockerfile = crate::confined::read_file(&src, &path, 1 << 20)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
+            let dockerfile = crate::confined::read_file(&src, &path, 1 << 20)?.unwrap_or_default();
             crate::build::images::check_dockerfile(
                 &app,
                 &path,
@@ -200,9 +197,11 @@ impl Execution<'_> {
             )?;
             Ok(file)
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("service build directory {dir}: {e}"))?;
+        .await?
+        .map_err(|e| DeployError::ServiceContext {
+            dir: dir.to_string(),
+            source: Box::new(e),
+        })?;
         let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
         let _building = d.builds.building().await;
         build::build_dockerfile(
@@ -216,5 +215,6 @@ impl Execution<'_> {
         )
         .await
         .map(|_| ())
+        .map_err(DeployError::Build)
     }
 }
