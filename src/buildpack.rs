@@ -13,6 +13,7 @@
 //! `build/` dir, `<data>/buildpacks`, the Docker engine (one build container
 //! and one or two image builds per push), `git clone`.
 
+mod builtin;
 mod cache;
 mod container;
 mod deps;
@@ -38,6 +39,7 @@ use crate::store::Release;
 
 pub use crate::stack::through_entrypoint;
 pub use crate::stackimage::ENTRYPOINT;
+pub use builtin::{BUILTIN, builtin_dir, builtin_names, install};
 pub use cache::cache_dir;
 pub use deps::remove_images as remove_deps_images;
 pub use release::{manifest_source, process_types};
@@ -62,70 +64,6 @@ const MAX_DOCKERFILE: u64 = 1024 * 1024;
 
 /// Largest `bin/release` output read back.
 const MAX_RELEASE_YML: u64 = 64 * 1024;
-
-/// The built-in buildpacks in detect order, with their scripts (from `buildpacks/`).
-pub const BUILTIN: &[(&str, [(&str, &str); 3])] = &[
-    (
-        "python",
-        [
-            ("detect", include_str!("../buildpacks/python/bin/detect")),
-            ("compile", include_str!("../buildpacks/python/bin/compile")),
-            ("release", include_str!("../buildpacks/python/bin/release")),
-        ],
-    ),
-    (
-        "node",
-        [
-            ("detect", include_str!("../buildpacks/node/bin/detect")),
-            ("compile", include_str!("../buildpacks/node/bin/compile")),
-            ("release", include_str!("../buildpacks/node/bin/release")),
-        ],
-    ),
-    (
-        "static",
-        [
-            ("detect", include_str!("../buildpacks/static/bin/detect")),
-            ("compile", include_str!("../buildpacks/static/bin/compile")),
-            ("release", include_str!("../buildpacks/static/bin/release")),
-        ],
-    ),
-    (
-        "procfile",
-        [
-            ("detect", include_str!("../buildpacks/procfile/bin/detect")),
-            (
-                "compile",
-                include_str!("../buildpacks/procfile/bin/compile"),
-            ),
-            (
-                "release",
-                include_str!("../buildpacks/procfile/bin/release"),
-            ),
-        ],
-    ),
-];
-
-/// Where the built-in buildpacks are written out.
-pub fn builtin_dir(root: &Path) -> PathBuf {
-    root.join("buildpacks")
-}
-
-/// Write the built-in buildpacks under `<data>/buildpacks/<name>/bin/` (0755),
-/// so an installed binary needs no checkout of the repository.
-pub fn install(root: &Path) -> io::Result<()> {
-    for (name, scripts) in BUILTIN {
-        let bin = builtin_dir(root).join(name).join("bin");
-        fs::create_dir_all(&bin)?;
-        for (script, text) in scripts {
-            let path = bin.join(script);
-            if fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
-                crate::store::write_atomic(&path, text.as_bytes(), 0o755)?;
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
-        }
-    }
-    Ok(())
-}
 
 /// At start: write the built-ins out, and remove what a crash left of a
 /// build (its container, its work dir).
@@ -159,9 +97,6 @@ pub async fn at_start(d: &Daemon) {
     }
 }
 
-pub fn builtin_names() -> Vec<&'static str> {
-    BUILTIN.iter().map(|(n, _)| *n).collect()
-}
 
 /// How the pushed tree becomes an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
