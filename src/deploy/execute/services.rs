@@ -216,5 +216,6 @@ impl Execution<'_> {
         )
         .await
         .map(|_| ())
+        .map_err(String::from)
     }
 }
