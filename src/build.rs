@@ -224,3 +224,45 @@ fn remember(tail: &mut Vec<String>, line: String) {
     }
     tail.push(line);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_prune_gate_is_shut_while_any_build_runs() {
+        let gate = Gate::default();
+        assert!(gate.idle().is_some(), "no build: the prune may run");
+        let first = gate.building().await;
+        let second = gate.building().await;
+        assert!(gate.idle().is_none(), "two builds running");
+        drop(first);
+        assert!(gate.idle().is_none(), "one build still running");
+        drop(second);
+        assert!(gate.idle().is_some(), "all builds done");
+    }
+
+    #[test]
+    fn missing_base_image_is_explained() {
+        let e = BuildError::explain(
+            "shop",
+            "pull access denied for nosuch/base, repository does not exist or may require 'docker login'",
+        )
+        .to_string();
+        assert!(
+            e.starts_with(
+                "build of shop failed: a base image in the Dockerfile is not on this engine"
+            ),
+            "{e}"
+        );
+        let e = BuildError::explain(
+            "shop",
+            "The command '/bin/sh -c false' returned a non-zero code: 1",
+        )
+        .to_string();
+        assert_eq!(
+            e,
+            "build of shop failed: The command '/bin/sh -c false' returned a non-zero code: 1"
+        );
+    }
+}

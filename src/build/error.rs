@@ -41,20 +41,3 @@ impl BuildError {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::BuildError;
-
-    #[test]
-    fn a_missing_base_image_says_how_to_get_it() {
-        assert_eq!(
-            BuildError::explain("web", " pull access denied for nope\n").to_string(),
-            "build of web failed: a base image in the Dockerfile is not on this engine and no registry could provide it (pull access denied for nope); build or load it locally (docker build / docker load) and push again"
-        );
-        assert_eq!(
-            BuildError::explain("web", "exit code 2").to_string(),
-            "build of web failed: exit code 2"
-        );
-    }
-}
