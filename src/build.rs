@@ -8,7 +8,10 @@
 //! a deadline and resource limits; a base image may not be another app's
 //! (see [`images`]). May touch: the Docker engine (build only).
 
+mod error;
 pub mod images;
+
+pub use error::BuildError;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -118,7 +121,7 @@ pub async fn build_dockerfile(
     labels: HashMap<String, String>,
     progress: &Progress,
     deadline: Duration,
-) -> Result<String, String> {
+) -> Result<String, BuildError> {
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(tag)
@@ -138,10 +141,10 @@ pub async fn build_dockerfile(
     // build (its RUN container is killed).
     match tokio::time::timeout(deadline, follow(docker, stream, app, tag, progress)).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "build of {app} failed: build timed out after {}s",
-            deadline.as_secs()
-        )),
+        Err(_) => Err(BuildError::TimedOut {
+            app: app.to_string(),
+            secs: deadline.as_secs(),
+        }),
     }
 }
 
@@ -153,7 +156,7 @@ async fn follow(
     app: &str,
     tag: &str,
     progress: &Progress,
-) -> Result<String, String> {
+) -> Result<String, BuildError> {
     let mut tail: Vec<String> = Vec::new();
     let mut image_id = None;
     let mut pending = String::new();
@@ -184,7 +187,7 @@ async fn follow(
                     let message = detail
                         .message
                         .unwrap_or_else(|| "unknown build error".into());
-                    return Err(explain_build_error(app, &message));
+                    return Err(BuildError::explain(app, &message));
                 }
                 if let Some(aux) = info.aux
                     && let Some(id) = aux.id
@@ -192,7 +195,7 @@ async fn follow(
                     image_id = Some(id);
                 }
             }
-            Err(e) => return Err(explain_build_error(app, &e.to_string())),
+            Err(e) => return Err(BuildError::explain(app, &e.to_string())),
         }
     }
     if !pending.trim().is_empty() {
@@ -206,7 +209,9 @@ async fn follow(
             .await
             .ok()
             .and_then(|i| i.id)
-            .ok_or_else(|| format!("the build of {tag} finished but produced no image")),
+            .ok_or_else(|| BuildError::NoImage {
+                tag: tag.to_string(),
+            }),
     }
 }
 
@@ -218,24 +223,6 @@ fn remember(tail: &mut Vec<String>, line: String) {
         tail.remove(0);
     }
     tail.push(line);
-}
-
-/// Make the engine's terse errors say what to do.
-fn explain_build_error(app: &str, message: &str) -> String {
-    let m = message.trim();
-    if m.contains("pull access denied")
-        || m.contains("failed to resolve")
-        || m.contains("no such host")
-        || m.contains("connection refused") && m.contains("registry")
-        || m.contains("manifest unknown")
-        || m.contains("i/o timeout") && m.contains("registry")
-    {
-        format!(
-            "build of {app} failed: a base image in the Dockerfile is not on this engine and no registry could provide it ({m}); build or load it locally (docker build / docker load) and push again"
-        )
-    } else {
-        format!("build of {app} failed: {m}")
-    }
 }
 
 #[cfg(test)]
@@ -257,20 +244,22 @@ mod tests {
 
     #[test]
     fn missing_base_image_is_explained() {
-        let e = explain_build_error(
+        let e = BuildError::explain(
             "shop",
             "pull access denied for nosuch/base, repository does not exist or may require 'docker login'",
-        );
+        )
+        .to_string();
         assert!(
             e.starts_with(
                 "build of shop failed: a base image in the Dockerfile is not on this engine"
             ),
             "{e}"
         );
-        let e = explain_build_error(
+        let e = BuildError::explain(
             "shop",
             "The command '/bin/sh -c false' returned a non-zero code: 1",
-        );
+        )
+        .to_string();
         assert_eq!(
             e,
             "build of shop failed: The command '/bin/sh -c false' returned a non-zero code: 1"

@@ -13,9 +13,11 @@
 //! `build/` dir, `<data>/buildpacks`, the Docker engine (one build container
 //! and one or two image builds per push), `git clone`.
 
+mod builtin;
 mod cache;
 mod container;
 mod deps;
+mod error;
 mod image;
 mod release;
 mod source;
@@ -38,8 +40,10 @@ use crate::store::Release;
 
 pub use crate::stack::through_entrypoint;
 pub use crate::stackimage::ENTRYPOINT;
+pub use builtin::{BUILTIN, builtin_dir, builtin_names, install};
 pub use cache::cache_dir;
 pub use deps::remove_images as remove_deps_images;
+pub use error::BuildpackError;
 pub use release::{manifest_source, process_types};
 pub use source::Source;
 
@@ -62,70 +66,6 @@ const MAX_DOCKERFILE: u64 = 1024 * 1024;
 
 /// Largest `bin/release` output read back.
 const MAX_RELEASE_YML: u64 = 64 * 1024;
-
-/// The built-in buildpacks in detect order, with their scripts (from `buildpacks/`).
-pub const BUILTIN: &[(&str, [(&str, &str); 3])] = &[
-    (
-        "python",
-        [
-            ("detect", include_str!("../buildpacks/python/bin/detect")),
-            ("compile", include_str!("../buildpacks/python/bin/compile")),
-            ("release", include_str!("../buildpacks/python/bin/release")),
-        ],
-    ),
-    (
-        "node",
-        [
-            ("detect", include_str!("../buildpacks/node/bin/detect")),
-            ("compile", include_str!("../buildpacks/node/bin/compile")),
-            ("release", include_str!("../buildpacks/node/bin/release")),
-        ],
-    ),
-    (
-        "static",
-        [
-            ("detect", include_str!("../buildpacks/static/bin/detect")),
-            ("compile", include_str!("../buildpacks/static/bin/compile")),
-            ("release", include_str!("../buildpacks/static/bin/release")),
-        ],
-    ),
-    (
-        "procfile",
-        [
-            ("detect", include_str!("../buildpacks/procfile/bin/detect")),
-            (
-                "compile",
-                include_str!("../buildpacks/procfile/bin/compile"),
-            ),
-            (
-                "release",
-                include_str!("../buildpacks/procfile/bin/release"),
-            ),
-        ],
-    ),
-];
-
-/// Where the built-in buildpacks are written out.
-pub fn builtin_dir(root: &Path) -> PathBuf {
-    root.join("buildpacks")
-}
-
-/// Write the built-in buildpacks under `<data>/buildpacks/<name>/bin/` (0755),
-/// so an installed binary needs no checkout of the repository.
-pub fn install(root: &Path) -> io::Result<()> {
-    for (name, scripts) in BUILTIN {
-        let bin = builtin_dir(root).join(name).join("bin");
-        fs::create_dir_all(&bin)?;
-        for (script, text) in scripts {
-            let path = bin.join(script);
-            if fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
-                crate::store::write_atomic(&path, text.as_bytes(), 0o755)?;
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
-        }
-    }
-    Ok(())
-}
 
 /// At start: write the built-ins out, and remove what a crash left of a
 /// build (its container, its work dir).
@@ -159,10 +99,6 @@ pub async fn at_start(d: &Daemon) {
     }
 }
 
-pub fn builtin_names() -> Vec<&'static str> {
-    BUILTIN.iter().map(|(n, _)| *n).collect()
-}
-
 /// How the pushed tree becomes an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
@@ -173,7 +109,7 @@ pub enum Choice {
 
 /// quarry.yml `build.buildpack`, else `BUILDPACK_URL`, else the Dockerfile,
 /// else detection.
-pub fn choose(stack: &Stack, env: &BTreeMap<String, String>) -> Result<Choice, String> {
+pub fn choose(stack: &Stack, env: &BTreeMap<String, String>) -> Result<Choice, BuildpackError> {
     let asked = stack.manifest.build.buildpack.as_deref().or_else(|| {
         env.get(BUILDPACK_URL)
             .map(String::as_str)
@@ -197,7 +133,7 @@ pub async fn build_stage(
     tree: crate::receive::Tree,
     stack: Stack,
     p: &Progress,
-) -> Result<Stack, String> {
+) -> Result<Stack, BuildpackError> {
     let deadline = build::deadline(stack.manifest.build.timeout);
     // One label only: the classic builder adds a build step per label.
     // The tag names the app; the label scopes cleanup to this instance.
@@ -209,7 +145,7 @@ pub async fn build_stage(
                 .and_then(|f| {
                     crate::receive::file_in_tar(io::BufReader::new(f), "Dockerfile", MAX_DOCKERFILE)
                 })
-                .map_err(|e| format!("Dockerfile: {e}"))?
+                .map_err(BuildpackError::io("Dockerfile"))?
                 .unwrap_or_default();
             build::images::check_dockerfile(
                 app,
@@ -219,7 +155,7 @@ pub async fn build_stage(
             p.step(format!("Building {} from the Dockerfile", release.image));
             let context = build::Context::File(
                 tree.open()
-                    .map_err(|e| format!("cannot read the pushed tree: {e}"))?,
+                    .map_err(BuildpackError::io("cannot read the pushed tree"))?,
             );
             let _building = d.builds.building().await;
             build::build_dockerfile(&d.docker, app, context, &release.image, labels, p, deadline)
@@ -227,8 +163,9 @@ pub async fn build_stage(
             Ok(stack)
         }
         Choice::Buildpack(asked) => {
-            let work = Work::new(work_dir(d, app))
-                .map_err(|e| format!("cannot make the build dir of {app}: {e}"))?;
+            let work = Work::new(work_dir(d, app)).map_err(BuildpackError::io(format!(
+                "cannot make the build dir of {app}"
+            )))?;
             // Only an admin's push may read a buildpack from the server's disk.
             let trusted = key.role == crate::store::Role::Admin;
             let stack = buildpack_build(
@@ -248,7 +185,10 @@ pub async fn build_stage(
             release.manifest = stack.source.clone();
             d.store
                 .write_release(app, release)
-                .map_err(|e| e.to_string())?;
+                .map_err(BuildpackError::io(format!(
+                    "cannot record release v{} of {app}",
+                    release.number
+                )))?;
             Ok(stack)
         }
     }
@@ -268,17 +208,17 @@ async fn buildpack_build(
     (asked, trusted, deadline): (Option<Source>, bool, std::time::Duration),
     work: &Work,
     p: &Progress,
-) -> Result<Stack, String> {
+) -> Result<Stack, BuildpackError> {
     let src = work.src();
     {
         let reader = tree
             .open()
-            .map_err(|e| format!("cannot read the pushed tree: {e}"))?;
+            .map_err(BuildpackError::io("cannot read the pushed tree"))?;
         let mut archive = tar::Archive::new(io::BufReader::new(reader));
         archive.set_preserve_permissions(true);
         archive
             .unpack(&src)
-            .map_err(|e| format!("cannot unpack the pushed tree: {e}"))?;
+            .map_err(BuildpackError::io("cannot unpack the pushed tree"))?;
     }
     // Which buildpack, and the directory mounted as /buildpack.
     let (name, dir) = source::resolve(d, asked, trusted, &src, &work.fetched(), p).await?;
@@ -294,13 +234,16 @@ async fn buildpack_build(
     vars.extend(release.env.clone());
     for (key, value) in &vars {
         let path = work.env().join(key);
-        fs::write(&path, value).map_err(|e| format!("cannot write the env dir: {e}"))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        fs::write(&path, value).map_err(BuildpackError::io("cannot write the env dir"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(
+            BuildpackError::io(format!("cannot restrict {}", path.display())),
+        )?;
     }
     // The cache joins the build dir in one mount for the build (moved, not
     // copied), so the buildpack can move and hard-link between the two.
-    let _loan = CacheLoan::new(cache_dir(d, app), work.cache())
-        .map_err(|e| format!("cannot lend the build cache to the build: {e}"))?;
+    let _loan = CacheLoan::new(cache_dir(d, app), work.cache()).map_err(BuildpackError::io(
+        "cannot lend the build cache to the build",
+    ))?;
     let cache = work.cache();
     let owned = [src.clone(), work.env(), work.out()];
     tokio::task::spawn_blocking(move || -> Result<(), crate::confined::ConfinedError> {
@@ -315,9 +258,11 @@ async fn buildpack_build(
         }
         Ok(())
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot hand the build dirs to uid {BUILD_UID}: {e}"))?;
+    .await?
+    .map_err(|source| BuildpackError::Confined {
+        what: format!("cannot hand the build dirs to uid {BUILD_UID}"),
+        source,
+    })?;
 
     p.step(format!(
         "Building {} with the {name} buildpack on {stack_image}",
@@ -343,12 +288,15 @@ async fn buildpack_build(
 
     // The build wrote out/: no link is followed, no FIFO waited on.
     let release_yml = crate::confined::read_file(&work.out(), "release.yml", MAX_RELEASE_YML)
-        .map_err(|e| format!("the {name} buildpack's bin/release output: {e}"))?
+        .map_err(|source| BuildpackError::Confined {
+            what: format!("the {name} buildpack's bin/release output"),
+            source,
+        })?
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let defaults = process_types(&name, &release_yml)?;
     let source = manifest_source(stack.source.as_ref(), &defaults, &name)?;
-    let stack = stack::from_source(source).map_err(|e| e.to_string())?;
+    let stack = stack::from_source(source)?;
 
     // The dependency dirs become the dependency image (made once per
     // dependency change); the app image is that plus the app's own files.
@@ -356,9 +304,8 @@ async fn buildpack_build(
     let names = {
         let (src, layers) = (src.clone(), layers.clone());
         tokio::task::spawn_blocking(move || split_layers(&src, &layers))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot split off the dependency dirs: {e}"))?
+            .await?
+            .map_err(BuildpackError::io("cannot split off the dependency dirs"))?
     };
     let left = deadline.saturating_sub(started_build.elapsed());
     let deps = deps::ensure(d, app, stack_image, &layers, names, left, p).await?;
@@ -371,11 +318,11 @@ async fn buildpack_build(
     let packing = Instant::now();
     image_context(base, &src, defaults.get("web").map(String::as_str), &kept)
         .await
-        .map_err(|e| format!("cannot pack the compiled app: {e}"))?;
+        .map_err(BuildpackError::io("cannot pack the compiled app"))?;
     keep_context(d, app, &release.image, stack_image, deps.as_deref())
-        .map_err(|e| format!("cannot keep the compiled app: {e}"))?;
+        .map_err(BuildpackError::io("cannot keep the compiled app"))?;
     let context =
-        fs::File::open(&kept).map_err(|e| format!("cannot read the compiled app: {e}"))?;
+        fs::File::open(&kept).map_err(BuildpackError::io("cannot read the compiled app"))?;
     let context_mb = context.metadata().map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     let (packed, building) = (packing.elapsed(), Instant::now());
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
@@ -483,7 +430,7 @@ pub async fn remote_build(
     target: &bollard::Docker,
     server: &str,
     p: &Progress,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, BuildpackError> {
     let (tar, stack_file) = context_paths(d, app, image);
     let (Ok(context), Ok(stack)) = (fs::File::open(&tar), fs::read_to_string(&stack_file)) else {
         return Ok(None);

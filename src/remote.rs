@@ -12,8 +12,9 @@
 //! under `servers/`.
 
 pub mod bridge;
+mod dial;
+mod keys;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,11 +22,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{PrivateKey, PublicKey};
 
 use tokio::sync::mpsc;
 
 pub use crate::endpoint::SshTarget;
+pub use keys::{HQ_KEY, fingerprint, hq_key, hq_public_line, parse_host_key};
+
+use dial::{Check, dial};
 
 /// Why a server cannot be reached over SSH.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -64,164 +68,6 @@ pub enum SshError {
     },
     #[error("{what}: {reason}")]
     Key { what: String, reason: String },
-}
-
-/// The file of the HQ's key pair under the data dir.
-pub const HQ_KEY: &str = "hq_ed25519_key";
-
-/// The HQ's key pair, made on first use (0600).
-pub fn hq_key(root: &Path) -> Result<PrivateKey, SshError> {
-    let path = root.join(HQ_KEY);
-    let bad = |reason: String| SshError::Key {
-        what: path.display().to_string(),
-        reason,
-    };
-    if !path.exists() {
-        let key = PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
-            .map_err(|e| bad(format!("cannot generate: {e}")))?;
-        let text = key
-            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-            .map_err(|e| bad(e.to_string()))?;
-        // Written beside, then linked: two first starts never overwrite
-        // each other's key.
-        let tmp = root.join(format!(".tmp-hq-key-{}", std::process::id()));
-        crate::store::write_atomic(&tmp, text.as_bytes(), 0o600).map_err(|e| bad(e.to_string()))?;
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(bad(e.to_string())),
-        }
-    }
-    PrivateKey::read_openssh_file(&path).map_err(|e| bad(e.to_string()))
-}
-
-/// The HQ's public key as one `authorized_keys` line.
-pub fn hq_public_line(key: &PrivateKey) -> String {
-    let text = key
-        .public_key()
-        .to_openssh()
-        .unwrap_or_else(|_| String::from("?"));
-    format!("{text} quarry-hq\n")
-}
-
-/// `SHA256:…` of a key.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
-}
-
-/// Parse `--host-key` text (`ssh-ed25519 AAAA… [comment]`).
-pub fn parse_host_key(text: &str) -> Result<PublicKey, SshError> {
-    PublicKey::from_openssh(text.trim()).map_err(|e| SshError::Key {
-        what: "--host-key".into(),
-        reason: format!("not an OpenSSH public key ({e})"),
-    })
-}
-
-/// The host key check: the pinned key, or the first one offered.
-struct Check {
-    expected: Option<PublicKey>,
-    offered: Arc<Mutex<Option<PublicKey>>>,
-}
-
-impl client::Handler for Check {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => PublicKey::from(c.public_key().clone()),
-        };
-        let ok = self
-            .expected
-            .as_ref()
-            .is_none_or(|e| e.key_data() == key.key_data());
-        *self.offered.lock().expect("offered") = Some(key);
-        Ok(ok)
-    }
-}
-
-/// Connect and log in; returns the session and the host key it showed.
-async fn dial(
-    server: &str,
-    target: &SshTarget,
-    hq: &Arc<PrivateKey>,
-    expected: Option<PublicKey>,
-) -> Result<(Handle<Check>, PublicKey), SshError> {
-    let where_ = target.display();
-    let unreachable = |reason: String| SshError::Unreachable {
-        server: server.to_string(),
-        target: where_.clone(),
-        reason,
-    };
-    let config = Arc::new(client::Config {
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(10)),
-        keepalive_max: 3,
-        nodelay: true,
-        ..Default::default()
-    });
-    let offered = Arc::new(Mutex::new(None));
-    let check = Check {
-        expected: expected.clone(),
-        offered: offered.clone(),
-    };
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .map_err(|_| unreachable("no answer within 10 s".into()))?
-    .map_err(|e| unreachable(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let connected = tokio::time::timeout(
-        Duration::from_secs(20),
-        client::connect_stream(config, tcp, check),
-    )
-    .await
-    .map_err(|_| unreachable("no SSH handshake within 20 s".into()))?;
-    let shown = offered.lock().expect("offered").clone();
-    let mut handle = match (connected, expected, shown) {
-        (Ok(h), _, _) => h,
-        (Err(_), Some(e), Some(o)) if e.key_data() != o.key_data() => {
-            return Err(SshError::HostKeyMismatch {
-                server: server.to_string(),
-                target: where_,
-                expected: fingerprint(&e),
-                offered: fingerprint(&o),
-            });
-        }
-        (Err(e), _, _) => return Err(unreachable(e.to_string())),
-    };
-    let shown = offered
-        .lock()
-        .expect("offered")
-        .clone()
-        .ok_or_else(|| unreachable("the server showed no host key".into()))?;
-    let hash = handle
-        .best_supported_rsa_hash()
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    let auth = handle
-        .authenticate_publickey(
-            target.user.clone(),
-            PrivateKeyWithHashAlg::new(hq.clone(), hash),
-        )
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    if !auth.success() {
-        return Err(SshError::Denied {
-            server: server.to_string(),
-            target: where_,
-        });
-    }
-    Ok((handle, shown))
 }
 
 /// What the first contact learned: the host key to pin.

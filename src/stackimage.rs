@@ -340,7 +340,7 @@ async fn build_from(
         BUILD_DEADLINE,
     )
     .await
-    .map_err(StackImageError::Build)?;
+    .map_err(|e| StackImageError::Build(e.to_string()))?;
     Ok(())
 }
 

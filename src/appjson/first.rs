@@ -9,6 +9,7 @@
 //! size-capped), the app's config vars and formation file, its `log/`, and
 //! one one-off container on the live release's server.
 
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,12 +20,40 @@ use crate::oneoff::{self, Kind, OneOff};
 use crate::progress::Progress;
 use crate::store::{Release, ReleaseStatus, Store};
 
+/// Why app.json's first-deploy setup or its postdeploy could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum FirstDeployError {
+    #[error(transparent)]
+    AppJson(#[from] AppJsonError),
+    /// A file of the app's state (`what` names it and the app).
+    #[error("{what}: {source}")]
+    Store { what: String, source: io::Error },
+    #[error(transparent)]
+    OneOff(#[from] crate::oneoff::OneOffError),
+    #[error("stopped after {secs}s (timeout)")]
+    TimedOut { secs: u64 },
+}
+
+impl From<FirstDeployError> for String {
+    fn from(e: FirstDeployError) -> String {
+        e.to_string()
+    }
+}
+
+/// An io error of the step `what`, for `map_err`.
+fn state_io(what: impl Into<String>) -> impl FnOnce(io::Error) -> FirstDeployError {
+    let what = what.into();
+    move |source| FirstDeployError::Store { what, source }
+}
+
 /// How long `scripts.postdeploy` may run.
 pub const POSTDEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Whether no release of `app` has gone live yet (so this push sets it up).
-pub fn is_first_deploy(store: &Store, app: &str) -> Result<bool, String> {
-    let releases = store.releases(app).map_err(|e| e.to_string())?;
+pub fn is_first_deploy(store: &Store, app: &str) -> Result<bool, FirstDeployError> {
+    let releases = store
+        .releases(app)
+        .map_err(state_io(format!("cannot read the releases of {app}")))?;
     Ok(!releases
         .iter()
         .any(|r| matches!(r.status, ReleaseStatus::Live | ReleaseStatus::Superseded)))
@@ -52,7 +81,7 @@ pub fn before_build(
     app: &str,
     release: &mut Release,
     p: &Progress,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, FirstDeployError> {
     if !is_first_deploy(store, app)? {
         // Not parsed again: an app.json that a later push breaks (or one
         // pushed before Quarry read it) never refuses a redeploy.
@@ -61,25 +90,26 @@ pub fn before_build(
         }
         return Ok(None);
     }
-    let Some(spec) = read(store, app).map_err(|e| e.to_string())? else {
+    let Some(spec) = read(store, app)? else {
         return Ok(None);
     };
     p.step("Setting up from app.json (first deploy)");
     for note in &spec.notes {
         p.detail(note);
     }
-    let global = store.global_env().map_err(|e| e.to_string())?;
+    let global = store
+        .global_env()
+        .map_err(state_io("cannot read the global config vars"))?;
     let set = super::env_plan(
         app,
         &spec,
         |k| release.env.contains_key(k) || global.contains_key(k),
         super::new_secret,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for (key, value, origin) in &set {
         store
             .set_app_env(app, key, value)
-            .map_err(|e| format!("cannot set {key} from app.json: {e}"))?;
+            .map_err(state_io(format!("cannot set {key} from app.json")))?;
         match origin {
             Origin::Default => p.detail(format!("{key}: set from app.json's value")),
             Origin::Secret => p.detail(format!("{key}: set to a generated secret (not shown)")),
@@ -94,17 +124,20 @@ pub fn before_build(
             &format!("config vars set: {}", keys.join(", ")),
         );
     }
-    let current = store.formation(app).map_err(|e| e.to_string())?;
+    let current = store
+        .formation(app)
+        .map_err(state_io(format!("cannot read the formation of {app}")))?;
     if let Some(formation) = super::formation_plan(&spec, &current) {
         store
             .set_formation(app, &formation)
-            .map_err(|e| format!("cannot set the formation from app.json: {e}"))?;
+            .map_err(state_io("cannot set the formation from app.json"))?;
         let shown: Vec<String> = formation.iter().map(|(k, v)| format!("{k}={v}")).collect();
         p.detail(format!("formation: {}", shown.join(" ")));
     }
-    store
-        .write_release(app, release)
-        .map_err(|e| e.to_string())?;
+    store.write_release(app, release).map_err(state_io(format!(
+        "cannot record release v{} of {app}",
+        release.number
+    )))?;
     Ok(spec.postdeploy)
 }
 
@@ -133,10 +166,8 @@ pub async fn postdeploy(d: &Daemon, app: &str, number: u32, command: &str, p: &P
     let _ = crate::store::write_atomic(&deploy_log, p.transcript().as_bytes(), 0o640);
 }
 
-async fn run(d: &Daemon, app: &str, command: &str, p: &Progress) -> Result<i64, String> {
-    let template = oneoff::template(d, app, None)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn run(d: &Daemon, app: &str, command: &str, p: &Progress) -> Result<i64, FirstDeployError> {
+    let template = oneoff::template(d, app, None).await?;
     let command = Command::Shell(command.to_owned());
     let body = oneoff::spec::body(
         &template,
@@ -155,14 +186,15 @@ async fn run(d: &Daemon, app: &str, command: &str, p: &Progress) -> Result<i64, 
     let name = oneoff::container_name(app, Kind::Run);
     let log = log_path(d, app);
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(state_io(format!(
+            "cannot make the log dir {}",
+            dir.display()
+        )))?;
     }
     let before = std::fs::metadata(&log).map_or(0, |m| m.len());
     let header = format!("postdeploy v{}", template.release);
     let finished =
-        oneoff::detached::run(&docker, app, &name, body, POSTDEPLOY_TIMEOUT, &log, &header)
-            .await
-            .map_err(|e| e.to_string())?;
+        oneoff::detached::run(&docker, app, &name, body, POSTDEPLOY_TIMEOUT, &log, &header).await?;
     // The log is the daemon's own file, bounded by `detached`; show this run.
     if let Ok(bytes) = std::fs::read(&log) {
         let start = usize::try_from(before).unwrap_or(0).min(bytes.len());
@@ -170,10 +202,9 @@ async fn run(d: &Daemon, app: &str, command: &str, p: &Progress) -> Result<i64, 
         p.detail(text.trim_end());
     }
     if finished.timed_out {
-        return Err(format!(
-            "stopped after {}s (timeout)",
-            POSTDEPLOY_TIMEOUT.as_secs()
-        ));
+        return Err(FirstDeployError::TimedOut {
+            secs: POSTDEPLOY_TIMEOUT.as_secs(),
+        });
     }
     Ok(finished.code)
 }

@@ -11,7 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
-use super::{BUILD_UID, Work};
+use super::{BUILD_UID, BuildpackError, Work};
 use crate::daemon::Daemon;
 use crate::launch;
 use crate::progress::Progress;
@@ -53,7 +53,7 @@ pub(super) async fn run_build_container(
     (stack_image, runtime_env): (&str, Vec<String>),
     deadline: Duration,
     p: &Progress,
-) -> Result<(), String> {
+) -> Result<(), BuildpackError> {
     let docker = &d.docker;
     let container = format!("{app}.build.v{}", release.number);
     match launch::owner(docker, &container).await {
@@ -62,7 +62,7 @@ pub(super) async fn run_build_container(
             launch::remove(docker, &container, 0).await?
         }
         launch::NameOwner::Us(_) | launch::NameOwner::Foreign => {
-            return Err(launch::foreign_name(&container));
+            return Err(BuildpackError::Foreign(launch::foreign_name(&container)));
         }
     }
     // Mounts, not `-v` strings: a path with ':' or ',' stays one path.
@@ -132,27 +132,26 @@ pub(super) async fn run_build_container(
     let created = docker
         .create_container(Some(options), body)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot create the build container {container}: {}",
-                launch::docker_message(&e)
-            )
+        .map_err(|e| BuildpackError::Container {
+            what: "create",
+            container: container.clone(),
+            reason: launch::docker_message(&e),
         })?;
     let id = created.id;
     let result = async {
-        docker.start_container(&id, None).await.map_err(|e| {
-            format!(
-                "cannot start the build container {container}: {}",
-                launch::docker_message(&e)
-            )
-        })?;
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| BuildpackError::Container {
+                what: "start",
+                container: container.clone(),
+                reason: launch::docker_message(&e),
+            })?;
         tokio::time::timeout(deadline, follow(docker, &id, p))
             .await
-            .map_err(|_| {
-                format!(
-                    "build of {app} failed: build timed out after {}s",
-                    deadline.as_secs()
-                )
+            .map_err(|_| BuildpackError::TimedOut {
+                app: app.to_string(),
+                secs: deadline.as_secs(),
             })
     }
     .await;
@@ -178,12 +177,20 @@ pub(super) async fn run_build_container(
         }
     }
     let out = work.out();
+    let buildpack = name.to_string();
     Err(if out.join("not-detected").exists() {
-        format!("the {name} buildpack does not apply to this app (its bin/detect said no)")
-    } else if !out.join("compiled").exists() {
-        format!("the {name} buildpack's bin/compile failed with exit code {code}")
+        BuildpackError::NotApplicable { buildpack }
     } else {
-        format!("the {name} buildpack's bin/release failed with exit code {code}")
+        let script = if out.join("compiled").exists() {
+            "release"
+        } else {
+            "compile"
+        };
+        BuildpackError::ScriptFailed {
+            buildpack,
+            script,
+            code,
+        }
     })
 }
 

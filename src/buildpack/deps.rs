@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::BUILD_UID;
+use super::{BUILD_UID, BuildpackError};
 use crate::build;
 use crate::daemon::Daemon;
 use crate::launch;
@@ -144,7 +144,7 @@ pub(super) async fn ensure(
     names: Vec<&'static str>,
     deadline: Duration,
     p: &Progress,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, BuildpackError> {
     if names.is_empty() {
         return Ok(None);
     }
@@ -154,14 +154,15 @@ pub(super) async fn ensure(
         .await
         .ok()
         .and_then(|i| i.id)
-        .ok_or_else(|| format!("the stack image {stack} is not on the engine"))?;
+        .ok_or_else(|| BuildpackError::NoStack {
+            stack: stack.to_string(),
+        })?;
     let hashing = Instant::now();
     let key = {
         let (stack, layers, names) = (stack.to_string(), layers.to_path_buf(), names.clone());
         tokio::task::spawn_blocking(move || key(&stack, &stack_id, &layers, &names))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read the compiled dependencies: {e}"))?
+            .await?
+            .map_err(BuildpackError::io("cannot read the compiled dependencies"))?
     };
     let image = deps_image(app, &key);
     let what = names.join(", ");
@@ -186,12 +187,13 @@ pub(super) async fn ensure(
             dest.clone(),
         );
         tokio::task::spawn_blocking(move || write_context(&stack, &layers, &names, &dest))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot pack the compiled dependencies: {e}"))?
+            .await?
+            .map_err(BuildpackError::io("cannot pack the compiled dependencies"))?
     };
-    let context =
-        fs::File::open(&dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+    let context = fs::File::open(&dest).map_err(BuildpackError::io(format!(
+        "cannot read {}",
+        dest.display()
+    )))?;
     let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
     let _building = d.builds.building().await;
     build::build_dockerfile(
@@ -220,7 +222,7 @@ pub(super) async fn ensure_on(
     app: &str,
     image: &str,
     target: &bollard::Docker,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, BuildpackError> {
     if target.inspect_image(image).await.is_ok() {
         return Ok(None);
     }

@@ -4,19 +4,25 @@
 
 use std::collections::BTreeMap;
 
+use super::BuildpackError;
 use crate::store::ManifestSource;
 
 /// The default process types from `bin/release`'s YAML (its other keys,
 /// such as `addons` and `config_vars`, are not read).
-pub fn process_types(buildpack: &str, yaml: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn process_types(
+    buildpack: &str,
+    yaml: &str,
+) -> Result<BTreeMap<String, String>, BuildpackError> {
     if yaml.trim().is_empty() || yaml.trim() == "---" {
         return Ok(BTreeMap::new());
     }
-    let invalid = |e: crate::yaml::Error| {
-        format!(
-            "the {buildpack} buildpack's bin/release printed invalid YAML: {}",
-            e.in_file("bin/release output")
-        )
+    let invalid = |e: crate::yaml::Error| BuildpackError::ReleaseYaml {
+        buildpack: buildpack.to_string(),
+        detail: e.in_file("bin/release output").to_string(),
+    };
+    let release = |why: String| BuildpackError::Release {
+        buildpack: buildpack.to_string(),
+        why,
     };
     let mut types = BTreeMap::new();
     if let Some(root) = crate::yaml::parse(yaml).map_err(invalid)? {
@@ -31,12 +37,11 @@ pub fn process_types(buildpack: &str, yaml: &str) -> Result<BTreeMap<String, Str
         }
     }
     for (name, command) in &types {
-        crate::validate::process_name("process type", name)
-            .map_err(|e| format!("the {buildpack} buildpack's bin/release: {e}"))?;
+        crate::validate::process_name("process type", name).map_err(|e| release(e.to_string()))?;
         if command.trim().is_empty() || command.contains(['\0', '\n']) {
-            return Err(format!(
-                "the {buildpack} buildpack's bin/release: the command of {name} is empty or not one line"
-            ));
+            return Err(release(format!(
+                "the command of {name} is empty or not one line"
+            )));
         }
     }
     Ok(types)
@@ -49,7 +54,7 @@ pub fn manifest_source(
     pushed: Option<&ManifestSource>,
     defaults: &BTreeMap<String, String>,
     buildpack: &str,
-) -> Result<ManifestSource, String> {
+) -> Result<ManifestSource, BuildpackError> {
     let mut source = match pushed {
         Some(s) if s.file == "quarry.yml" => s.clone(),
         Some(s) => {
@@ -83,9 +88,9 @@ pub fn manifest_source(
         }
         None => {
             if defaults.is_empty() {
-                return Err(format!(
-                    "the {buildpack} buildpack gives no default process type and the app has no Procfile: add a Procfile with a line such as `web: COMMAND`"
-                ));
+                return Err(BuildpackError::NoProcessType {
+                    buildpack: buildpack.to_string(),
+                });
             }
             let mut text = format!("# default process types of the {buildpack} buildpack\n");
             text.extend(defaults.iter().map(|(n, c)| format!("{n}: {c}\n")));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{BUILTIN, builtin_dir, builtin_names};
+use super::{BUILTIN, BuildpackError, builtin_dir, builtin_names};
 use crate::daemon::Daemon;
 use crate::progress::Progress;
 use crate::runtime;
@@ -38,12 +38,12 @@ pub enum Source {
 
 impl Source {
     /// Reads `build.buildpack` / `BUILDPACK_URL`.
-    pub fn parse(value: &str) -> Result<Source, String> {
+    pub fn parse(value: &str) -> Result<Source, BuildpackError> {
         let bad = |why: &str| {
-            Err(format!(
-                "buildpack {value:?}: {why}; use a built-in name ({}), a path in the repository, an absolute path on the server, or a git URL (https://, http://, git://, file://, with an optional #ref)",
-                builtin_names().join(", ")
-            ))
+            Err(BuildpackError::BadSource {
+                value: value.to_string(),
+                why: why.to_string(),
+            })
         };
         if value.is_empty()
             || value.len() > 1024
@@ -106,16 +106,13 @@ pub(super) async fn resolve(
     src: &Path,
     fetched: &Path,
     p: &Progress,
-) -> Result<(String, PathBuf), String> {
+) -> Result<(String, PathBuf), BuildpackError> {
     Ok(match asked {
         None => {
             let root = builtin_dir(d.store.root());
             let found = builtin_names().into_iter().find(|name| detects(name, src));
             let Some(name) = found else {
-                return Err(format!(
-                    "no buildpack detected this app (tried {}): add a Dockerfile, a requirements.txt, package.json, index.html or Procfile, or set build.buildpack",
-                    builtin_names().join(", ")
-                ));
+                return Err(BuildpackError::NotDetected);
             };
             (name.to_string(), root.join(name))
         }
@@ -130,14 +127,17 @@ pub(super) async fn resolve(
                 .canonicalize()
                 .ok()
                 .filter(|f| src.canonicalize().is_ok_and(|s| f.starts_with(s)))
-                .ok_or_else(|| format!("buildpack {path}: no such directory in the repository"))?;
+                .ok_or_else(|| unusable(&path, "no such directory in the repository"))?;
             if !from.join("bin").join("compile").is_file() {
-                return Err(format!(
-                    "buildpack {path}: no bin/compile in that directory of the repository"
+                return Err(unusable(
+                    &path,
+                    "no bin/compile in that directory of the repository",
                 ));
             }
-            copy_tree(&from, fetched)
-                .map_err(|e| format!("cannot copy the buildpack {path}: {e}"))?;
+            copy_tree(&from, fetched).map_err(|source| BuildpackError::Copy {
+                buildpack: path.clone(),
+                source,
+            })?;
             (path, fetched.to_path_buf())
         }
         Some(Source::Local(path)) => {
@@ -148,11 +148,14 @@ pub(super) async fn resolve(
                 let url = format!("file://{shown}");
                 clone(&url, None, fetched, p).await?;
             } else if path.join("bin").join("compile").is_file() {
-                copy_tree(&path, fetched)
-                    .map_err(|e| format!("cannot copy the buildpack {shown}: {e}"))?;
+                copy_tree(&path, fetched).map_err(|source| BuildpackError::Copy {
+                    buildpack: shown.clone(),
+                    source,
+                })?;
             } else {
-                return Err(format!(
-                    "buildpack {shown}: neither a git repository nor a directory with bin/compile"
+                return Err(unusable(
+                    &shown,
+                    "neither a git repository nor a directory with bin/compile",
                 ));
             }
             (shown, fetched.to_path_buf())
@@ -172,24 +175,36 @@ pub(super) async fn resolve(
     })
 }
 
-fn admin_only(trusted: bool, shown: &str) -> Result<(), String> {
+fn unusable(buildpack: &str, why: &str) -> BuildpackError {
+    BuildpackError::Unusable {
+        buildpack: buildpack.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn admin_only(trusted: bool, shown: &str) -> Result<(), BuildpackError> {
     if trusted {
         Ok(())
     } else {
-        Err(format!(
-            "buildpack {shown}: a path on the server is used only for a push by an admin key; use a built-in, a directory of the repository or a git URL"
+        Err(unusable(
+            shown,
+            "a path on the server is used only for a push by an admin key; use a built-in, a directory of the repository or a git URL",
         ))
     }
 }
 
 /// A buildpack on this server may be anywhere but in Quarry's data dir,
 /// which holds other apps' repositories and config.
-fn outside_data_dir(d: &Daemon, path: &Path) -> Result<(), String> {
-    let data = d.store.root().canonicalize().map_err(|e| e.to_string())?;
+fn outside_data_dir(d: &Daemon, path: &Path) -> Result<(), BuildpackError> {
+    let root = d.store.root();
+    let data = root.canonicalize().map_err(BuildpackError::io(format!(
+        "cannot resolve the data directory {}",
+        root.display()
+    )))?;
     match path.canonicalize() {
-        Ok(p) if p.starts_with(&data) => Err(format!(
-            "buildpack {}: a path inside Quarry's data directory is not allowed",
-            path.display()
+        Ok(p) if p.starts_with(&data) => Err(unusable(
+            &path.display().to_string(),
+            "a path inside Quarry's data directory is not allowed",
         )),
         _ => Ok(()),
     }
@@ -213,7 +228,16 @@ pub(super) fn detects(builtin: &str, src: &Path) -> bool {
 }
 
 /// `git clone --depth 1 [--branch REF] -- URL DIR`, with only plain transports allowed.
-async fn clone(url: &str, reference: Option<&str>, to: &Path, p: &Progress) -> Result<(), String> {
+async fn clone(
+    url: &str,
+    reference: Option<&str>,
+    to: &Path,
+    p: &Progress,
+) -> Result<(), BuildpackError> {
+    let fetch = |why: String| BuildpackError::Fetch {
+        url: url.to_string(),
+        why,
+    };
     p.step(format!("Fetching the buildpack {url}"));
     let _ = fs::remove_dir_all(to);
     let mut cmd = tokio::process::Command::new("git");
@@ -233,24 +257,21 @@ async fn clone(url: &str, reference: Option<&str>, to: &Path, p: &Progress) -> R
     let out = tokio::time::timeout(CLONE_DEADLINE, cmd.output())
         .await
         .map_err(|_| {
-            format!(
-                "cannot fetch the buildpack {url}: git clone took longer than {}s",
+            fetch(format!(
+                "git clone took longer than {}s",
                 CLONE_DEADLINE.as_secs()
-            )
+            ))
         })?
-        .map_err(|e| format!("cannot fetch the buildpack {url}: cannot run git: {e}"))?;
+        .map_err(|e| fetch(format!("cannot run git: {e}")))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(format!(
-            "cannot fetch the buildpack {url}: git clone failed: {}",
-            why.trim()
-        ));
+        return Err(fetch(format!("git clone failed: {}", why.trim())));
     }
     if !to.join("bin").join("compile").is_file() {
-        return Err(format!(
-            "the buildpack {url} has no bin/compile: not a buildpack"
-        ));
+        return Err(BuildpackError::NotABuildpack {
+            url: url.to_string(),
+        });
     }
     Ok(())
 }
@@ -281,13 +302,11 @@ pub(super) fn runtime_stack(
     name: &str,
     src: &Path,
     p: &Progress,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(String, Vec<String>), BuildpackError> {
     let Some(language) = runtime::Language::of_buildpack(name) else {
         return Ok((stackimage::configured(), Vec::new()));
     };
-    let choice = runtime::request(language, src)
-        .and_then(|r| runtime::choose(language, r))
-        .map_err(|e| e.to_string())?;
+    let choice = runtime::request(language, src).and_then(|r| runtime::choose(language, r))?;
     let stack = if choice.suite.name == runtime::DEFAULT_SUITE {
         stackimage::configured()
     } else {

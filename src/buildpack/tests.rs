@@ -54,12 +54,16 @@ fn release_yaml() {
             .is_empty()
     );
     assert!(process_types("p", "").unwrap().is_empty());
-    let e = process_types("x", "default_process_types: [1, 2\n").unwrap_err();
+    let e = process_types("x", "default_process_types: [1, 2\n")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("the x buildpack's bin/release printed invalid YAML"),
         "{e}"
     );
-    let e = process_types("x", "default_process_types:\n  Web!: a\n").unwrap_err();
+    let e = process_types("x", "default_process_types:\n  Web!: a\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("process type"), "{e}");
 }
 
@@ -93,7 +97,9 @@ fn a_procfile_wins_over_defaults_and_gets_the_missing_ones() {
             "python app.py".into()
         ]))
     );
-    let e = manifest_source(None, &BTreeMap::new(), "procfile").unwrap_err();
+    let e = manifest_source(None, &BTreeMap::new(), "procfile")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("add a Procfile"), "{e}");
 }
 

@@ -111,7 +111,7 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
-    fn server(json: &str) -> Result<NewServer, String> {
+    fn server(json: &str) -> Result<NewServer, ProviderError> {
         let request = AddRequest {
             name: "auto-1".into(),
             size: "small".into(),
@@ -132,7 +132,6 @@ mod tests {
             Path::new("/data/servers/auto-1/docker.sock"),
             &["base".to_string()],
         )
-        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -189,11 +188,12 @@ mod tests {
                 "provider exec answered address \"box-9\": not an IP address",
             ),
         ] {
-            assert_eq!(server(json).unwrap_err(), error, "{json}");
+            assert_eq!(server(json).unwrap_err().to_string(), error, "{json}");
         }
         assert!(
             server(r#"{"id":"m","ssh":"10.0.0.9","host_key":"ssh-ed25519 nonsense","address":"10.0.0.9"}"#)
                 .unwrap_err()
+                .to_string()
                 .starts_with("provider exec answered host_key: ")
         );
     }

@@ -85,9 +85,15 @@ pub enum DeployError {
         machine: String,
         source: Box<DeployError>,
     },
-    /// The build stages (buildpack, Dockerfile, app.json) still say it as text.
-    #[error("{0}")]
-    Build(String),
+    /// A service's Dockerfile build.
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    /// The build stage: Dockerfile or buildpack, here or on another server.
+    #[error(transparent)]
+    Buildpack(#[from] crate::buildpack::BuildpackError),
+    /// app.json's first-deploy steps.
+    #[error(transparent)]
+    FirstDeploy(#[from] crate::appjson::first::FirstDeployError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]

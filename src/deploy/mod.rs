@@ -150,13 +150,10 @@ async fn push_locked(
         release.manifest = stack.source.clone();
         d.store.write_release(app, &release)?;
         receive::unpack_src(&d.store, app, &tree).map_err(DeployError::Unpack)?;
-        postdeploy = crate::appjson::first::before_build(&d.store, app, &mut release, p)
-            .map_err(DeployError::Build)?;
+        postdeploy = crate::appjson::first::before_build(&d.store, app, &mut release, p)?;
 
         // Dockerfile or buildpack; a buildpack's release may add process types.
-        let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p)
-            .await
-            .map_err(DeployError::Build)?;
+        let stack = buildpack::build_stage(d, app, key, &mut release, tree, stack, p).await?;
         p.detail(stack.describe());
         apply(d, app, &release, &stack, p).await
     }

@@ -116,7 +116,7 @@ impl FitIndexes {
 
     /// Every index equals a rebuild from `blocks` (for tests).
     #[cfg(test)]
-    pub(super) fn audit(&self, blocks: &BTreeMap<Id, Slot>) -> Result<(), String> {
+    pub(super) fn audit(&self, blocks: &BTreeMap<Id, Slot>) -> Result<(), Drift> {
         for (n, set) in self.sets.iter().enumerate() {
             let want: BTreeSet<(u64, Id)> = blocks
                 .iter()
@@ -124,15 +124,36 @@ impl FitIndexes {
                 .map(|(id, s)| (s.free(), id.clone()))
                 .collect();
             if want != set.free {
-                return Err(format!("index {n} is {:?}, want {want:?}", set.free));
+                return Err(Drift::Free {
+                    set: n,
+                    have: set.free.clone(),
+                    want,
+                });
             }
             for (id, slot) in blocks {
                 let member = carries(&slot.block.labels, &set.labels);
                 if member != slot.member.contains(&n) {
-                    return Err(format!("block {id}: membership of index {n} is wrong"));
+                    return Err(Drift::Membership {
+                        id: id.clone(),
+                        set: n,
+                    });
                 }
             }
         }
         Ok(())
     }
+}
+
+/// How an index drifted from a rebuild (found by [`FitIndexes::audit`]).
+#[cfg(test)]
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Drift {
+    #[error("index {set} is {have:?}, want {want:?}")]
+    Free {
+        set: usize,
+        have: BTreeSet<(u64, Id)>,
+        want: BTreeSet<(u64, Id)>,
+    },
+    #[error("block {id}: membership of index {set} is wrong")]
+    Membership { id: Id, set: usize },
 }

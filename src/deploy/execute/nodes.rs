@@ -139,9 +139,7 @@ impl Execution<'_> {
             return Ok(());
         }
         if let Some(done) =
-            crate::buildpack::remote_build(d, self.app, image, docker, server, self.p)
-                .await
-                .map_err(DeployError::Build)?
+            crate::buildpack::remote_build(d, self.app, image, docker, server, self.p).await?
         {
             self.p.detail(format!("on server {server}: {done}"));
         } else if crate::fleet::ensure_image(&d.docker, docker, image).await? {
