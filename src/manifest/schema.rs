@@ -282,7 +282,7 @@ pub(super) fn command(at: &At) -> Result<Command, ManifestError> {
             }
             Ok(Command::Shell(text.clone()))
         }
-        _ => Err(at.expected("a string or a list")),
+        Value::Scalar { .. } | Value::Map(_) => Err(at.expected("a string or a list")),
     }
 }
 

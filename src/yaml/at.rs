@@ -63,8 +63,8 @@ impl<'a> At<'a> {
                     Ok((e.key.as_str(), at))
                 })
                 .collect(),
-            _ if self.is_null() => Ok(Vec::new()),
-            _ => Err(self.expected("a mapping")),
+            Value::Scalar { .. } | Value::List(_) if self.is_null() => Ok(Vec::new()),
+            Value::Scalar { .. } | Value::List(_) => Err(self.expected("a mapping")),
         }
     }
 
@@ -95,8 +95,8 @@ impl<'a> At<'a> {
                     line: node.line,
                 })
                 .collect()),
-            _ if self.is_null() => Ok(Vec::new()),
-            _ => Err(self.expected("a list")),
+            Value::Scalar { .. } | Value::Map(_) if self.is_null() => Ok(Vec::new()),
+            Value::Scalar { .. } | Value::Map(_) => Err(self.expected("a list")),
         }
     }
 
@@ -107,7 +107,7 @@ impl<'a> At<'a> {
                 text,
                 kind: Kind::Str,
             } => Ok(text),
-            _ => Err(self.expected("a string")),
+            Value::Scalar { .. } | Value::List(_) | Value::Map(_) => Err(self.expected("a string")),
         }
     }
 
@@ -115,7 +115,7 @@ impl<'a> At<'a> {
     pub fn text(&self) -> Result<&'a str, Error> {
         match &self.node.value {
             Value::Scalar { text, kind } if *kind != Kind::Null => Ok(text),
-            _ => Err(self.expected("a string")),
+            Value::Scalar { .. } | Value::List(_) | Value::Map(_) => Err(self.expected("a string")),
         }
     }
 
@@ -125,7 +125,9 @@ impl<'a> At<'a> {
                 text,
                 kind: Kind::Bool,
             } => Ok(text.eq_ignore_ascii_case("true")),
-            _ => Err(self.expected("true or false")),
+            Value::Scalar { .. } | Value::List(_) | Value::Map(_) => {
+                Err(self.expected("true or false"))
+            }
         }
     }
 
