@@ -325,15 +325,12 @@ async fn buildpack_build(
         fs::File::open(&kept).map_err(BuildpackError::io("cannot read the compiled app"))?;
     let context_mb = context.metadata().map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     let (packed, building) = (packing.elapsed(), Instant::now());
-    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-    let _building = d.builds.building().await;
-    build::build_dockerfile(
+    build_kept(
+        d,
         &d.docker,
         app,
-        build::Context::File(context),
+        context,
         &release.image,
-        labels,
-        &Progress::silent(),
         deadline.saturating_sub(started_build.elapsed()),
     )
     .await?;
@@ -411,6 +408,32 @@ pub fn drop_context(d: &Daemon, app: &str, image: &str) {
 
 /// After pruning the releases of `app`: remove its dependency images no kept
 /// release is built on, on each of `engines`, and their kept contexts.
+/// Build a kept context (a tar of the compiled app or its dependencies) into
+/// `image` on `docker`: labelled as this instance's, under the build gate,
+/// its output not shown, within `deadline`.
+pub(super) async fn build_kept(
+    d: &Daemon,
+    docker: &bollard::Docker,
+    app: &str,
+    context: fs::File,
+    image: &str,
+    deadline: std::time::Duration,
+) -> Result<(), BuildpackError> {
+    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
+    let _building = d.builds.building().await;
+    build::build_dockerfile(
+        docker,
+        app,
+        build::Context::File(context),
+        image,
+        labels,
+        &Progress::silent(),
+        deadline,
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn prune_deps(d: &Daemon, app: &str, engines: &[(String, bollard::Docker)]) {
     let used = deps::in_use(d, app);
     for (_, docker) in engines {
@@ -452,18 +475,7 @@ pub async fn remote_build(
         said.push(done);
     }
     let size = context.metadata().map(|m| m.len()).unwrap_or(0);
-    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-    let _building = d.builds.building().await;
-    build::build_dockerfile(
-        target,
-        app,
-        build::Context::File(context),
-        image,
-        labels,
-        &Progress::silent(),
-        build::max_build(),
-    )
-    .await?;
+    build_kept(d, target, app, context, image, build::max_build()).await?;
     said.push(format!(
         "built {image} there from the compiled app ({:.1} MB)",
         size as f64 / 1e6

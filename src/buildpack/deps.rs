@@ -232,18 +232,7 @@ pub(super) async fn ensure_on(
         return Ok(Some(format!("copied {image}")));
     };
     let size = context.metadata().map(|m| m.len()).unwrap_or(0);
-    let labels = HashMap::from([(launch::LABEL_INSTANCE.to_string(), d.instance.clone())]);
-    let _building = d.builds.building().await;
-    build::build_dockerfile(
-        target,
-        app,
-        build::Context::File(context),
-        image,
-        labels,
-        &Progress::silent(),
-        build::max_build(),
-    )
-    .await?;
+    super::build_kept(d, target, app, context, image, build::max_build()).await?;
     Ok(Some(format!(
         "built {image} there ({:.1} MB of dependencies)",
         size as f64 / 1e6

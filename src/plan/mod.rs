@@ -59,6 +59,26 @@ pub enum Instruction {
     Kill { container: String },
 }
 
+impl Instruction {
+    /// The node a DEPLOY rolls out.
+    fn deployed(&self) -> Option<&str> {
+        if let Instruction::Deploy { node, .. } = self {
+            Some(node)
+        } else {
+            None
+        }
+    }
+
+    /// The service an ENSURE boots.
+    fn ensured(&self) -> Option<&str> {
+        if let Instruction::Ensure { service, .. } = self {
+            Some(service)
+        } else {
+            None
+        }
+    }
+}
+
 impl fmt::Display for Instruction {
     /// The dry-run line, such as `DEPLOY web v3 x2`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,30 +273,8 @@ pub fn plan(desired: &Desired, current: &Current) -> Vec<Instruction> {
     let kills = kills
         .into_iter()
         .map(|container| Instruction::Kill { container });
-    let deployed: BTreeSet<&str> = launches
-        .iter()
-        .filter_map(|i| match i {
-            Instruction::Deploy { node, .. } => Some(node.as_str()),
-            Instruction::Ensure { .. }
-            | Instruction::Release { .. }
-            | Instruction::Relink { .. }
-            | Instruction::Scale { .. }
-            | Instruction::Route { .. }
-            | Instruction::Kill { .. } => None,
-        })
-        .collect();
-    let ensured: BTreeSet<&str> = services
-        .iter()
-        .filter_map(|i| match i {
-            Instruction::Ensure { service, .. } => Some(service.as_str()),
-            Instruction::Deploy { .. }
-            | Instruction::Release { .. }
-            | Instruction::Relink { .. }
-            | Instruction::Scale { .. }
-            | Instruction::Route { .. }
-            | Instruction::Kill { .. } => None,
-        })
-        .collect();
+    let deployed: BTreeSet<&str> = launches.iter().filter_map(Instruction::deployed).collect();
+    let ensured: BTreeSet<&str> = services.iter().filter_map(Instruction::ensured).collect();
     let relinks = links::relinks(desired, current, &deployed, &ensured);
     let deploys = !deployed.is_empty();
     let release = desired
