@@ -6,7 +6,8 @@
 //! circles between these modules; see ARCHITECTURE.md):
 //!
 //! The edge, where requests come in:
-//! - [`serve`]: start-up, listeners, signals; [`daemon`]: the shared state.
+//! - [`serve`]: start-up, listeners, signals; [`daemon`]: the shared state;
+//!   [`install`]: `quarry install` as a systemd service.
 //! - [`ssh`]: the SSH endpoint (russh): key auth, limits, git bridging.
 //! - [`hook`]: pre-receive hook ⇄ daemon bridge (Unix socket).
 //! - [`command`]: exec lines → the closed [`command::Cmd`] enum; help (pure).
@@ -46,7 +47,9 @@
 //! [`grid`] (placement, pure), [`schedule`] (cron text → due times),
 //! [`validate`] (names that cross the edge), [`yaml`] (the one YAML reader:
 //! a tree with lines, errors with key paths), [`confined`] (no-follow access
-//! to what tenants wrote), [`progress`] (lines to the pusher).
+//! to what tenants wrote), [`progress`] (lines to the pusher), [`clock`]
+//! (timestamps), [`probe`] (the HTTP/1.0 requests the daemon sends, through
+//! hyper).
 
 pub mod alpn;
 pub mod appjson;
