@@ -96,10 +96,10 @@ async fn run(d: &Daemon) -> Result<(), ReconcileError> {
         let recorded =
             apps.contains(&c.app) && d.store.release(&c.app, c.release).ok().flatten().is_some();
         if apps.contains(&c.app) && c.service.is_none() && !recorded {
-            warn!(container = %c.name, "keeping a container of a release with no record");
+            warn!(app = %c.app, release = c.release, server = %c.server, container = %c.name, "keeping a container of a release with no record");
             continue;
         }
-        info!(container = %c.name, "removing orphan container");
+        info!(app = %c.app, release = c.release, server = %c.server, container = %c.name, "removing orphan container");
         let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
     }
 
@@ -144,7 +144,7 @@ async fn run(d: &Daemon) -> Result<(), ReconcileError> {
         // Only now is what other releases left behind no longer needed.
         for c in d.containers(Some(app)).await.unwrap_or_default() {
             if c.service.is_none() && c.release != release.number {
-                info!(container = %c.name, "removing a container of an earlier attempt");
+                info!(app = %c.app, release = c.release, server = %c.server, container = %c.name, "removing a container of an earlier attempt");
                 let _ = launch::remove(&d.docker_on(&c.server), &c.id, 0).await;
             }
         }
@@ -319,7 +319,7 @@ async fn sweep(
             continue;
         };
         for c in &dead {
-            info!(container = %c.name, state = %c.state, "replacing a stopped container");
+            info!(app = %c.app, release = c.release, server = %c.server, container = %c.name, state = %c.state, "replacing a stopped container");
             d.store.audit_system(
                 &app,
                 "heal",
