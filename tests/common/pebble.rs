@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait_for;
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -55,8 +53,8 @@ impl Pebble {
     }
 
     fn start_ports(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
+        let mut dir = Some(tempfile::tempdir().unwrap());
+        let p = &dir.as_ref().expect("the pebble dir").path().to_path_buf();
         // A CA and a localhost certificate for pebble's own listener.
         run(Command::new("openssl").current_dir(p).args([
             "req",
@@ -111,55 +109,81 @@ impl Pebble {
             "-extfile",
             "ext.cnf",
         ]));
-        let (dns, dns_mgmt, acme, mgmt) = (free_port(), free_port(), free_port(), free_port());
-        fs::write(
-            p.join("pebble.json"),
-            serde_json::json!({"pebble": {
-                "listenAddress": format!("127.0.0.1:{acme}"),
-                "managementListenAddress": format!("127.0.0.1:{mgmt}"),
-                "certificate": p.join("cert.pem"),
-                "privateKey": p.join("key.pem"),
-                "httpPort": http_port,
-                "tlsPort": tls_port,
-                "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
-                "certificateValidityPeriod": validity.unwrap_or(90 * 24 * 3600)
-            }})
-            .to_string(),
-        )
-        .unwrap();
-        let log = |name: &str| fs::File::create(p.join(name)).unwrap();
-        let challtest = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv is not installed (apt-get install pebble)");
-        let pebble = Command::new("pebble")
-            .arg("-config")
-            .arg(p.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
+        // The ports are free when picked, but another test may take one
+        // before pebble binds it: pebble then exits, and is started again on
+        // new ports.
+        for attempt in 1..=3 {
+            let (dns, dns_mgmt, acme, mgmt) = (free_port(), free_port(), free_port(), free_port());
+            fs::write(
+                p.join("pebble.json"),
+                serde_json::json!({"pebble": {
+                    "listenAddress": format!("127.0.0.1:{acme}"),
+                    "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+                    "certificate": p.join("cert.pem"),
+                    "privateKey": p.join("key.pem"),
+                    "httpPort": http_port,
+                    "tlsPort": tls_port,
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": false,
+                    "certificateValidityPeriod": validity.unwrap_or(90 * 24 * 3600)
+                }})
+                .to_string(),
+            )
             .unwrap();
-        let me = Pebble {
-            dir,
-            children: vec![challtest, pebble],
-            acme_port: acme,
-            dns_mgmt_port: dns_mgmt,
-            mgmt_port: mgmt,
-        };
-        wait_for("pebble to answer", Duration::from_secs(20), || {
-            me.curl(&[&me.directory()]).status.success().then_some(())
-        });
-        me
+            let log = |name: &str| fs::File::create(p.join(name)).unwrap();
+            let challtest = Command::new("pebble-challtestsrv")
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .args(["-dns01", &format!("127.0.0.1:{dns}")])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
+                .stdout(log("challtestsrv.log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pebble-challtestsrv is not installed (apt-get install pebble)");
+            let pebble = Command::new("pebble")
+                .arg("-config")
+                .arg(p.join("pebble.json"))
+                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0")
+                .stdout(log("pebble.log"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut me = Pebble {
+                dir: dir.take().expect("the pebble dir"),
+                children: vec![challtest, pebble],
+                acme_port: acme,
+                dns_mgmt_port: dns_mgmt,
+                mgmt_port: mgmt,
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if me.curl(&[&me.directory()]).status.success() {
+                    return me;
+                }
+                let exited = me
+                    .children
+                    .iter_mut()
+                    .any(|c| c.try_wait().ok().flatten().is_some());
+                if exited && attempt < 3 {
+                    for c in &mut me.children {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    dir = Some(std::mem::replace(&mut me.dir, tempfile::tempdir().unwrap()));
+                    break;
+                }
+                assert!(
+                    !exited && std::time::Instant::now() < deadline,
+                    "pebble did not answer within 20s (attempt {attempt}):\n{}",
+                    me.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// What pebble logged so far.
