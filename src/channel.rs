@@ -53,12 +53,6 @@ pub enum InputError {
     TooLong { limit: usize },
 }
 
-impl From<InputError> for String {
-    fn from(e: InputError) -> String {
-        e.to_string()
-    }
-}
-
 /// Read all of stdin, up to `limit` bytes.
 pub async fn read_input(input: &mut Input, limit: usize) -> Result<Vec<u8>, InputError> {
     let mut buf = Vec::new();

@@ -204,13 +204,6 @@ pub enum LockError {
     },
 }
 
-/// Callers that still speak in messages take the line as it reads.
-impl From<LockError> for String {
-    fn from(e: LockError) -> String {
-        e.to_string()
-    }
-}
-
 /// Held for the length of a deploy.
 pub struct AppLock {
     _guard: tokio::sync::OwnedMutexGuard<()>,

@@ -127,12 +127,6 @@ pub enum ClaimsError {
     Store(#[from] std::io::Error),
 }
 
-impl From<ClaimsError> for String {
-    fn from(e: ClaimsError) -> String {
-        e.to_string()
-    }
-}
-
 /// Every app's effective domains, except `except`'s.
 pub fn claims(store: &Store, root: &str, except: &str) -> Result<Vec<Claim>, ClaimsError> {
     let mut out = Vec::new();

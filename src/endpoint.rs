@@ -122,12 +122,6 @@ pub enum TransportError {
     InsecureNotTcp { endpoint: String },
 }
 
-impl From<TransportError> for String {
-    fn from(e: TransportError) -> String {
-        e.to_string()
-    }
-}
-
 /// Why a new server's endpoint may not be used as given: a plain `tcp://`
 /// engine hands root on that machine to anyone who can reach the port, so
 /// it takes TLS files, or an explicit `insecure` for a trusted network.

@@ -236,8 +236,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
                 &request.git_env,
                 &progress,
             )
-            .await
-            .map_err(String::from);
+            .await;
             let outcome = match &result {
                 Ok(n) => format!("deployed v{n}"),
                 Err(e) => format!("rejected: {e}"),
@@ -268,12 +267,10 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> 
             client_gone = true;
         }
     }
-    let result = work
-        .await
-        .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")));
-    let (text, code) = match result {
-        Ok(_) => (None, 0),
-        Err(e) => (Some(format!(" !     {e}")), 1),
+    let (text, code) = match work.await {
+        Ok(Ok(_)) => (None, 0),
+        Ok(Err(e)) => (Some(format!(" !     {e}")), 1),
+        Err(e) => (Some(format!(" !     the deploy task failed: {e}")), 1),
     };
     if !client_gone {
         let mut json = serde_json::to_string(&HookReply {

@@ -228,13 +228,16 @@ async fn load(
 /// are loaded in parallel. Returns the records written.
 pub async fn refresh(store: &Store, fleet: &Fleet, hq: &Docker) -> Vec<Record> {
     let _guard = APPLYING.lock().await;
-    let (on, allow) = match crate::config::Config::load(store)
-        .map_err(String::from)
-        .and_then(|c| {
-            let allow = render::parse_allow(&c.network.allow)?;
-            Ok((c.network.lockdown, allow))
-        }) {
-        Ok(found) => found,
+    let config = match crate::config::Config::load(store) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::warn!("lockdown: {e}");
+            return Vec::new();
+        }
+    };
+    let on = config.network.lockdown;
+    let allow = match render::parse_allow(&config.network.allow) {
+        Ok(allow) => allow,
         Err(e) => {
             tracing::warn!("lockdown: {e}");
             return Vec::new();

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use quarry::store::{KeyRecord, Role, Store, now_rfc3339, parse_public_key};
 
@@ -219,7 +220,7 @@ fn main() -> ExitCode {
             match runtime.block_on(stack(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("quarry: {e}");
+                    eprintln!("quarry: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -258,7 +259,7 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("quarry: {e}");
+                    eprintln!("quarry: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -267,7 +268,7 @@ fn main() -> ExitCode {
             match quarry::install::uninstall(root.as_deref(), purge, &mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("quarry: {e}");
+                    eprintln!("quarry: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -282,11 +283,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn stack(command: StackCommand) -> Result<(), String> {
+async fn stack(command: StackCommand) -> anyhow::Result<()> {
     use quarry::stackimage;
-    let docker = quarry::serve::connect_docker()
-        .await
-        .map_err(|e| format!("{e:#}"))?;
+    let docker = quarry::serve::connect_docker().await?;
     match command {
         StackCommand::Build {
             name,
@@ -298,14 +297,14 @@ async fn stack(command: StackCommand) -> Result<(), String> {
                 Some(suite) => match quarry::runtime::suite(&suite) {
                     Some(s) => stackimage::suite_stack(s.name),
                     None => {
-                        return Err(format!(
+                        anyhow::bail!(
                             "unknown suite {suite:?}; suites: {}",
                             quarry::runtime::SUITES
                                 .iter()
                                 .map(|s| s.name)
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        ));
+                        );
                     }
                 },
                 None => stackimage::full_name(&name),
@@ -326,10 +325,7 @@ async fn stack(command: StackCommand) -> Result<(), String> {
         StackCommand::List { json } => {
             let images = stackimage::list(&docker).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&images).map_err(|e| e.to_string())?
-                );
+                println!("{}", serde_json::to_string_pretty(&images)?);
             } else if images.is_empty() {
                 println!(
                     "no stack images yet: `quarry stack build` makes {}",
@@ -352,7 +348,7 @@ async fn stack(command: StackCommand) -> Result<(), String> {
     }
 }
 
-fn keys(command: KeysCommand) -> Result<(), String> {
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Add {
             name,
@@ -361,17 +357,17 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             apps,
             create,
         } => {
-            quarry::validate::key_name(&name).map_err(|e| e.to_string())?;
+            quarry::validate::key_name(&name)?;
             for app in &apps {
-                quarry::validate::app_name(app).map_err(|e| format!("--apps: {e}"))?;
+                quarry::validate::app_name(app).context("--apps")?;
             }
             let mut text = String::new();
             std::io::stdin()
                 .take(quarry::validate::MAX_KEY_LEN as u64 + 1)
                 .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+                .context("cannot read the key from standard input")?;
             let (public_key, fingerprint) = parse_public_key(&text)?;
-            let store = Store::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+            let store = Store::open(&data).with_context(|| data.display().to_string())?;
             store.add_key(&KeyRecord {
                 name: name.clone(),
                 role,
@@ -385,8 +381,8 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::List { data } => {
-            let store = Store::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-            for k in store.keys().map_err(|e| e.to_string())? {
+            let store = Store::open(&data).with_context(|| data.display().to_string())?;
+            for k in store.keys()? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     k.name,
@@ -398,18 +394,18 @@ fn keys(command: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::Hq { data } => {
-            let store = Store::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-            let key = quarry::remote::hq_key(store.root()).map_err(|e| e.to_string())?;
+            let store = Store::open(&data).with_context(|| data.display().to_string())?;
+            let key = quarry::remote::hq_key(store.root())?;
             print!("{}", quarry::remote::hq_public_line(&key));
             Ok(())
         }
         KeysCommand::Remove { name, data } => {
-            let store = Store::open(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-            if store.remove_key(&name).map_err(|e| e.to_string())? {
+            let store = Store::open(&data).with_context(|| data.display().to_string())?;
+            if store.remove_key(&name)? {
                 println!("removed key {name}");
                 Ok(())
             } else {
-                Err(format!("no key named {name}"))
+                anyhow::bail!("no key named {name}")
             }
         }
     }

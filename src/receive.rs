@@ -190,12 +190,6 @@ pub enum ArchiveError {
     Failed { commit: String, stderr: String },
 }
 
-impl From<ArchiveError> for String {
-    fn from(e: ArchiveError) -> String {
-        e.to_string()
-    }
-}
-
 /// `git archive --format=tar <treeish>` (a commit, or `<commit>:<dir>`),
 /// read through the quarantine variables in `git_env` and streamed into a
 /// file in `spool` with at most `cap` bytes; a bigger tree stops git there.

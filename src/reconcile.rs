@@ -287,14 +287,7 @@ async fn sweep(
         }
         let dead: Vec<&launch::Found> = found
             .iter()
-            .filter(|c| {
-                use crate::launch::ContainerState as S;
-                c.app == app
-                    && match c.state {
-                        S::Running | S::Restarting | S::Created => false,
-                        S::Paused | S::Removing | S::Exited | S::Dead | S::Unknown => true,
-                    }
-            })
+            .filter(|c| c.app == app && !c.state.is_alive())
             .collect();
         let Some(live) = d
             .store

@@ -34,12 +34,6 @@ pub enum FirstDeployError {
     TimedOut { secs: u64 },
 }
 
-impl From<FirstDeployError> for String {
-    fn from(e: FirstDeployError) -> String {
-        e.to_string()
-    }
-}
-
 /// An io error of the step `what`, for `map_err`.
 fn state_io(what: impl Into<String>) -> impl FnOnce(io::Error) -> FirstDeployError {
     let what = what.into();

@@ -17,12 +17,6 @@ pub enum BuildError {
     NoImage { tag: String },
 }
 
-impl From<BuildError> for String {
-    fn from(e: BuildError) -> String {
-        e.to_string()
-    }
-}
-
 impl BuildError {
     /// The engine's terse error for `app`, saying what to do where it can.
     pub fn explain(app: &str, message: &str) -> BuildError {

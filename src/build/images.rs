@@ -21,12 +21,6 @@ pub enum ImageError {
     },
 }
 
-impl From<ImageError> for String {
-    fn from(e: ImageError) -> String {
-        e.to_string()
-    }
-}
-
 /// Refuses an image another app owns, or one named by its id.
 pub fn check_image(app: &str, file: &str, reference: &str) -> Result<(), ImageError> {
     let name = normalize(reference);

@@ -101,9 +101,3 @@ impl From<crate::stack::StackError> for BuildpackError {
         BuildpackError::Stack(e)
     }
 }
-
-impl From<BuildpackError> for String {
-    fn from(e: BuildpackError) -> String {
-        e.to_string()
-    }
-}

@@ -30,9 +30,3 @@ pub enum ProviderError {
         why: String,
     },
 }
-
-impl From<ProviderError> for String {
-    fn from(e: ProviderError) -> String {
-        e.to_string()
-    }
-}

@@ -54,8 +54,9 @@ type Fail = CommandError;
 
 type Res = Result<(), Fail>;
 
-fn fail(msg: impl Into<String>) -> Fail {
-    CommandError::Failed(msg.into())
+/// Any failure of the work itself (exit 1), told by its own message.
+fn fail(e: impl std::fmt::Display) -> Fail {
+    CommandError::Failed(e.to_string())
 }
 
 /// Run one command; returns its exit code.

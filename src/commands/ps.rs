@@ -191,7 +191,7 @@ pub(super) async fn ps_stop_start(
             d.store.set_status(app, status).map_err(io)
         },
         || {
-            let _ = d.store.set_status(app, before);
+            let _ = d.store.restore_status(app, before);
         },
     )
     .await

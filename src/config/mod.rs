@@ -35,12 +35,6 @@ pub enum ConfigError {
     Network(#[from] crate::network::NetConfigError),
 }
 
-impl From<ConfigError> for String {
-    fn from(e: ConfigError) -> String {
-        e.to_string()
-    }
-}
-
 /// `<data>/config.yml`. Every key is optional.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {

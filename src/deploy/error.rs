@@ -133,13 +133,6 @@ impl From<StackError> for DeployError {
     }
 }
 
-/// Callers that still speak in lines take the message.
-impl From<DeployError> for String {
-    fn from(e: DeployError) -> String {
-        e.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +174,7 @@ mod tests {
             "provider exec added machine m-1 but Quarry cannot use it: server q2 left the fleet while provisioned"
         );
         assert_eq!(
-            String::from(DeployError::PlacedNothing),
+            DeployError::PlacedNothing.to_string(),
             "the grid placed nothing"
         );
     }

@@ -28,13 +28,6 @@ pub enum StateError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Callers that still speak in messages take the line as it reads.
-impl From<StateError> for String {
-    fn from(e: StateError) -> String {
-        e.to_string()
-    }
-}
-
 /// Memory a node container takes on the grid when quarry.yml sets none (MiB).
 pub const DEFAULT_SLICE_MIB: u64 = 256;
 

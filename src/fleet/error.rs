@@ -60,12 +60,6 @@ pub enum FleetError {
     ImageMissing { image: String },
 }
 
-impl From<FleetError> for String {
-    fn from(e: FleetError) -> String {
-        e.to_string()
-    }
-}
-
 /// An I/O error on `path`.
 pub(super) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> FleetError + '_ {
     move |source| FleetError::Io {

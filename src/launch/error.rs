@@ -44,13 +44,6 @@ pub enum LaunchError {
     RemoveVolume { name: String, message: String },
 }
 
-/// Callers that still speak in messages take the line as it reads.
-impl From<LaunchError> for String {
-    fn from(e: LaunchError) -> String {
-        e.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,35 @@ impl ContainerState {
             .unwrap_or(ContainerState::Unknown)
     }
 
+    /// Whether the engine may move a container from `self` to `to`
+    /// (Docker's lifecycle; staying put always may). A state Quarry does
+    /// not know may become anything.
+    pub fn can_become(self, to: ContainerState) -> bool {
+        use ContainerState::*;
+        self == to
+            || to == Unknown
+            || match self {
+                Created => matches!(to, Running | Removing | Dead),
+                Running => matches!(to, Paused | Restarting | Exited | Removing | Dead),
+                Paused => matches!(to, Running | Exited | Removing | Dead),
+                Restarting => matches!(to, Running | Exited | Removing | Dead),
+                Exited => matches!(to, Running | Restarting | Removing | Dead),
+                Removing => matches!(to, Dead),
+                Dead => matches!(to, Removing),
+                Unknown => true,
+            }
+    }
+
+    /// Running now, or on its way there without anyone's help (its restart
+    /// policy or a start in flight): not for the reconciler to replace.
+    pub fn is_alive(self) -> bool {
+        use ContainerState::*;
+        match self {
+            Running | Restarting | Created => true,
+            Paused | Removing | Exited | Dead | Unknown => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerState::Created => "created",
@@ -342,4 +371,62 @@ pub async fn published(
         };
         format!("{ip}:{port}").parse().ok()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ContainerState::{self, *};
+
+    const ALL: [ContainerState; 8] = [
+        Created, Running, Paused, Restarting, Removing, Exited, Dead, Unknown,
+    ];
+
+    #[test]
+    fn container_states_follow_dockers_lifecycle() {
+        let allowed = [
+            (Created, Running),
+            (Created, Removing),
+            (Created, Dead),
+            (Running, Paused),
+            (Running, Restarting),
+            (Running, Exited),
+            (Running, Removing),
+            (Running, Dead),
+            (Paused, Running),
+            (Paused, Exited),
+            (Paused, Removing),
+            (Paused, Dead),
+            (Restarting, Running),
+            (Restarting, Exited),
+            (Restarting, Removing),
+            (Restarting, Dead),
+            (Exited, Running),
+            (Exited, Restarting),
+            (Exited, Removing),
+            (Exited, Dead),
+            (Removing, Dead),
+            (Dead, Removing),
+        ];
+        for from in ALL {
+            for to in ALL {
+                let want =
+                    from == to || to == Unknown || from == Unknown || allowed.contains(&(from, to));
+                assert_eq!(from.can_become(to), want, "{from:?} -> {to:?}");
+            }
+        }
+        // Nothing comes back from removal.
+        assert!(!Removing.can_become(Running) && !Dead.can_become(Running));
+    }
+
+    #[test]
+    fn words_round_trip_and_a_new_word_is_unknown() {
+        for s in ALL {
+            if s != Unknown {
+                assert_eq!(ContainerState::parse(s.as_str()), s);
+            }
+        }
+        assert_eq!(ContainerState::parse("hibernating"), Unknown);
+        let alive: Vec<_> = ALL.into_iter().filter(|s| s.is_alive()).collect();
+        assert_eq!(alive, [Created, Running, Restarting]);
+    }
 }

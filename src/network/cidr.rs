@@ -32,13 +32,6 @@ pub enum NetConfigError {
     Prefix { min: u8, found: u8 },
 }
 
-/// config.yml's loader speaks in text.
-impl From<NetConfigError> for String {
-    fn from(e: NetConfigError) -> String {
-        e.to_string()
-    }
-}
-
 /// An IPv4 network: address and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cidr {

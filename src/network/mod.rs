@@ -63,13 +63,6 @@ pub enum NetworkError {
     List(String),
 }
 
-/// Callers that still speak in text keep their `?`.
-impl From<NetworkError> for String {
-    fn from(e: NetworkError) -> String {
-        e.to_string()
-    }
-}
-
 fn routes() -> Vec<Cidr> {
     host_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default())
 }

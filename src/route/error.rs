@@ -65,13 +65,6 @@ impl RouteError {
     }
 }
 
-/// Callers that still speak in text keep their `?`.
-impl From<RouteError> for String {
-    fn from(e: RouteError) -> String {
-        e.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,9 +91,7 @@ mod tests {
             "old nginx workers did not stop accepting within 15s"
         );
         assert_eq!(
-            String::from(RouteError::Table(TableError::Mismatch {
-                app: "shop".into()
-            })),
+            RouteError::Table(TableError::Mismatch { app: "shop".into() }).to_string(),
             "nginx holds other routes for shop than were written"
         );
     }

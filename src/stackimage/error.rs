@@ -51,10 +51,3 @@ pub enum StackImageError {
     #[error("cannot list images: {0}")]
     List(String),
 }
-
-/// Callers that still speak in text keep their `?`.
-impl From<StackImageError> for String {
-    fn from(e: StackImageError) -> String {
-        e.to_string()
-    }
-}

@@ -71,13 +71,6 @@ pub enum KeyError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Callers that still speak in text keep their `?`.
-impl From<KeyError> for String {
-    fn from(e: KeyError) -> String {
-        e.to_string()
-    }
-}
-
 /// A public key line → (canonical OpenSSH form, `SHA256:` fingerprint).
 pub fn parse_public_key(line: &str) -> Result<(String, String), KeyError> {
     let line = line.trim();

@@ -27,6 +27,20 @@ impl AppStatus {
         AppStatus::ALL.into_iter().find(|a| a.as_str() == s)
     }
 
+    /// Whether an app may go from `self` to `to` (staying put always may).
+    /// A stopped app stays stopped when a deploy fails; a live one stays
+    /// live (its release still serves); `new` is never gone back to.
+    pub fn can_become(self, to: AppStatus) -> bool {
+        use AppStatus::*;
+        self == to
+            || match self {
+                New => matches!(to, Live | Disabled | Failed),
+                Live => matches!(to, Disabled),
+                Disabled => matches!(to, Live),
+                Failed => matches!(to, Live | Disabled),
+            }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AppStatus::New => "new",
@@ -52,6 +66,20 @@ pub enum ReleaseStatus {
 }
 
 impl ReleaseStatus {
+    /// Whether a release may go from `self` to `to` (staying put always
+    /// may). A failed release stays failed; a superseded one becomes live
+    /// again only when start-up repair finds it served last.
+    pub fn can_become(self, to: ReleaseStatus) -> bool {
+        use ReleaseStatus::*;
+        self == to
+            || match self {
+                Deploying => matches!(to, Live | Failed),
+                Live => matches!(to, Superseded),
+                Superseded => matches!(to, Live),
+                Failed => false,
+            }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseStatus::Deploying => "deploying",
@@ -124,7 +152,27 @@ impl Store {
         }
     }
 
+    /// Move the app to `status`; a change [`AppStatus::can_become`] forbids
+    /// is refused (`InvalidInput`) and nothing is written.
     pub fn set_status(&self, app: &str, status: AppStatus) -> io::Result<()> {
+        let now = self.status(app);
+        if !now.can_become(status) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: app {app} cannot go from {} to {}",
+                    self.app_dir(app).join("status").display(),
+                    now.as_str(),
+                    status.as_str()
+                ),
+            ));
+        }
+        self.restore_status(app, status)
+    }
+
+    /// Put back the status an app had before a change that failed (the
+    /// undo of [`Store::set_status`], so not a transition of its own).
+    pub fn restore_status(&self, app: &str, status: AppStatus) -> io::Result<()> {
         write_atomic(
             &self.app_dir(app).join("status"),
             format!("{}\n", status.as_str()).as_bytes(),
@@ -171,14 +219,133 @@ impl Store {
         Ok(self.releases(app)?.last().map_or(1, |r| r.number + 1))
     }
 
+    /// Write a release record. Over an existing one, its status may only
+    /// change as [`ReleaseStatus::can_become`] allows (`InvalidInput`
+    /// otherwise, and nothing is written).
     pub fn write_release(&self, app: &str, release: &Release) -> io::Result<()> {
+        let path = self.release_path(app, release.number);
+        if let Some(old) = read_json::<Release>(&path)?
+            && !old.status.can_become(release.status)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: release v{} cannot go from {} to {}",
+                    path.display(),
+                    release.number,
+                    old.status.as_str(),
+                    release.status.as_str()
+                ),
+            ));
+        }
         // The env snapshot holds secrets: owner-only.
-        write_json(&self.release_path(app, release.number), release, 0o600)
+        write_json(&path, release, 0o600)
     }
 
     pub(super) fn release_path(&self, app: &str, number: u32) -> PathBuf {
         self.app_dir(app)
             .join("releases")
             .join(format!("v{number}.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_status_transitions_are_the_listed_ones() {
+        use AppStatus::*;
+        let allowed = [
+            (New, Live),
+            (New, Disabled),
+            (New, Failed),
+            (Live, Disabled),
+            (Disabled, Live),
+            (Failed, Live),
+            (Failed, Disabled),
+        ];
+        for from in AppStatus::ALL {
+            for to in AppStatus::ALL {
+                let want = from == to || allowed.contains(&(from, to));
+                assert_eq!(from.can_become(to), want, "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn release_status_transitions_are_the_listed_ones() {
+        use ReleaseStatus::*;
+        let all = [Deploying, Live, Superseded, Failed];
+        let allowed = [
+            (Deploying, Live),
+            (Deploying, Failed),
+            (Live, Superseded),
+            (Superseded, Live),
+        ];
+        for from in all {
+            for to in all {
+                let want = from == to || allowed.contains(&(from, to));
+                assert_eq!(from.can_become(to), want, "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    fn release(number: u32, status: ReleaseStatus) -> Release {
+        Release {
+            number,
+            commit: "c".repeat(40),
+            image: format!("quarry/shop:v{number}"),
+            env: BTreeMap::new(),
+            global_env: BTreeMap::new(),
+            manifest: None,
+            status,
+            reason: None,
+            created: "2026-01-01T00:00:00Z".into(),
+            by: "alice".into(),
+            fingerprint: "SHA256:x".into(),
+            description: "push cccccc".into(),
+        }
+    }
+
+    #[test]
+    fn the_store_refuses_a_forbidden_release_change_and_keeps_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write_release("shop", &release(1, ReleaseStatus::Deploying))
+            .unwrap();
+        store
+            .write_release("shop", &release(1, ReleaseStatus::Failed))
+            .unwrap();
+        let e = store
+            .write_release("shop", &release(1, ReleaseStatus::Live))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .ends_with("releases/v1.json: release v1 cannot go from failed to live"),
+            "{e}"
+        );
+        let kept = store.release("shop", 1).unwrap().unwrap();
+        assert_eq!(kept.status, ReleaseStatus::Failed);
+    }
+
+    #[test]
+    fn the_store_refuses_a_forbidden_app_change_but_an_undo_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_status("shop", AppStatus::Live).unwrap();
+        let e = store.set_status("shop", AppStatus::Failed).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("app shop cannot go from live to failed"),
+            "{e}"
+        );
+        assert_eq!(store.status("shop"), AppStatus::Live);
+        store.set_status("shop", AppStatus::Disabled).unwrap();
+        store.restore_status("shop", AppStatus::Live).unwrap();
+        assert_eq!(store.status("shop"), AppStatus::Live);
+        assert!(store.set_status("shop", AppStatus::New).is_err());
     }
 }

@@ -158,10 +158,7 @@ async fn validate_and_fetch(
     let status = match order.poll_ready(&POLL).await {
         Ok(s) => s,
         Err(e @ instant_acme::Error::Api(_)) => {
-            return Err(match why_invalid(order).await {
-                v @ TlsError::Validation { .. } => v,
-                _ => acme(e),
-            });
+            return Err(failed_challenge(order).await.unwrap_or_else(|| acme(e)));
         }
         Err(e) => return Err(acme(e)),
     };
@@ -175,6 +172,13 @@ async fn validate_and_fetch(
 
 /// The first failed challenge's reason, in the ACME server's words.
 async fn why_invalid(order: &mut instant_acme::Order) -> TlsError {
+    failed_challenge(order)
+        .await
+        .unwrap_or_else(|| TlsError::Acme("the order became invalid".into()))
+}
+
+/// The first failed challenge of the order, naming its domain.
+async fn failed_challenge(order: &mut instant_acme::Order) -> Option<TlsError> {
     let mut authz = order.authorizations();
     while let Some(a) = authz.next().await {
         let Ok(mut a) = a else { continue };
@@ -184,14 +188,14 @@ async fn why_invalid(order: &mut instant_acme::Order) -> TlsError {
         };
         for c in &state.challenges {
             if let Some(p) = &c.error {
-                return TlsError::Validation {
+                return Some(TlsError::Validation {
                     domain,
                     reason: problem_text(p),
-                };
+                });
             }
         }
     }
-    TlsError::Acme("the order became invalid".into())
+    None
 }
 
 /// The stored account for this directory, or a new one.
