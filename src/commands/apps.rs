@@ -74,72 +74,18 @@ pub(super) async fn apps_create(d: &Daemon, key: &KeyRecord, app: &str, out: &Ou
 pub(super) async fn apps_destroy(d: &Daemon, key: &KeyRecord, app: &str, out: &Output) -> Res {
     require_app(d, key, app)?;
     require_admin(key, "destroying an app")?;
-    let progress = Progress::silent();
-    let _lock = d
-        .locks
-        .acquire(&d.store, app, &progress, std::time::Duration::from_secs(60))
-        .await
-        .map_err(fail)?;
-    d.router.remove_app(app).await.map_err(fail)?;
-    // A later app of the same name must not inherit its certificate and key.
-    crate::tls::disable(d, app)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let containers = d.containers(Some(app)).await.map_err(fail)?;
-    for c in &containers {
-        launch::remove(&d.docker_on(&c.server), &c.id, 5)
-            .await
-            .map_err(fail)?;
-    }
-    // Its images, volumes and networks, on every server that answers.
-    let releases = d.store.releases(app).map_err(io)?;
-    for (server, docker) in d.fleet.answering() {
-        d.networks
-            .remove(&docker, &d.instance, &server.name, app)
-            .await
-            .map_err(fail)?;
-        for r in &releases {
-            let _ = docker
-                .remove_image(
-                    &r.image,
-                    None::<bollard::query_parameters::RemoveImageOptions>,
-                    None,
-                )
-                .await;
-        }
-        crate::buildpack::remove_deps_images(&docker, app, &Default::default()).await;
-        for volume in launch::volumes(&docker, &d.instance, Some(app))
-            .await
-            .map_err(fail)?
-        {
-            launch::remove_volume(&docker, &volume.name)
-                .await
-                .map_err(fail)?;
-        }
-    }
-    // Grants go with the app: whoever creates the name again starts with
-    // no deployers of the old one.
-    let revoked = d.store.revoke_app(app).map_err(io)?;
-    if !revoked.is_empty() {
+    let destroyed = deploy::destroy(d, app).await.map_err(fail)?;
+    if !destroyed.revoked.is_empty() {
         d.store.audit(
             None,
             key,
             "keys:revoke",
-            &format!("{app} from {}", revoked.join(", ")),
+            &format!("{app} from {}", destroyed.revoked.join(", ")),
         );
     }
-    // Move aside first so a half-removed app never looks like an app.
-    let dir = d.store.app_dir(app);
-    let trash = d
-        .store
-        .root()
-        .join("stacks")
-        .join(format!(".destroyed-{app}-{}", std::process::id()));
-    std::fs::rename(&dir, &trash).map_err(io)?;
-    std::fs::remove_dir_all(&trash).map_err(io)?;
     out.out(format!(
         "destroyed {app}: {} container(s) removed\n",
-        containers.len()
+        destroyed.containers
     ))
     .await;
     Ok(())

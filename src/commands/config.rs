@@ -86,7 +86,7 @@ pub(super) async fn config_change(
             return Ok(0);
         };
         let env = d.store.app_env(app).map_err(io)?;
-        match rerelease(d, key, app, &live, env, description, &p).await {
+        match deploy::rerelease(d, key, app, &live, env, description, &p).await {
             Ok(n) => Ok(n),
             Err(e) => {
                 // The vars are part of what failed: put them back as they were.
@@ -96,7 +96,7 @@ pub(super) async fn config_change(
                         None => d.store.unset_app_env(app, k).map(|_| ()),
                     };
                 }
-                Err(e)
+                Err(fail(e))
             }
         }
     })

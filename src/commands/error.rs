@@ -41,21 +41,6 @@ impl CommandError {
             CommandError::Exited { code, .. } => *code,
         }
     }
-
-    /// The same failure, its message rewritten by `f` (context added).
-    pub(super) fn map_message(self, f: impl FnOnce(String) -> String) -> CommandError {
-        match self {
-            CommandError::Failed(m) => CommandError::Failed(f(m)),
-            CommandError::Usage(m) => CommandError::Usage(f(m)),
-            CommandError::NotFound(m) => CommandError::NotFound(f(m)),
-            CommandError::Denied(m) => CommandError::Denied(f(m)),
-            CommandError::Conflict(m) => CommandError::Conflict(f(m)),
-            CommandError::Exited { message, code } => CommandError::Exited {
-                message: f(message),
-                code,
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -74,11 +59,6 @@ mod tests {
         for (e, code) in cases {
             assert_eq!(e.exit_code(), code, "{e:?}");
             assert_eq!(e.to_string(), "boom");
-            let e = e.map_message(|m| format!("draining h1: {m}"));
-            assert_eq!(
-                (e.exit_code(), e.to_string().as_str()),
-                (code, "draining h1: boom")
-            );
         }
         let exited = CommandError::Exited {
             message: String::new(),

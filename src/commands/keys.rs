@@ -90,14 +90,19 @@ pub(super) async fn keys_add(
 
 pub(super) async fn keys_remove(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
     require_admin(key, "removing keys")?;
-    let keys = d.store.keys().map_err(io)?;
-    let admins = keys.iter().filter(|k| k.role == Role::Admin).count();
-    if keys.iter().any(|k| k.name == name && k.role == Role::Admin) && admins == 1 {
-        return Err(CommandError::Conflict(format!(
-            "{name} is the last admin key; add another admin first"
-        )));
-    }
-    if !d.store.remove_key(name).map_err(io)? {
+    let removed = d.store.remove_key(name).map_err(|e| match e {
+        store::KeyError::LastAdmin(_) => CommandError::Conflict(e.to_string()),
+        store::KeyError::Empty
+        | store::KeyError::TooLong
+        | store::KeyError::Lines
+        | store::KeyError::NotOpenSsh(_)
+        | store::KeyError::Algorithm(_)
+        | store::KeyError::Name(_)
+        | store::KeyError::NameTaken(_)
+        | store::KeyError::Registered(_)
+        | store::KeyError::Io { .. } => fail(e),
+    })?;
+    if !removed {
         return Err(CommandError::NotFound(format!("no key named {name}")));
     }
     out.out(format!("removed key {name}\n")).await;

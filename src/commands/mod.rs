@@ -18,7 +18,7 @@ use crate::deploy;
 use crate::launch;
 use crate::progress::Progress;
 use crate::stack;
-use crate::store::{self, KeyRecord, Release, ReleaseStatus, Role};
+use crate::store::{self, KeyRecord, Release, Role};
 
 mod apps;
 mod certs;

@@ -116,7 +116,7 @@ pub(super) async fn ps_restart(
             .live_release(app)
             .map_err(io)?
             .ok_or_else(|| fail(format!("{app} has no live release to restart")))?;
-        rerelease(
+        deploy::rerelease(
             d,
             key,
             app,
@@ -126,6 +126,7 @@ pub(super) async fn ps_restart(
             &p,
         )
         .await
+        .map_err(fail)
     })
     .await;
     result.map(|_| ())

@@ -1,4 +1,5 @@
-//! `releases`, `releases:info`, `rollback`, and `rerelease` (a new release of the same image, for config changes and restarts).
+//! `releases`, `releases:info` and `rollback` (the rollback itself is
+//! [`deploy::rollback`]).
 //! May touch: what the handlers in `commands` may (the db, the engines through
 //! launch/deploy).
 
@@ -115,43 +116,6 @@ pub(super) async fn releases_info(
     Ok(())
 }
 
-/// Make a new release from `base` with `env` and roll it out.
-pub(super) async fn rerelease(
-    d: &Daemon,
-    key: &KeyRecord,
-    app: &str,
-    base: &Release,
-    env: BTreeMap<String, String>,
-    description: String,
-    p: &Progress,
-) -> Result<u32, Fail> {
-    let stack = stack::from_release(base).map_err(io)?;
-    let number = d.store.next_release_number(app).map_err(io)?;
-    let mut release = Release {
-        number,
-        commit: base.commit.clone(),
-        image: base.image.clone(),
-        env,
-        global_env: d.store.global_env().map_err(io)?,
-        manifest: base.manifest.clone(),
-        created: store::now_rfc3339(),
-        by: key.name.clone(),
-        fingerprint: key.fingerprint.clone(),
-        description,
-        status: ReleaseStatus::Deploying,
-        reason: None,
-    };
-    d.store.write_release(app, &release).map_err(io)?;
-    p.step(format!(
-        "Releasing v{number} of {app}: {}",
-        release.description
-    ));
-    let result = deploy::apply(d, app, &release, &stack, p).await;
-    deploy::finish(d, app, &mut release, result, p).map_err(fail)?;
-    p.step(format!("Released v{number}"));
-    Ok(number)
-}
-
 pub(super) async fn rollback(
     d: &Daemon,
     key: &KeyRecord,
@@ -160,63 +124,10 @@ pub(super) async fn rollback(
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
-    let result = with_progress(out, |p| async move {
-        let _lock = d
-            .locks
-            .acquire(&d.store, app, &p, std::time::Duration::from_secs(600))
-            .await
-            .map_err(io)?;
-        let all = d.store.releases(app).map_err(io)?;
-        let live = all
-            .iter()
-            .rev()
-            .find(|r| r.status == ReleaseStatus::Live)
-            .cloned();
-        let target = match target {
-            Some(n) => all
-                .iter()
-                .find(|r| r.number == n)
-                .cloned()
-                .ok_or_else(|| fail(format!("{app} has no release v{n}")))?,
-            None => {
-                let below = live.as_ref().map_or(u32::MAX, |l| l.number);
-                all.iter()
-                    .rev()
-                    .find(|r| {
-                        r.number < below
-                            && matches!(r.status, ReleaseStatus::Superseded | ReleaseStatus::Live)
-                    })
-                    .cloned()
-                    .ok_or_else(|| fail(format!(
-                        "{app} has no earlier successful release to roll back to"
-                    )))?
-            }
-        };
-        if target.status == ReleaseStatus::Failed {
-            return Err(fail(format!(
-                "v{} of {app} never served (it failed); pick a release that did",
-                target.number
-            )));
-        }
-        if d.docker.inspect_image(&target.image).await.is_err() {
-            return Err(fail(format!(
-                "the image of v{} ({}) was pruned (quarry.yml releases.keep); push commit {} again instead",
-                target.number,
-                target.image,
-                &target.commit[..7.min(target.commit.len())]
-            )));
-        }
-        rerelease(
-            d,
-            key,
-            app,
-            &target,
-            target.env.clone(),
-            format!("rollback to v{}", target.number),
-            &p,
-        )
-        .await
+    with_progress(out, |p| async move {
+        deploy::rollback(d, key, app, target, &p).await
     })
-    .await;
-    result.map(|_| ())
+    .await
+    .map(|_| ())
+    .map_err(fail)
 }

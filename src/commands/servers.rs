@@ -245,27 +245,9 @@ pub(super) async fn containers_on(d: &Daemon, name: &str) -> Result<Vec<launch::
 pub(super) async fn servers_drain(d: &Daemon, key: &KeyRecord, name: &str, out: &Output) -> Res {
     require_admin(key, "draining servers")?;
     require_server(d, name)?;
-    d.fleet
-        .set_state(&d.store, name, crate::fleet::ServerState::Draining)
+    with_progress(out, |p| async move { deploy::drain(d, name, &p).await })
+        .await
         .map_err(fail)?;
-    let on_it: BTreeSet<String> = containers_on(d, name)
-        .await?
-        .into_iter()
-        .map(|c| c.app)
-        .collect();
-    for app in on_it {
-        // Applying the live release again replaces what sits on a draining server.
-        out.err(format!("-----> Moving {app} off {name}\n")).await;
-        change_and_apply(d, &app, out, None, |_| Ok(()), || {})
-            .await
-            .map_err(|e| {
-                e.map_message(|e| {
-                    format!(
-                        "draining {name}: {e}; the server stays draining, run servers:drain again"
-                    )
-                })
-            })?;
-    }
     out.out(format!(
         "{name} is drained: it holds no containers and takes no new ones\n"
     ))

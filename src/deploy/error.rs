@@ -77,6 +77,17 @@ pub enum DeployError {
     /// Provisioning failed; the text names the machine given back.
     #[error("{0}")]
     Provision(String),
+    #[error("{app} has no live release yet: push it first")]
+    NoLive { app: String },
+    #[error("draining {server}: {source}; the server stays draining, run servers:drain again")]
+    Drain {
+        server: String,
+        source: Box<DeployError>,
+    },
+    #[error(transparent)]
+    Rollback(#[from] super::releases::RollbackError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("server {0} left the fleet while provisioned")]
     LeftFleet(String),
     #[error("provider {kind} added machine {machine} but Quarry cannot use it: {source}")]

@@ -27,16 +27,22 @@ use crate::route::NodeRoute;
 use crate::stack::{self, Stack};
 use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus, Role};
 
+mod destroy;
+mod drain;
 mod error;
 mod execute;
 pub mod homes;
 mod prune;
+mod releases;
 pub mod scale;
 mod state;
 
+pub use destroy::{Destroyed, destroy};
+pub use drain::{drain, reapply};
 pub use error::DeployError;
 pub use execute::{apply, apply_restarting, reroute};
 pub use prune::prune_images;
+pub use releases::{RollbackError, rerelease, rollback, rollback_target};
 pub use state::*;
 
 /// How long a second deploy of the same app waits for the first.

@@ -66,6 +66,8 @@ pub enum KeyError {
     NameTaken(String),
     #[error("this key is registered already as {0}")]
     Registered(String),
+    #[error("{0} is the last admin key; add another admin first")]
+    LastAdmin(String),
     /// `keys/` or one key's file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -142,12 +144,32 @@ impl Store {
         write_json(&path, record, 0o600).map_err(|source| KeyError::Io { path, source })
     }
 
-    pub fn remove_key(&self, name: &str) -> io::Result<bool> {
+    /// Remove the key `name`; `Ok(false)` when there is none. The last
+    /// admin key is never removed (over SSH or from the local CLI alike):
+    /// the check and the removal hold `keys/.lock`, so two admins removing
+    /// each other at once leave one.
+    pub fn remove_key(&self, name: &str) -> Result<bool, KeyError> {
+        let dir = self.root.join("keys");
+        let io_at = |path: PathBuf| move |source| KeyError::Io { path, source };
+        fs::create_dir_all(&dir).map_err(io_at(dir.clone()))?;
+        let lock_path = dir.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_at(lock_path.clone()))?;
+        lock.lock().map_err(io_at(lock_path))?;
+        let keys = self.keys().map_err(io_at(dir))?;
+        let admins = keys.iter().filter(|k| k.role == Role::Admin).count();
+        if admins == 1 && keys.iter().any(|k| k.name == name && k.role == Role::Admin) {
+            return Err(KeyError::LastAdmin(name.to_string()));
+        }
         let path = self.key_path(name);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(at(&path)(e)),
+            Err(source) => Err(KeyError::Io { path, source }),
         }
     }
 
@@ -179,5 +201,45 @@ impl Store {
             write_json(&self.key_path(name), &k, 0o600)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, role: Role) -> KeyRecord {
+        KeyRecord {
+            name: name.into(),
+            role,
+            apps: Vec::new(),
+            create: false,
+            public_key: String::new(),
+            fingerprint: format!("SHA256:{name}"),
+            added: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_admin_key_stays_and_others_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (name, role) in [
+            ("root", Role::Admin),
+            ("ops", Role::Admin),
+            ("dev", Role::Deployer),
+        ] {
+            store.add_key(&key(name, role)).unwrap();
+        }
+        assert!(store.remove_key("ops").unwrap());
+        let e = store.remove_key("root").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "root is the last admin key; add another admin first"
+        );
+        assert!(store.remove_key("dev").unwrap());
+        assert!(!store.remove_key("ghost").unwrap());
+        let left: Vec<String> = store.keys().unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(left, ["root"]);
     }
 }
