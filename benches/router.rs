@@ -61,7 +61,7 @@ async fn upstream(body: &'static str) -> (SocketAddr, tokio::task::JoinHandle<()
 fn route(app: &str, upstreams: &[SocketAddr]) -> Vec<NodeRoute> {
     vec![NodeRoute {
         node: "web".into(),
-        domains: vec![format!("{app}.localhost")],
+        domains: vec![quarry::validate::domain(&format!("{app}.localhost")).expect("a domain")],
         upstreams: upstreams.to_vec(),
     }]
 }

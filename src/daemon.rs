@@ -31,7 +31,7 @@ pub struct Daemon {
     /// `quarry.instance` label value of this data dir.
     pub instance: String,
     /// Apps answer at `<app>.<root_domain>`.
-    pub root_domain: String,
+    pub root_domain: crate::validate::Domain,
     /// Address web containers publish their port on (this server's address).
     pub publish_address: String,
     pub pushes: Pushes,
@@ -104,8 +104,14 @@ impl Daemon {
     }
 
     /// `<app>.<root domain>`.
-    pub fn default_domain(&self, app: &str) -> String {
-        format!("{app}.{}", self.root_domain)
+    /// Fails only for a name that is no app name (apps are checked at the
+    /// edge; the parse keeps the result a [`crate::validate::Domain`]).
+    pub fn default_domain(
+        &self,
+        app: &str,
+    ) -> Result<crate::validate::Domain, crate::validate::Invalid> {
+        let app = crate::validate::app_name(app)?;
+        crate::validate::Domain::under(&app, &self.root_domain)
     }
 }
 

@@ -153,7 +153,7 @@ fn of_app(store: &Store, root: &str, app: &str) -> Result<BTreeSet<String>, Clai
         && let Ok(stack) = crate::stack::from_release(&live)
     {
         for node in stack.manifest.nodes.values() {
-            set.extend(node.domains.iter().cloned());
+            set.extend(node.domains.iter().map(|d| d.to_string()));
         }
     }
     Ok(set)

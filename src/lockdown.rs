@@ -40,8 +40,12 @@ pub enum LockdownError {
     Server { server: String, reason: String },
     #[error("nft is not installed on this machine (apt-get install nftables)")]
     NoNft,
+    /// The engine refused the build of `quarry-base/nft`.
     #[error("cannot build the image quarry-base/nft: {0}")]
     Image(String),
+    /// Its build context (`ldd` of nft, the tar) could not be made.
+    #[error("cannot build the image quarry-base/nft: {0}")]
+    ImageContext(#[source] std::io::Error),
     #[error("{path}: {reason}")]
     State { path: String, reason: String },
 }

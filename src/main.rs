@@ -189,10 +189,13 @@ fn main() -> ExitCode {
             root_domain,
             nginx,
         } => {
-            if let Err(e) = quarry::validate::domain(&root_domain) {
-                eprintln!("quarry: --root-domain: {e}");
-                return ExitCode::from(2);
-            }
+            let root_domain = match quarry::validate::domain(&root_domain) {
+                Ok(domain) => domain,
+                Err(e) => {
+                    eprintln!("quarry: --root-domain: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             if let Err(e) = quarry::logging::init() {
                 eprintln!("quarry: {e}");
                 return ExitCode::from(2);

@@ -118,7 +118,7 @@ pub struct Node {
     /// MiB: the slice size on the grid; `None` lets the launcher choose.
     pub memory: Option<u32>,
     /// Besides `<app>.<root domain>`; web nodes only, each domain on one node.
-    pub domains: Vec<String>,
+    pub domains: Vec<crate::validate::Domain>,
     /// Web nodes only; `None` lets the launcher use its default check.
     pub healthcheck: Option<HealthCheck>,
     /// Added to (and overriding) the manifest's top-level env.

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::store::write_atomic;
-use crate::validate;
+use crate::validate::Domain;
 
 mod adopt;
 pub mod dynamic;
@@ -42,8 +42,8 @@ pub use tls::{Challenge, SiteTls, decorate};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRoute {
     pub node: String,
-    /// Host names, validated by [`validate::domain`].
-    pub domains: Vec<String>,
+    /// Host names: a [`Domain`] is safe in `server_name` by construction.
+    pub domains: Vec<Domain>,
     /// Every container of the node: `address:port`.
     pub upstreams: Vec<SocketAddr>,
 }
@@ -126,7 +126,6 @@ pub fn render_app(app: &str, listen: SocketAddr, routes: &[NodeRoute]) -> String
         if r.domains.is_empty() {
             continue;
         }
-        debug_assert!(r.domains.iter().all(|d| validate::domain(d).is_ok()));
         let upstream = upstream_name(app, &r.node);
         if !r.upstreams.is_empty() {
             let _ = writeln!(out, "upstream {upstream} {{");

@@ -32,7 +32,7 @@ pub struct ServeConfig {
     pub https: Option<SocketAddr>,
     /// Where the local server's containers publish their ports.
     pub publish: std::net::IpAddr,
-    pub root_domain: String,
+    pub root_domain: crate::validate::Domain,
     pub nginx: PathBuf,
 }
 

@@ -340,7 +340,7 @@ async fn build_from(
         BUILD_DEADLINE,
     )
     .await
-    .map_err(|e| StackImageError::Build(e.to_string()))?;
+    .map_err(|e| StackImageError::Build(Box::new(e)))?;
     Ok(())
 }
 

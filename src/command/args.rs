@@ -97,9 +97,8 @@ impl<'a> Args<'a> {
     }
 }
 
-pub(super) fn app(s: &str) -> Result<String, ParseError> {
-    validate::app_name(s).map_err(|e| ParseError::usage(e.to_string()))?;
-    Ok(s.to_string())
+pub(super) fn app(s: &str) -> Result<validate::AppName, ParseError> {
+    validate::app_name(s).map_err(|e| ParseError::usage(e.to_string()))
 }
 
 pub(super) fn node(s: &str) -> Result<String, ParseError> {
@@ -107,9 +106,8 @@ pub(super) fn node(s: &str) -> Result<String, ParseError> {
     Ok(s.to_string())
 }
 
-pub(super) fn env_key(s: &str) -> Result<String, ParseError> {
-    validate::env_key(s).map_err(|e| ParseError::usage(e.to_string()))?;
-    Ok(s.to_string())
+pub(super) fn env_key(s: &str) -> Result<validate::EnvKey, ParseError> {
+    validate::env_key(s).map_err(|e| ParseError::usage(e.to_string()))
 }
 
 pub(super) fn server_name(s: &str) -> Result<String, ParseError> {
@@ -118,9 +116,8 @@ pub(super) fn server_name(s: &str) -> Result<String, ParseError> {
     Ok(s.to_string())
 }
 
-pub(super) fn domain(s: &str) -> Result<String, ParseError> {
-    validate::domain(s).map_err(|e| ParseError::usage(e.to_string()))?;
-    Ok(s.to_string())
+pub(super) fn domain(s: &str) -> Result<validate::Domain, ParseError> {
+    validate::domain(s).map_err(|e| ParseError::usage(e.to_string()))
 }
 
 pub(super) fn release(s: &str) -> Result<u32, ParseError> {
@@ -138,13 +135,16 @@ pub(super) fn json_only(command: &'static str, words: &[String]) -> Result<bool,
 pub(super) fn app_json(
     command: &'static str,
     words: &[String],
-) -> Result<(String, bool), ParseError> {
+) -> Result<(validate::AppName, bool), ParseError> {
     let a = Args::split(command, words, &["--json"], &[])?;
     Ok((app(a.exactly(1)?[0])?, a.flag("--json")))
 }
 
 /// `COMMAND APP`.
-pub(super) fn app_only(command: &'static str, words: &[String]) -> Result<String, ParseError> {
+pub(super) fn app_only(
+    command: &'static str,
+    words: &[String],
+) -> Result<validate::AppName, ParseError> {
     let a = Args::split(command, words, &[], &[])?;
     app(a.exactly(1)?[0])
 }
@@ -154,7 +154,7 @@ pub(super) fn app_and_many<T>(
     command: &'static str,
     words: &[String],
     each: impl Fn(&str) -> Result<T, ParseError>,
-) -> Result<(String, Vec<T>), ParseError> {
+) -> Result<(validate::AppName, Vec<T>), ParseError> {
     let a = Args::split(command, words, &[], &[])?;
     let p = a.at_least(2)?;
     let rest = p[1..].iter().map(|w| each(w)).collect::<Result<_, _>>()?;
@@ -177,7 +177,9 @@ pub(super) fn optional_one<'w>(a: &Args<'w>) -> Result<Option<&'w str>, ParseErr
 }
 
 /// `COMMAND APP [ONE]`: one positional, then at most one more.
-pub(super) fn app_and_optional<'w>(a: &Args<'w>) -> Result<(String, Option<&'w str>), ParseError> {
+pub(super) fn app_and_optional<'w>(
+    a: &Args<'w>,
+) -> Result<(validate::AppName, Option<&'w str>), ParseError> {
     let p = a.at_least(1)?;
     if p.len() > 2 {
         return Err(a.usage_error("too many arguments"));

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::validate;
+use crate::validate::{self, AppName, Domain, EnvKey};
 
 mod apps;
 mod args;
@@ -39,7 +39,7 @@ pub enum Request {
     /// `git-receive-pack '/app.git'` or `git-upload-pack …`.
     Git {
         service: GitService,
-        app: String,
+        app: AppName,
     },
     Command(Cmd),
 }
@@ -73,63 +73,63 @@ pub enum Cmd {
         json: bool,
     },
     AppsCreate {
-        app: String,
+        app: AppName,
     },
     AppsDestroy {
-        app: String,
+        app: AppName,
     },
     Ps {
-        app: String,
+        app: AppName,
         json: bool,
     },
     PsScale {
-        app: String,
+        app: AppName,
         scale: BTreeMap<String, u32>,
     },
     PsRestart {
-        app: String,
+        app: AppName,
         node: Option<String>,
     },
     PsStop {
-        app: String,
+        app: AppName,
     },
     PsStart {
-        app: String,
+        app: AppName,
     },
     Plan {
-        app: String,
+        app: AppName,
         json: bool,
     },
     Config {
-        app: String,
+        app: AppName,
         json: bool,
     },
     ConfigGet {
-        app: String,
-        key: String,
+        app: AppName,
+        key: EnvKey,
     },
     ConfigSet {
-        app: String,
-        vars: BTreeMap<String, String>,
+        app: AppName,
+        vars: BTreeMap<EnvKey, String>,
     },
     ConfigUnset {
-        app: String,
-        keys: Vec<String>,
+        app: AppName,
+        keys: Vec<EnvKey>,
     },
     Domains {
-        app: String,
+        app: AppName,
         json: bool,
     },
     DomainsAdd {
-        app: String,
-        domains: Vec<String>,
+        app: AppName,
+        domains: Vec<Domain>,
     },
     DomainsRemove {
-        app: String,
-        domains: Vec<String>,
+        app: AppName,
+        domains: Vec<Domain>,
     },
     Logs {
-        app: String,
+        app: AppName,
         lines: usize,
         follow: bool,
         node: Option<String>,
@@ -137,16 +137,16 @@ pub enum Cmd {
         cron: Option<String>,
     },
     Releases {
-        app: String,
+        app: AppName,
         json: bool,
     },
     ReleasesInfo {
-        app: String,
+        app: AppName,
         release: u32,
         json: bool,
     },
     Rollback {
-        app: String,
+        app: AppName,
         release: Option<u32>,
     },
     Servers {
@@ -183,62 +183,62 @@ pub enum Cmd {
     KeysAdd {
         name: String,
         role: crate::store::Role,
-        apps: Vec<String>,
+        apps: Vec<AppName>,
         create: bool,
     },
     KeysRemove {
         name: String,
     },
     Events {
-        app: Option<String>,
+        app: Option<AppName>,
         json: bool,
     },
     Volumes {
-        app: String,
+        app: AppName,
         json: bool,
     },
     VolumesRemove {
-        app: String,
+        app: AppName,
         service: String,
     },
     /// `run`: a one-off container of the live release.
     Run(oneoff::RunArgs),
     /// `enter`: a process in a running container.
     Enter {
-        app: String,
+        app: AppName,
         node: String,
         index: u32,
         command: Option<crate::manifest::Command>,
     },
     Cron {
-        app: String,
+        app: AppName,
         json: bool,
     },
     CronRun {
-        app: String,
+        app: AppName,
         job: String,
     },
     Certs {
-        app: String,
+        app: AppName,
         json: bool,
     },
     CertsEnable {
-        app: String,
+        app: AppName,
     },
     CertsDisable {
-        app: String,
+        app: AppName,
     },
     /// The chain and key come on standard input.
     CertsAdd {
-        app: String,
+        app: AppName,
         /// PEM files on the Quarry host (admins only); else standard input.
         files: Option<CertFiles>,
     },
     CertsRemove {
-        app: String,
+        app: AppName,
     },
     CertsRenew {
-        app: String,
+        app: AppName,
         force: bool,
     },
     /// The HQ's public key, for the servers' authorized_keys.
@@ -326,12 +326,11 @@ pub fn parse_line(line: &str) -> Result<Request, ParseError> {
 }
 
 /// `/myapp.git`, `myapp`, `myapp.git/` → `myapp`.
-fn app_from_repo_path(path: &str) -> Result<String, ParseError> {
+fn app_from_repo_path(path: &str) -> Result<AppName, ParseError> {
     let p = path.strip_prefix('/').unwrap_or(path);
     let p = p.strip_suffix('/').unwrap_or(p);
     let p = p.strip_suffix(".git").unwrap_or(p);
-    validate::app_name(p).map_err(|e| ParseError::usage(e.to_string()))?;
-    Ok(p.to_string())
+    validate::app_name(p).map_err(|e| ParseError::usage(e.to_string()))
 }
 
 fn parse_command(name: &str, words: &[String]) -> Result<Cmd, ParseError> {

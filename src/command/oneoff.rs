@@ -13,7 +13,7 @@ const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
 /// `run` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunArgs {
-    pub app: String,
+    pub app: crate::validate::AppName,
     /// Whose environment and limits; default `web`, else the first node.
     pub node: Option<String>,
     /// Added to (over) the node's environment for this run only.
@@ -100,7 +100,7 @@ pub(super) fn run(command: &'static str, words: &[String]) -> Result<Cmd, ParseE
             .ok_or_else(|| a.usage_error(&format!("--env takes KEY=VALUE, found {value:?}")))?;
         let k = env_key(k)?;
         validate::env_value(&k, v).map_err(|e| ParseError::usage(format!("{k}: {e}")))?;
-        env.push((k, v.to_string()));
+        env.push((k.into_string(), v.to_string()));
     }
     let timeout = match a.options.get("--timeout") {
         None => None,

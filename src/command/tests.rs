@@ -88,8 +88,8 @@ fn commands_parse() {
         Cmd::ConfigSet {
             app: "app".into(),
             vars: [
-                ("GREETING".to_string(), "hello world".to_string()),
-                ("B".to_string(), "x=y".to_string())
+                ("GREETING".into(), "hello world".to_string()),
+                ("B".into(), "x=y".to_string())
             ]
             .into()
         }

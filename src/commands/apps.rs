@@ -24,7 +24,7 @@ pub(super) async fn apps(d: &Daemon, key: &KeyRecord, json: bool, out: &Output) 
             release: live.map(|r| r.number),
             url: format!(
                 "http://{}:{}/",
-                d.default_domain(&app),
+                d.default_domain(&app).map_err(fail)?,
                 d.router.listen().port()
             ),
             name: app,

@@ -52,8 +52,8 @@ pub(super) async fn config_change(
     d: &Daemon,
     key: &KeyRecord,
     app: &str,
-    set: BTreeMap<String, String>,
-    unset: Vec<String>,
+    set: BTreeMap<EnvKey, String>,
+    unset: Vec<EnvKey>,
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
@@ -72,8 +72,8 @@ pub(super) async fn config_change(
         }
         let names: Vec<&str> = set
             .keys()
-            .map(String::as_str)
-            .chain(unset.iter().map(String::as_str))
+            .map(EnvKey::as_str)
+            .chain(unset.iter().map(EnvKey::as_str))
             .collect();
         let what = if set.is_empty() {
             "config unset"
@@ -91,7 +91,7 @@ pub(super) async fn config_change(
             Err(e) => {
                 // The vars are part of what failed: put them back as they were.
                 for k in set.keys().chain(unset.iter()) {
-                    let _ = match before.get(k) {
+                    let _ = match before.get(k.as_str()) {
                         Some(v) => d.store.set_app_env(app, k, v),
                         None => d.store.unset_app_env(app, k).map(|_| ()),
                     };

@@ -32,7 +32,7 @@ pub(super) async fn domains(
         .and_then(deploy::main_web_node)
         .unwrap_or_else(|| "web".into());
     views.push(DomainView {
-        domain: d.default_domain(app),
+        domain: d.default_domain(app).map_err(fail)?.to_string(),
         node: main.clone(),
         source: "default",
     });
@@ -40,7 +40,7 @@ pub(super) async fn domains(
         for (name, node) in &stack.manifest.nodes {
             for domain in &node.domains {
                 views.push(DomainView {
-                    domain: domain.clone(),
+                    domain: domain.to_string(),
                     node: name.clone(),
                     source: "quarry.yml",
                 });
@@ -65,11 +65,13 @@ pub(super) async fn domains_change(
     d: &Daemon,
     key: &KeyRecord,
     app: &str,
-    list: Vec<String>,
+    list: Vec<Domain>,
     add: bool,
     out: &Output,
 ) -> Res {
     require_app(d, key, app)?;
+    // Checked when parsed; the domains file and the claims hold text.
+    let list: Vec<String> = list.into_iter().map(String::from).collect();
     // The check and the write of the domains file are one step under the
     // routing lock: the file is the claim other apps are checked against.
     let routing = d.routing.lock().await;
@@ -77,7 +79,8 @@ pub(super) async fn domains_change(
     let mut after = before.clone();
     if add {
         for domain in &list {
-            if domain == &d.default_domain(app) || after.contains(domain) {
+            let default = d.default_domain(app).is_ok_and(|own| own == *domain);
+            if default || after.contains(domain) {
                 return Err(CommandError::Conflict(format!(
                     "{domain} is routed to {app} already"
                 )));

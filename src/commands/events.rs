@@ -6,11 +6,13 @@ use super::*;
 
 /// For commands that change something: (app, action, detail) for the audit
 /// log. Read commands are not audited. Config values are never logged.
-pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String)> {
-    let join = |v: &[String]| v.join(" ");
+pub(super) fn audited(cmd: &Cmd) -> Option<(Option<AppName>, &'static str, String)> {
+    fn join<S: std::borrow::Borrow<str>>(v: &[S]) -> String {
+        v.join(" ")
+    }
     Some(match cmd {
         Cmd::AppsCreate { app } => (Some(app.clone()), "apps:create", String::new()),
-        Cmd::AppsDestroy { app } => (None, "apps:destroy", app.clone()),
+        Cmd::AppsDestroy { app } => (None, "apps:destroy", app.to_string()),
         Cmd::PsScale { app, scale } => (
             Some(app.clone()),
             "ps:scale",
@@ -99,7 +101,7 @@ pub(super) fn audited(cmd: &Cmd) -> Option<(Option<String>, &'static str, String
 pub(super) async fn events(
     d: &Daemon,
     key: &KeyRecord,
-    app: Option<String>,
+    app: Option<AppName>,
     json: bool,
     out: &Output,
 ) -> Res {

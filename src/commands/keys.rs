@@ -58,7 +58,7 @@ pub(super) async fn keys_add(
     key: &KeyRecord,
     name: String,
     role: Role,
-    apps: Vec<String>,
+    apps: Vec<AppName>,
     create: bool,
     mut input: Input,
     out: &Output,
@@ -74,7 +74,7 @@ pub(super) async fn keys_add(
     let record = KeyRecord {
         name: name.clone(),
         role,
-        apps,
+        apps: apps.into_iter().map(String::from).collect(),
         create,
         public_key,
         fingerprint: fingerprint.clone(),

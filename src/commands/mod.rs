@@ -19,6 +19,7 @@ use crate::launch;
 use crate::progress::Progress;
 use crate::stack;
 use crate::store::{self, KeyRecord, Release, Role};
+use crate::validate::{AppName, Domain, EnvKey};
 
 mod apps;
 mod certs;

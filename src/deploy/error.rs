@@ -88,6 +88,10 @@ pub enum DeployError {
     Rollback(#[from] super::releases::RollbackError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A name read back from the db that is not one (never, for a name
+    /// checked at the edge).
+    #[error(transparent)]
+    Name(#[from] crate::validate::Invalid),
     #[error("server {0} left the fleet while provisioned")]
     LeftFleet(String),
     #[error("provider {kind} added machine {machine} but Quarry cannot use it: {source}")]

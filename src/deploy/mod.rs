@@ -26,6 +26,7 @@ use crate::receive;
 use crate::route::NodeRoute;
 use crate::stack::{self, Stack};
 use crate::store::{self, AppStatus, KeyRecord, Release, ReleaseStatus, Role};
+use crate::validate::Domain;
 
 mod destroy;
 mod drain;
@@ -139,7 +140,7 @@ async fn push_locked(
             .manifest
             .nodes
             .values()
-            .flat_map(|n| n.domains.iter().cloned())
+            .flat_map(|n| n.domains.iter().map(|d| d.to_string()))
             .collect();
         {
             let _routing = d.routing.lock().await;
@@ -184,7 +185,7 @@ async fn push_locked(
     }
     p.step(format!(
         "Released v{number}: http://{}{}/ ({:.1}s)",
-        d.default_domain(app),
+        d.default_domain(app)?,
         http_port_suffix(d),
         started.elapsed().as_secs_f64()
     ));

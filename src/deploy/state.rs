@@ -26,6 +26,9 @@ pub enum StateError {
     Fleet(#[from] crate::fleet::FleetError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The app's default domain (no name checked at the edge fails this).
+    #[error(transparent)]
+    Name(#[from] crate::validate::Invalid),
 }
 
 /// Memory a node container takes on the grid when quarry.yml sets none (MiB).
@@ -133,8 +136,9 @@ pub fn desired(
         if node.kind == NodeKind::Web {
             domains.extend(node.domains.iter().cloned());
             if main.as_deref() == Some(name.as_str()) {
-                domains.insert(d.default_domain(app));
-                domains.extend(extra.iter().cloned());
+                domains.insert(d.default_domain(app)?);
+                // The store lists only the lines that are domains.
+                domains.extend(extra.iter().filter_map(|x| Domain::parse(x).ok()));
             }
         }
         let scale = if stopped {
@@ -252,7 +256,7 @@ pub async fn current(
 ) -> Result<(Current, Vec<Found>), StateError> {
     let found = d.containers(Some(app)).await?;
     let path = d.store.app_dir(app).join("routed.json");
-    let routed: BTreeMap<String, BTreeSet<String>> = store::read_json(&path)
+    let routed: BTreeMap<String, BTreeSet<Domain>> = store::read_json(&path)
         .map_err(|source| StateError::File { path, source })?
         .unwrap_or_default();
     let mut current = Current::default();

@@ -174,7 +174,7 @@ pub async fn ensure_image(hq: &Docker) -> Result<(), LockdownError> {
         return Ok(());
     }
     let nft = nft_binary().ok_or(LockdownError::NoNft)?;
-    let context = image_context(&nft).map_err(|e| LockdownError::Image(e.to_string()))?;
+    let context = image_context(&nft).map_err(LockdownError::ImageContext)?;
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(NFT_IMAGE)

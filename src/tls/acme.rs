@@ -62,9 +62,7 @@ impl Solver<'_> {
     async fn publish(self, http: &[Challenge], alpn: &[Answer]) -> Result<(), TlsError> {
         match self {
             Solver::Http01(router) => router.set_challenges(http).await.map_err(TlsError::Route),
-            Solver::TlsAlpn01(responder) => {
-                responder.set(alpn).map_err(|e| TlsError::Io(e.to_string()))
-            }
+            Solver::TlsAlpn01(responder) => Ok(responder.set(alpn)?),
         }
     }
 }
@@ -204,15 +202,14 @@ async fn account(tls_dir: &Path, cfg: &AcmeConfig) -> Result<Account, TlsError> 
     let path = tls_dir.join("account.json");
     let builder = || match &cfg.ca_bundle {
         Some(ca) => Account::builder_with_root(&ca.0).map_err(|e| {
-            TlsError::Config(format!(
+            TlsError::Setting(format!(
                 "tls.acme.ca_bundle: cannot use {}: {e}",
                 ca.0.display()
             ))
         }),
         None => Account::builder().map_err(acme),
     };
-    let stored: Option<StoredAccount> =
-        read_json(&path).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))?;
+    let stored: Option<StoredAccount> = read_json(&path)?;
     if let Some(s) = stored
         && s.directory == directory
     {
@@ -242,8 +239,7 @@ async fn account(tls_dir: &Path, cfg: &AcmeConfig) -> Result<Account, TlsError> 
             credentials,
         },
         0o600,
-    )
-    .map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))?;
+    )?;
     Ok(account)
 }
 

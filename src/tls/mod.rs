@@ -44,8 +44,17 @@ pub enum TlsError {
     NotRouted(String),
     #[error("quarry serve runs without an HTTPS listener (--https)")]
     NoHttps,
+    /// config.yml could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// config.yml's tls block asks for what cannot be done now.
     #[error("{0}")]
-    Config(String),
+    Setting(String),
+    /// The tls-alpn-01 responder.
+    #[error(transparent)]
+    Alpn(#[from] crate::alpn::AlpnError),
+    #[error("tls.acme.challenge: tls-alpn-01: {0}")]
+    Stream(#[source] crate::route::stream::StreamError),
     #[error("the ACME server refused: {0}")]
     Acme(String),
     #[error("rate limited by the ACME server: {0}; quarry retries later")]
@@ -60,8 +69,14 @@ pub enum TlsError {
     KeyMismatch,
     #[error("the certificate names {0}, which is not a domain of this app")]
     ForeignDomain(String),
-    #[error("{0}")]
-    Io(String),
+    /// A file of the data dir (the error names it).
+    #[error(transparent)]
+    Store(#[from] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("nginx did not take the certificate: {0}")]
     Route(crate::route::RouteError),
 }
@@ -125,19 +140,17 @@ pub use crate::clock::now_unix;
 /// The app's TLS state; `None` when TLS is off for it.
 pub fn state(d: &Daemon, app: &str) -> Result<Option<AppTls>, TlsError> {
     let path = app_dir(d, app).join("state.json");
-    read_json(&path).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))
+    Ok(read_json(&path)?)
 }
 
 fn save(d: &Daemon, app: &str, s: &AppTls) -> Result<(), TlsError> {
     let path = app_dir(d, app).join("state.json");
-    write_json(&path, s, 0o600).map_err(|e| TlsError::Io(format!("{}: {e}", path.display())))
+    Ok(write_json(&path, s, 0o600)?)
 }
 
 /// config.yml's `tls:` section.
 pub fn settings(d: &Daemon) -> Result<TlsConfig, TlsError> {
-    Config::load(&d.store)
-        .map(|c| c.tls)
-        .map_err(|e| TlsError::Config(e.to_string()))
+    Ok(Config::load(&d.store)?.tls)
 }
 
 fn site(d: &Daemon, app: &str, cur: &Current, cfg: &TlsConfig) -> SiteTls {
@@ -173,11 +186,9 @@ pub async fn front_at_start(
             Ok(None)
         }
         (ChallengeKind::TlsAlpn01, Some(_)) => {
-            let responder = alpn::Responder::start()
-                .await
-                .map_err(|e| TlsError::Io(e.to_string()))?;
-            let front = crate::route::stream::detect(nginx, responder.addr())
-                .map_err(|e| TlsError::Config(format!("tls.acme.challenge: tls-alpn-01: {e}")))?;
+            let responder = alpn::Responder::start().await?;
+            let front =
+                crate::route::stream::detect(nginx, responder.addr()).map_err(TlsError::Stream)?;
             Ok(Some((responder, front)))
         }
     }
@@ -250,7 +261,7 @@ fn solver<'a>(d: &'a Daemon, cfg: &TlsConfig) -> Result<acme::Solver<'a>, TlsErr
     match cfg.acme.challenge {
         ChallengeKind::Http01 => Ok(acme::Solver::Http01(&d.router)),
         ChallengeKind::TlsAlpn01 => d.alpn.as_ref().map(acme::Solver::TlsAlpn01).ok_or_else(|| {
-            TlsError::Config(
+            TlsError::Setting(
                 "tls.acme.challenge: tls-alpn-01 was set after quarry serve started; restart it to put the stream front on the HTTPS port".into(),
             )
         }),
@@ -295,7 +306,7 @@ async fn install(
         info: info.clone(),
         installed: now_rfc3339(),
     };
-    let io = |e: std::io::Error| TlsError::Io(format!("{}: {e}", dir.display()));
+    let io = TlsError::Store;
     write_atomic(&dir.join(&cur.key_file), key_pem.as_bytes(), 0o600).map_err(io)?;
     write_atomic(&dir.join(&cur.cert_file), chain_pem.as_bytes(), 0o600).map_err(io)?;
     let previous = state(d, app)?;
@@ -326,7 +337,7 @@ pub async fn disable(d: &Daemon, app: &str) -> Result<(), TlsError> {
     match fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TlsError::Io(format!("{}: {e}", dir.display()))),
+        Err(source) => Err(TlsError::Io { path: dir, source }),
     }
 }
 

@@ -212,12 +212,10 @@ impl Execution<'_> {
         let label = format!("{node}.{index}");
         if web {
             let check = launch::ReadyCheck::from_manifest(def.healthcheck.as_ref());
-            let host = self.desired.nodes[node]
-                .domains
-                .iter()
-                .next()
-                .cloned()
-                .unwrap_or_else(|| d.default_domain(self.app));
+            let host = match self.desired.nodes[node].domains.iter().next() {
+                Some(first) => first.clone(),
+                None => d.default_domain(self.app)?,
+            };
             let addr = launch::wait_ready(&docker, &id, &host, &check)
                 .await
                 .map_err(|nr| not_ready(self.app, &label, nr, self.p))?;

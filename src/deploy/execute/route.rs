@@ -43,7 +43,10 @@ impl Execution<'_> {
         self.p.step("Routing");
         // From the check until routed.json says so, no other app may route.
         let _routing = d.routing.lock().await;
-        let wanted: BTreeSet<String> = routes.iter().flat_map(|r| r.domains.clone()).collect();
+        let wanted: BTreeSet<String> = routes
+            .iter()
+            .flat_map(|r| r.domains.iter().map(|d| d.to_string()))
+            .collect();
         let claims = crate::domains::claims(&d.store, &d.root_domain, self.app)?;
         crate::domains::check(self.app, &d.root_domain, &wanted, &claims, true).map_err(
             |source| DeployError::RoutingRefused {
