@@ -26,7 +26,9 @@
 //! - [`runtime`]: which Python / Node (so which Debian suite) a build asks
 //!   for (pure table).
 //! - [`deploy`]: the pipeline itself: state (desired/current), the plan's
-//!   execution, rollouts, pruning, growing and shrinking the fleet.
+//!   execution, rollouts, and the operations that are not pushes
+//!   (rerelease, rollback, destroy, drain), pruning, growing and shrinking
+//!   the fleet.
 //! - [`plan`]: desired vs current → instructions (pure).
 //! - [`launch`]: containers (start, health, inventory, volumes).
 //! - [`fleet`], [`network`], [`cloud`]: the servers, the apps' networks,

@@ -262,6 +262,19 @@ fn keys_commands() {
         server.ssh(&server.admin, "keys:remove admin").status.code(),
         Some(5)
     );
+    // Nor from the host's own CLI: the rule is the store's.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["keys", "remove", "admin", "--data"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("admin is the last admin key; add another admin first"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.ssh(&server.admin, "apps").status.success());
 
     server.admin("keys:remove bob");
     let out = server.ssh(&bob, "apps");
