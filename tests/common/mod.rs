@@ -234,8 +234,34 @@ impl Server {
         s
     }
 
-    /// Start `quarry serve` (on the given ports, or free ones).
+    /// Start `quarry serve` (on the given ports, or free ones). Given ports
+    /// were the last run's: they are in the ephemeral range, so another
+    /// process's outgoing connection may hold one for a moment after the
+    /// stop; a start refused for that is tried again for up to 30 s.
     fn spawn(&mut self, ports: Option<(u16, u16)>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let before = self.log().len();
+            match self.try_spawn(ports) {
+                Ok(()) => return,
+                Err(status) => {
+                    let log = self.log();
+                    let this_run = log.get(before..).unwrap_or_default();
+                    if ports.is_some()
+                        && this_run.contains("Address already in use")
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                    panic!("quarry serve exited ({status}): {log}");
+                }
+            }
+        }
+    }
+
+    /// One start; `Err` with the exit status when it exits before it listens.
+    fn try_spawn(&mut self, ports: Option<(u16, u16)>) -> Result<(), std::process::ExitStatus> {
         let _ = fs::remove_file(self.data.join("serve.json"));
         let (ssh, http) = ports.unwrap_or((0, 0));
         let log = fs::OpenOptions::new()
@@ -287,16 +313,23 @@ impl Server {
         self.child = Some(child);
         let serve_json = self.data.join("serve.json");
         let running: serde_json::Value =
-            wait_for("quarry serve to listen", Duration::from_secs(60), || {
+            match wait_for("quarry serve to listen", Duration::from_secs(60), || {
                 if let Some(c) = self.child.as_mut()
                     && let Ok(Some(status)) = c.try_wait()
                 {
-                    panic!("quarry serve exited ({status}): {}", self.log());
+                    return Some(Err(status));
                 }
                 fs::read(&serve_json)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())
-            });
+                    .map(Ok)
+            }) {
+                Ok(running) => running,
+                Err(status) => {
+                    self.child = None;
+                    return Err(status);
+                }
+            };
         let port = |k: &str| {
             running[k]
                 .as_str()
@@ -314,6 +347,7 @@ impl Server {
             .unwrap()
             .trim()
             .to_string();
+        Ok(())
     }
 
     pub fn log(&self) -> String {
