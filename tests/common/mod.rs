@@ -234,10 +234,11 @@ impl Server {
         s
     }
 
-    /// Start `quarry serve` (on the given ports, or free ones). Given ports
-    /// were the last run's: they are in the ephemeral range, so another
-    /// process's outgoing connection may hold one for a moment after the
-    /// stop; a start refused for that is tried again for up to 30 s.
+    /// Start `quarry serve` (on the given ports, or free ones). Ports are in
+    /// the ephemeral range: another process's outgoing connection may hold
+    /// one for a moment (the last run's, or one the daemon picked for nginx
+    /// before nginx bound it); a start refused for that is tried again for
+    /// up to 30 s.
     fn spawn(&mut self, ports: Option<(u16, u16)>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -247,10 +248,7 @@ impl Server {
                 Err(status) => {
                     let log = self.log();
                     let this_run = log.get(before..).unwrap_or_default();
-                    if ports.is_some()
-                        && this_run.contains("Address already in use")
-                        && Instant::now() < deadline
-                    {
+                    if this_run.contains("Address already in use") && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(200));
                         continue;
                     }
