@@ -78,9 +78,9 @@ pub(super) async fn domains_change(
     let before = d.store.domains(app).map_err(io)?;
     let mut after = before.clone();
     if add {
+        let own = d.default_domain(app).ok();
         for domain in &list {
-            let default = d.default_domain(app).is_ok_and(|own| own == *domain);
-            if default || after.contains(domain) {
+            if own.as_ref().is_some_and(|o| o == domain) || after.contains(domain) {
                 return Err(CommandError::Conflict(format!(
                     "{domain} is routed to {app} already"
                 )));
